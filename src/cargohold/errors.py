@@ -1,0 +1,77 @@
+"""cargohold's one exception family.
+
+    CargoholdError
+    ├── ConfigError            a setting is missing or wrong (names the key and the fix)
+    ├── BadInput               a request or argument cannot be used as given
+    │   ├── InvalidKey         an object key no provider could store unchanged
+    │   └── RangeNotSatisfiable
+    ├── NotFound
+    ├── AlreadyExists
+    ├── Forbidden              credentials missing, wrong, or not allowed to do this
+    ├── BackendUnavailable     the storage service did not answer usefully
+    └── Unsupported            the provider has no such capability
+
+Errors from libraries are translated where they enter (``raise X(...) from exc``), so callers
+above ``storage/`` never see a boto, azure, google or obstore exception.
+"""
+
+from __future__ import annotations
+
+
+class CargoholdError(Exception):
+    code = "error"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(CargoholdError):
+    code = "bad_setting"
+    http_status = 500
+
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        super().__init__(f"{key}: {problem}. Fix: {fix}")
+        self.key = key
+        self.problem = problem
+        self.fix = fix
+
+
+class BadInput(CargoholdError):
+    code = "bad_input"
+    http_status = 400
+
+
+class InvalidKey(BadInput):
+    code = "invalid_key"
+
+
+class RangeNotSatisfiable(BadInput):
+    code = "range_not_satisfiable"
+    http_status = 416
+
+
+class NotFound(CargoholdError):
+    code = "not_found"
+    http_status = 404
+
+
+class AlreadyExists(CargoholdError):
+    code = "already_exists"
+    http_status = 409
+
+
+class Forbidden(CargoholdError):
+    code = "forbidden"
+    http_status = 403
+
+
+class BackendUnavailable(CargoholdError):
+    code = "backend_unavailable"
+    http_status = 503
+
+
+class Unsupported(CargoholdError):
+    code = "unsupported"
+    http_status = 501

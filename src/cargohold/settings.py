@@ -1,0 +1,286 @@
+"""Every setting, declared once: its key, default, help and parser.
+
+Values come from ``.env`` in the instance home, and the process environment overrides the file.
+The docs' settings table (docs/SETTINGS.md) is checked against these declarations by a test, so a
+new setting is added here and in that table, nowhere else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+from .units import parse_duration, parse_size
+
+T = TypeVar("T")
+Provider = Literal["http", "minio", "azure", "google"]
+PROVIDERS: tuple[Provider, ...] = ("http", "minio", "azure", "google")
+HOME_ENV = "CARGOHOLD_HOME"
+
+
+@dataclass(frozen=True)
+class Declaration:
+    key: str
+    default: str
+    help: str
+    parse: Callable[[str], Any]
+    example: str
+    secret: bool = False
+
+
+def setting(
+    key: str, default: str, help: str, parse: Callable[[str], T], *, example: str = "", secret: bool = False
+) -> T:
+    decl = Declaration(key, default, help, parse, example or default, secret)
+    return cast(T, field(metadata={"setting": decl}))
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _path(value: str) -> Path:
+    return Path(value.strip()).expanduser()
+
+
+def _optional_path(value: str) -> Path | None:
+    return _path(value) if value.strip() else None
+
+
+def _port(value: str) -> int | None:
+    if not value.strip():
+        return None
+    if not value.strip().isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"{value!r} is not a TCP port (1-65535)")
+    return int(value)
+
+
+def _server_port(value: str) -> int:
+    port = _port(value)
+    if port is None:
+        raise ValueError("it is empty")
+    return port
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _provider(value: str) -> Provider:
+    lowered = value.strip().lower()
+    if lowered not in PROVIDERS:
+        raise ValueError(f"{value!r} is not a storage provider")
+    return cast(Provider, lowered)
+
+
+def _bucket_prefix(value: str) -> str:
+    prefix = value.strip()
+    # The strictest of the four providers: Azure container names (3-63 lowercase letters, digits,
+    # single hyphens), less the room that "-private" takes.
+    ok = 3 <= len(prefix) <= 55 and all(c.islower() or c.isdigit() or c == "-" for c in prefix)
+    if not ok or prefix[0] == "-" or prefix[-1] == "-" or "--" in prefix:
+        raise ValueError(f"{value!r} cannot name a bucket on every provider")
+    return prefix
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    data_path: Path = setting(
+        "DATA_PATH", "$CARGOHOLD_HOME/data",
+        "Storage (local provider), caches and the SQLite catalog live here.", _path, example="/srv/cargohold",
+    )
+    storage_provider: Provider = setting(
+        "STORAGE_PROVIDER", "http",
+        "`http` local disk, `minio` S3-compatible (AWS S3 included), `azure`, `google`.", _provider,
+        example="minio",
+    )
+    storage_bucket_prefix: str = setting(
+        "STORAGE_BUCKET_PREFIX", "cargohold",
+        "The `<prefix>` of the two buckets `<prefix>-public` and `<prefix>-private`.", _bucket_prefix,
+    )
+    storage_endpoint: str = setting(
+        "STORAGE_ENDPOINT", "",
+        "Object-store host, e.g. `s3.amazonaws.com`; may carry its scheme (`http://10.0.0.5`).", _text,
+        example="s3.amazonaws.com",
+    )
+    storage_port: int | None = setting(
+        "STORAGE_PORT", "", "Port of `STORAGE_ENDPOINT`; 443 means https, any other port http.", _port,
+        example="9000",
+    )
+    storage_access_key: str = setting(
+        "STORAGE_ACCESS_KEY", "", "S3 access key id; for Azure the storage account name.", _text,
+        example="AKIA...",
+    )
+    storage_secret_key: str = setting(
+        "STORAGE_SECRET_KEY", "", "S3 secret access key; for Azure the account key.", _text,
+        example="...", secret=True,
+    )
+    storage_region: str = setting("STORAGE_REGION", "", "S3 region (`us-east-1` when empty).", _text,
+                                  example="eu-central-1")
+    storage_iam_role: str = setting(
+        "STORAGE_IAM_ROLE", "",
+        "AWS only: the instance's IAM role; temporary keys come from the metadata service (IMDSv2).", _text,
+        example="cargohold-s3",
+    )
+    storage_credentials_path: Path | None = setting(
+        "STORAGE_CREDENTIALS_PATH", "", "Google service-account JSON file.", _optional_path,
+        example="/etc/cargohold/gcs.json",
+    )
+    aws_ec2_metadata_service_endpoint: str = setting(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254",
+        "Where `STORAGE_IAM_ROLE` asks for keys (the AWS SDKs' own variable).", _text,
+    )
+    jupyter_download_files_before_start: bool = setting(
+        "JUPYTER_DOWNLOAD_FILES_BEFORE_START", "false", "Workspace sync: pull team files before start.", _bool,
+    )
+    storage_jupyter_sync: bool = setting(
+        "STORAGE_JUPYTER_SYNC", "false", "Workspace sync: push changes back while running.", _bool,
+    )
+    cache_previews_size: int = setting("CACHE_PREVIEWS_SIZE", "1g", "Size cap of the previews tier.", parse_size)
+    cache_previews_expires: float = setting(
+        "CACHE_PREVIEWS_EXPIRES", "12h", "A preview unused this long is dropped.", parse_duration,
+    )
+    cache_storage_size: int = setting(
+        "CACHE_STORAGE_SIZE", "10g", "Size cap of the storage tier (remote originals).", parse_size,
+    )
+    cache_storage_expires: float = setting(
+        "CACHE_STORAGE_EXPIRES", "7d", "A cached original unused this long is dropped.", parse_duration,
+    )
+    cache_image_converter_size: int = setting(
+        "CACHE_IMAGE_CONVERTER_SIZE", "10g", "Size cap of the image-converter tier.", parse_size,
+    )
+    cache_image_converter_expires: float = setting(
+        "CACHE_IMAGE_CONVERTER_EXPIRES", "7d", "A conversion unused this long is dropped.", parse_duration,
+    )
+    database_url: str = setting(
+        "DATABASE_URL", "", "Catalog database; SQLite under `DATA_PATH` when empty, PostgreSQL for replicas.",
+        _text, example="postgresql://cargohold@db/cargohold", secret=True,
+    )
+    remote_links_path: Path = setting(
+        "REMOTE_LINKS_PATH", "$CARGOHOLD_HOME/remote_links.yml", "The connections file.", _path,
+    )
+    server_host: str = setting(
+        "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",
+    )
+    server_port: int = setting("SERVER_PORT", "8080", "Port the HTTP server listens on.", _server_port)
+
+    @property
+    def storage_root(self) -> Path:
+        return self.data_path / "storage"
+
+    def bucket(self, visibility: Literal["public", "private"]) -> str:
+        return f"{self.storage_bucket_prefix}-{visibility}"
+
+    def summary(self) -> list[tuple[str, str]]:
+        """Every setting's key and value as it may be shown: secrets masked."""
+        rows = []
+        for decl in declarations():
+            value = getattr(self, _field_name(decl.key))
+            shown = "" if value is None else str(value)
+            if decl.secret and shown:
+                shown = "****"
+            rows.append((decl.key, shown))
+        return rows
+
+
+def declarations() -> list[Declaration]:
+    return [f.metadata["setting"] for f in fields(Settings) if "setting" in f.metadata]
+
+
+def _field_name(key: str) -> str:
+    return key.lower()
+
+
+def instance_home(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get(HOME_ENV) or "~/.cargohold").expanduser().absolute()
+
+
+def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``.env`` from the instance home, let the environment override it, check every value."""
+    env = os.environ if environ is None else environ
+    home = home or instance_home(env)
+    env_file = home / ".env"
+    file_values = {k: v or "" for k, v in dotenv_values(env_file).items()} if env_file.is_file() else {}
+    known = {d.key for d in declarations()}
+    for key in file_values:
+        if key not in known and key != HOME_ENV:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see docs/SETTINGS.md for the keys"
+            raise ConfigError(key, f"unknown setting in {env_file}", f"remove it or rename it; {hint}")
+    values: dict[str, Any] = {}
+    for decl in declarations():
+        raw = env.get(decl.key, file_values.get(decl.key, decl.default))
+        raw = raw.replace("$CARGOHOLD_HOME", str(home))
+        try:
+            value = decl.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                decl.key, str(exc), f"set {decl.key} to a value like {decl.example!r} ({decl.help})"
+            ) from None
+        if isinstance(value, Path) and not value.is_absolute():
+            value = home / value
+        values[_field_name(decl.key)] = value
+    settings = Settings(home=home, **values)
+    _check_provider(settings)
+    return settings
+
+
+def _check_provider(s: Settings) -> None:
+    """The checks that involve more than one key, or the file a key names."""
+    if s.storage_provider == "minio":
+        if not s.storage_iam_role and not (s.storage_access_key and s.storage_secret_key):
+            missing = "STORAGE_SECRET_KEY" if s.storage_access_key else "STORAGE_ACCESS_KEY"
+            raise ConfigError(
+                missing, "STORAGE_PROVIDER=minio needs static keys or an IAM role",
+                "set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY, or STORAGE_IAM_ROLE on an AWS instance",
+            )
+        if s.storage_iam_role and s.storage_access_key:
+            raise ConfigError(
+                "STORAGE_IAM_ROLE", "both static keys and an IAM role are set",
+                "keep one: remove STORAGE_IAM_ROLE or STORAGE_ACCESS_KEY/STORAGE_SECRET_KEY",
+            )
+    elif s.storage_provider == "azure":
+        for key, value in (("STORAGE_ACCESS_KEY", s.storage_access_key), ("STORAGE_SECRET_KEY", s.storage_secret_key)):
+            if not value:
+                raise ConfigError(
+                    key, "STORAGE_PROVIDER=azure needs the storage account name and key",
+                    "set STORAGE_ACCESS_KEY to the account name and STORAGE_SECRET_KEY to its key",
+                )
+    elif s.storage_provider == "google":
+        read_service_account(s.storage_credentials_path)
+
+
+def read_service_account(path: Path | None) -> dict[str, Any]:
+    """The service-account JSON that STORAGE_CREDENTIALS_PATH names, checked for what we use."""
+    key = "STORAGE_CREDENTIALS_PATH"
+    if path is None:
+        raise ConfigError(key, "STORAGE_PROVIDER=google needs a service-account JSON file",
+                          "set STORAGE_CREDENTIALS_PATH to the file downloaded from the Google Cloud console")
+    try:
+        info = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror}",
+                          "point it at a readable service-account JSON file") from None
+    except ValueError:
+        raise ConfigError(key, f"{path} is not JSON", "download the service-account key again as JSON") from None
+    required = ("type", "project_id", "private_key", "client_email")
+    missing = [k for k in required if not isinstance(info, dict) or not info.get(k)]
+    if missing:
+        raise ConfigError(key, f"{path} lacks {', '.join(missing)}",
+                          "use a service-account key file (type service_account), not another kind of JSON")
+    return cast(dict[str, Any], info)

@@ -1,0 +1,93 @@
+"""Azure Blob Storage on obstore: account name and key; real Azure or an emulator (Azurite).
+
+An endpoint given without a path is taken as an emulator's (``http://127.0.0.1:10000``), whose
+URLs carry the account name as their first segment. Containers are created with azure-storage-blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlsplit
+
+from obstore.store import AzureStore
+
+from ..errors import BackendUnavailable, ConfigError, Forbidden
+from .connection import Connection
+from .obstore_store import ObstoreStore
+
+
+def account_url(conn: Connection) -> str:
+    endpoint = conn.endpoint_url()
+    if not endpoint:
+        return f"https://{conn.access_key}.blob.core.windows.net"
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if not parts.path and not host.startswith(f"{conn.access_key}."):
+        return f"{endpoint}/{conn.access_key}"
+    return endpoint
+
+
+def open_azure(conn: Connection, container: str, *, retries: int = 3) -> ObstoreStore:
+    if not conn.access_key or not conn.secret_key:
+        raise ConfigError(f"{conn.setting_prefix}ACCESS_KEY", "Azure needs the account name and key",
+                          "set the access key to the storage account name and the secret key to its key")
+    url = account_url(conn)
+    raw = AzureStore(
+        container,
+        account_name=conn.access_key,
+        account_key=conn.secret_key,
+        endpoint=url,
+        client_options={"allow_http": url.startswith("http://"), "connect_timeout": "5s", "timeout": "300s"},
+        retry_config={"max_retries": retries, "retry_timeout": timedelta(seconds=30)},
+    )
+
+    async def create_container() -> None:
+        await asyncio.to_thread(_create_container, conn, url, container)
+
+    async def sign_url(key: str, expires_in: timedelta) -> str:
+        return _sign_blob_url(conn, url, container, key, expires_in)
+
+    return ObstoreStore(
+        raw, name=container, provider="azure", create_bucket=create_container, sign_url=sign_url,
+        suffix_ranges=False,
+    )
+
+
+def _sign_blob_url(conn: Connection, url: str, container: str, key: str, expires_in: timedelta) -> str:
+    # The SDK's SAS, not obstore's: obstore 0.12 signs the percent-encoded blob name, and Azure
+    # (Azurite too) refuses its URLs for names with spaces or non-ASCII letters.
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    now = datetime.now(UTC)
+    sas = generate_blob_sas(
+        conn.access_key, container, key, account_key=conn.secret_key,
+        permission=BlobSasPermissions(read=True), start=now - timedelta(minutes=5), expiry=now + expires_in,
+    )
+    return f"{url}/{container}/{quote(key)}?{sas}"
+
+
+def _create_container(conn: Connection, url: str, container: str) -> None:
+    from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient(
+        account_url=url,
+        credential={"account_name": conn.access_key, "account_key": conn.secret_key},
+        connection_timeout=5,
+        retry_total=1,
+    )
+    try:
+        client.create_container(container)
+    except ResourceExistsError:
+        return
+    except ClientAuthenticationError as exc:
+        raise Forbidden(f"container {container!r}: the account key is refused") from exc
+    except HttpResponseError as exc:
+        if exc.status_code == 403:
+            raise Forbidden(f"container {container!r} is missing and this key may not create it") from exc
+        raise BackendUnavailable(f"create container {container!r}: {exc.message}") from exc
+    except AzureError as exc:
+        raise BackendUnavailable(f"create container {container!r}: {exc}") from exc
+    finally:
+        client.close()

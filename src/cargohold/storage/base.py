@@ -1,0 +1,184 @@
+"""The one storage protocol every provider implements, and the values it passes around.
+
+Each method says which cargohold error it raises; providers translate their library's errors into
+these where they enter. What a provider can or cannot do is in its ``features`` record, so callers
+ask the record instead of catching ``Unsupported``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import InvalidKey, RangeNotSatisfiable
+
+CHUNK_SIZE = 1024 * 1024
+"""Bytes per chunk when streaming a download through Python."""
+
+PART_SIZE = 8 * 1024 * 1024
+"""Bytes per part of a multipart upload; also the largest object uploaded in one request."""
+
+Data = bytes | AsyncIterable[bytes]
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    key: str
+    size: int
+    etag: str | None = None
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Which bytes to read: ``[start, end)``, or from ``start`` to the end, or the last ``suffix``.
+
+    As in HTTP: an ``end`` past the object is clipped, a ``suffix`` longer than the object means
+    the whole object, a ``start`` at or past the end cannot be satisfied.
+    """
+
+    start: int = 0
+    end: int | None = None
+    suffix: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
+            raise RangeNotSatisfiable(f"empty or negative byte range {self.start}..{self.end}")
+        if self.suffix is not None and self.suffix <= 0:
+            raise RangeNotSatisfiable("a suffix range needs at least one byte")
+
+    @classmethod
+    def last(cls, n: int) -> ByteRange:
+        return cls(suffix=n)
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """The half-open ``(start, end)`` this range means for an object of ``size`` bytes."""
+        if self.suffix is not None:
+            return max(0, size - self.suffix), size
+        if self.start >= size:
+            raise RangeNotSatisfiable(f"range starts at byte {self.start} of a {size}-byte object")
+        return self.start, size if self.end is None else min(self.end, size)
+
+
+@dataclass
+class Download:
+    """An open read: the object's metadata, the span being sent, and the bytes as a stream."""
+
+    meta: ObjectMeta
+    start: int
+    end: int
+    chunks: AsyncIterator[bytes]
+    content_type: str | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks])
+
+
+@dataclass(frozen=True)
+class Features:
+    sign_urls: bool = False
+    """``sign_url`` gives a URL that works without credentials until it expires."""
+    local_paths: bool = False
+    """``local_path`` gives the file that holds an object, for serving it straight from disk."""
+    multipart: bool = False
+    """Large uploads go in parts, never held whole in memory or sent as one request."""
+
+
+class Store(Protocol):
+    """One bucket (container) of one provider."""
+
+    name: str
+    """The bucket, container or folder this store reads and writes."""
+    provider: str
+    features: Features
+
+    async def ensure_bucket(self, create: bool = True) -> None:
+        """Check the bucket can be listed; create it when missing and ``create`` is set.
+        Raises NotFound (missing, create off), Forbidden, BackendUnavailable."""
+
+    async def head(self, key: str) -> ObjectMeta:
+        """Raises NotFound."""
+
+    async def get(self, key: str, byte_range: ByteRange | None = None) -> Download:
+        """Streams the object or a range of it. Raises NotFound, RangeNotSatisfiable."""
+
+    async def put(self, key: str, data: Data, content_type: str | None = None) -> ObjectMeta:
+        """Writes the whole object or nothing: a failed or interrupted put leaves no object visible,
+        and the previous one, if any, in place. Streams: memory does not grow with the size."""
+
+    async def delete(self, key: str) -> None:
+        """Deleting a missing key is not an error."""
+
+    def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
+        """Pages of the objects under ``prefix`` taken as a folder: ``a/b`` lists ``a/b/...``,
+        never ``a/bc``. Order within and across pages is the provider's."""
+
+    async def copy(self, src: str, dst: str) -> None:
+        """Server-side copy within the bucket. Raises NotFound."""
+
+    async def sign_url(self, key: str, expires_in: timedelta) -> str:
+        """A GET URL that needs no credentials until it expires. Raises Unsupported unless
+        ``features.sign_urls``."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The file holding ``key`` on this machine, if the provider keeps one."""
+
+    async def close(self) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that some provider could not store unchanged, or that could escape a folder."""
+    if not key or len(key.encode()) > 1024:
+        raise InvalidKey("an object key must be 1 to 1024 bytes")
+    if key.startswith("/") or key.endswith("/"):
+        raise InvalidKey(f"object key {key!r} must not start or end with '/'")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' path segment")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key:
+        raise InvalidKey(f"object key {key!r} has a control character or a backslash")
+    return key
+
+
+def folder_prefix(prefix: str) -> str:
+    """``a/b`` and ``a/b/`` both mean the folder ``a/b/``; the empty prefix means everything."""
+    prefix = prefix.strip("/")
+    if prefix:
+        check_key(prefix)
+        return prefix + "/"
+    return ""
+
+
+async def peek(data: Data, limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """Up to ``limit`` bytes of ``data`` (or a little more), and the rest as a stream if there is more.
+
+    Small objects then go up in one request; only large ones pay for a multipart upload.
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        if len(data) <= limit:
+            return bytes(data), None
+        data = _chunks_of(bytes(data), limit)
+    it = aiter(data)
+    buffer = bytearray()
+    async for chunk in it:
+        buffer += chunk
+        if len(buffer) > limit:
+            return bytes(buffer), it
+    return bytes(buffer), None
+
+
+async def chain(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in rest:
+        yield chunk
+
+
+async def _chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for pos in range(0, len(view), size):
+        yield bytes(view[pos : pos + size])

@@ -1,0 +1,68 @@
+"""Where a provider lives and how to sign in to it: one shape for own storage and for links.
+
+Own storage builds one ``Connection`` from the ``STORAGE_*`` settings; ``remote_links.yml`` entries
+become connections of the same shape, so every provider is opened by one function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from ..settings import Settings
+
+ProviderName = Literal["http", "minio", "azure", "google", "fs"]
+
+
+@dataclass(frozen=True)
+class Connection:
+    provider: ProviderName
+    endpoint: str = ""
+    port: int | None = None
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = ""
+    iam_role: str = ""
+    credentials_path: Path | None = None
+    metadata_endpoint: str = "http://169.254.169.254"
+    root: Path | None = None
+    """The folder that holds the buckets, for ``http`` and ``fs``."""
+    setting_prefix: str = "STORAGE_"
+    """How error messages name this connection's keys (``STORAGE_ENDPOINT``, or a yml field)."""
+
+    def endpoint_url(self, default_port_scheme: bool = True) -> str:
+        """``STORAGE_ENDPOINT`` + ``STORAGE_PORT`` as a URL: a named scheme wins; otherwise port 443
+        (or no port) means https and any other port http."""
+        if not self.endpoint:
+            return ""
+        raw = self.endpoint if "://" in self.endpoint else f"//{self.endpoint}"
+        parts = urlsplit(raw)
+        if not parts.hostname:
+            raise ConfigError(f"{self.setting_prefix}ENDPOINT", f"{self.endpoint!r} names no host",
+                              "write a host name, optionally with scheme and port: http://10.0.0.5:9000")
+        port = parts.port or self.port
+        scheme = parts.scheme or ("https" if port in (None, 443) else "http")
+        if scheme not in ("http", "https"):
+            raise ConfigError(f"{self.setting_prefix}ENDPOINT", f"scheme {scheme!r} is not http or https",
+                              "write http://host:port or https://host")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = host if port is None or (scheme, port) in (("https", 443), ("http", 80)) else f"{host}:{port}"
+        return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def own_connection(settings: Settings) -> Connection:
+    return Connection(
+        provider=settings.storage_provider,
+        endpoint=settings.storage_endpoint,
+        port=settings.storage_port,
+        access_key=settings.storage_access_key,
+        secret_key=settings.storage_secret_key,
+        region=settings.storage_region,
+        iam_role=settings.storage_iam_role,
+        credentials_path=settings.storage_credentials_path,
+        metadata_endpoint=settings.aws_ec2_metadata_service_endpoint,
+        root=settings.storage_root,
+    )

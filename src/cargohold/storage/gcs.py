@@ -1,0 +1,186 @@
+"""Google Cloud Storage on google-cloud-storage, the official SDK.
+
+Not obstore: obstore speaks only GCS's XML API for uploads, which no emulator available here
+accepts, so its uploads could not pass the contract suite (docs/ARCHITECTURE.md). The SDK is
+synchronous; each call runs in a worker thread. Downloads stream as a series of ranged reads of
+one generation of the object, uploads of more than one part as a resumable upload, which GCS
+publishes only when it is finalised.
+
+An ``http://`` endpoint is an emulator: Google serves only https, and emulators check no
+credentials, so requests go unauthenticated; URLs are still signed with the service account's key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import GoogleAuthError
+from google.cloud import storage
+from google.oauth2 import service_account
+
+from ..errors import BackendUnavailable, CargoholdError, Forbidden, NotFound, RangeNotSatisfiable
+from ..settings import read_service_account
+from .base import CHUNK_SIZE, PART_SIZE, ByteRange, Data, Download, Features, ObjectMeta, check_key, folder_prefix, peek
+from .connection import Connection
+
+T = TypeVar("T")
+DOWNLOAD_CHUNK = 8 * CHUNK_SIZE
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except CargoholdError:
+        raise
+    except gexc.NotFound as exc:
+        raise NotFound(f"{what}: not found") from exc
+    except (gexc.Forbidden, gexc.Unauthorized, GoogleAuthError) as exc:
+        raise Forbidden(f"{what}: the credentials are refused ({exc})") from exc
+    except gexc.RequestRangeNotSatisfiable as exc:
+        raise RangeNotSatisfiable(f"{what}: the range is outside the object") from exc
+    except (gexc.GoogleAPIError, OSError, ValueError) as exc:
+        raise BackendUnavailable(f"{what}: {exc}") from exc
+    except Exception as exc:  # requests' and urllib3's connection errors
+        if type(exc).__module__.split(".")[0] in ("requests", "urllib3", "google"):
+            raise BackendUnavailable(f"{what}: {exc}") from exc
+        raise
+
+
+def _meta(blob: Any) -> ObjectMeta:
+    return ObjectMeta(key=blob.name, size=int(blob.size or 0), etag=blob.etag, last_modified=blob.updated)
+
+
+class GcsStore:
+    provider = "google"
+    features = Features(sign_urls=True, multipart=True)
+
+    def __init__(self, conn: Connection, bucket: str) -> None:
+        info = read_service_account(conn.credentials_path)
+        self.name = bucket
+        self._project = info["project_id"]
+        self._signer = service_account.Credentials.from_service_account_info(info)
+        endpoint = conn.endpoint_url()
+        self._endpoint = endpoint or "https://storage.googleapis.com"
+        emulator = endpoint.startswith("http://")
+        self._client = storage.Client(
+            project=self._project,
+            credentials=AnonymousCredentials() if emulator else self._signer,  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint} if endpoint else None,
+        )
+        self._bucket = self._client.bucket(bucket)
+
+    async def _run(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def call() -> T:
+            with translated(what):
+                return fn(*args, **kwargs)
+
+        return await asyncio.to_thread(call)
+
+    async def ensure_bucket(self, create: bool = True) -> None:
+        what = f"bucket {self.name!r}"
+        exists = await self._run(what, self._bucket.exists)
+        if not exists:
+            if not create:
+                raise NotFound(f"{what} does not exist")
+            try:
+                await self._run(f"create {what}", self._client.create_bucket, self.name, project=self._project)
+            except BackendUnavailable as exc:
+                if not isinstance(exc.__cause__, gexc.Conflict):
+                    raise
+        await self._run(f"list {what}", lambda: next(iter(self._client.list_blobs(self.name, max_results=1)), None))
+
+    async def head(self, key: str) -> ObjectMeta:
+        what = f"{self.name}/{check_key(key)}"
+        blob = await self._run(what, self._bucket.get_blob, key)
+        if blob is None:
+            raise NotFound(f"{what}: not found")
+        return _meta(blob)
+
+    async def get(self, key: str, byte_range: ByteRange | None = None) -> Download:
+        what = f"{self.name}/{check_key(key)}"
+        blob = await self._run(what, self._bucket.get_blob, key)
+        if blob is None:
+            raise NotFound(f"{what}: not found")
+        meta = _meta(blob)
+        start, end = byte_range.resolve(meta.size) if byte_range else (0, meta.size)
+        return Download(meta, start, end, self._chunks(blob, start, end, what), content_type=blob.content_type)
+
+    async def _chunks(self, blob: Any, start: int, end: int, what: str) -> AsyncIterator[bytes]:
+        # Every ranged read names the generation seen at open, so a concurrent overwrite makes the
+        # read fail instead of mixing two versions.
+        pinned = self._bucket.blob(blob.name, generation=blob.generation)
+        pos = start
+        while pos < end:
+            stop = min(end, pos + DOWNLOAD_CHUNK)
+            chunk = await self._run(what, pinned.download_as_bytes, start=pos, end=stop - 1, checksum=None)
+            if not chunk:
+                raise BackendUnavailable(f"{what}: object ended early at byte {pos}")
+            pos += len(chunk)
+            yield chunk
+
+    async def put(self, key: str, data: Data, content_type: str | None = None) -> ObjectMeta:
+        what = f"{self.name}/{check_key(key)}"
+        blob = self._bucket.blob(key)
+        head, rest = await peek(data, PART_SIZE)
+        ctype = content_type or "application/octet-stream"
+        if rest is None:
+            await self._run(what, blob.upload_from_string, head, content_type=ctype)
+        else:
+            writer = blob.open("wb", chunk_size=PART_SIZE, content_type=ctype)
+            try:
+                await self._run(what, writer.write, head)
+                async for chunk in rest:
+                    await self._run(what, writer.write, chunk)
+                await self._run(what, writer.close)
+            except BaseException:
+                # Cancels the resumable upload: nothing becomes visible.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(writer.terminate)
+                raise
+        return await self.head(key)
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self._run(f"delete {self.name}/{check_key(key)}", self._bucket.delete_blob, key)
+
+    async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
+        folder = folder_prefix(prefix)
+        what = f"list {self.name}/{folder}"
+        iterator = self._client.list_blobs(self.name, prefix=folder or None, page_size=page_size)
+        pages = await self._run(what, lambda: iterator.pages)
+        while True:
+            page = await self._run(what, lambda: [_meta(b) for b in next(pages, [])])
+            if not page:
+                return
+            yield page
+
+    async def copy(self, src: str, dst: str) -> None:
+        what = f"copy {self.name}/{check_key(src)} to {check_key(dst)}"
+        source = self._bucket.blob(src)
+        target = self._bucket.blob(dst)
+        # rewrite, not copy_blob: large objects take several calls, each returning a token.
+        token, _, _ = await self._run(what, target.rewrite, source)
+        while token is not None:
+            token, _, _ = await self._run(what, target.rewrite, source, token=token)
+
+    async def sign_url(self, key: str, expires_in: timedelta) -> str:
+        blob = self._bucket.blob(check_key(key))
+        return await self._run(
+            f"sign {self.name}/{key}", blob.generate_signed_url,
+            version="v4", expiration=expires_in, method="GET", credentials=self._signer,
+            api_access_endpoint=self._endpoint,
+        )
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._client.close)

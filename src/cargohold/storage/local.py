@@ -1,0 +1,230 @@
+"""A folder on this machine as a bucket: own storage for ``STORAGE_PROVIDER=http``, and ``fs://`` mounts.
+
+Objects are plain files laid out exactly as the keys read (``a/b.jpg`` is ``<root>/a/b.jpg``), so a
+bucket folder copied to the cloud is the same bucket. Writes go to a temporary file beside the
+bucket folders and are renamed into place, so a reader never sees a partial object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ..errors import BadInput, Forbidden, NotFound, Unsupported
+from .base import CHUNK_SIZE, ByteRange, Data, Download, Features, ObjectMeta, check_key, folder_prefix
+
+
+class LocalStore:
+    provider = "http"
+    features = Features(local_paths=True)
+
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        self.root = root
+        self.name = root.name
+        self.read_only = read_only
+        # Same file system as the bucket folders, so the final rename is atomic.
+        self._partial = root.parent / ".partial"
+
+    async def ensure_bucket(self, create: bool = True) -> None:
+        try:
+            if create and not self.read_only:
+                await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+            if not self.root.is_dir():
+                raise NotFound(f"folder {self.root} does not exist")
+            if not os.access(self.root, os.R_OK | os.X_OK):
+                raise Forbidden(f"folder {self.root} is not readable by this user")
+            if not self.read_only and not os.access(self.root, os.W_OK):
+                raise Forbidden(f"folder {self.root} is not writable by this user")
+        except PermissionError as exc:
+            raise Forbidden(f"cannot create {self.root}: {exc.strerror}") from exc
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _existing(self, key: str) -> Path:
+        """The file for ``key``, refusing links that lead outside the folder."""
+        path = self._path(key)
+        real = Path(os.path.realpath(path))
+        root = Path(os.path.realpath(self.root))
+        if not real.is_relative_to(root):
+            raise NotFound(f"{key!r} leads outside {self.name}")
+        if not real.is_file():
+            raise NotFound(f"no object {key!r} in {self.name}")
+        return real
+
+    def _meta(self, key: str, st: os.stat_result) -> ObjectMeta:
+        return ObjectMeta(
+            key=key,
+            size=st.st_size,
+            etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+        )
+
+    async def head(self, key: str) -> ObjectMeta:
+        path = self._existing(key)
+        return self._meta(key, await asyncio.to_thread(path.stat))
+
+    async def get(self, key: str, byte_range: ByteRange | None = None) -> Download:
+        path = self._existing(key)
+        fh = await asyncio.to_thread(open, path, "rb", buffering=0)
+        try:
+            meta = self._meta(key, os.fstat(fh.fileno()))
+            start, end = byte_range.resolve(meta.size) if byte_range else (0, meta.size)
+        except BaseException:
+            fh.close()
+            raise
+        return Download(meta, start, end, _read_file(fh, start, end))
+
+    async def put(self, key: str, data: Data, content_type: str | None = None) -> ObjectMeta:
+        self._writable()
+        path = self._path(key)
+        tmp = await self._write_temp(data)
+        try:
+            await asyncio.to_thread(self._publish, tmp, path, key)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return await self.head(key)
+
+    async def _write_temp(self, data: Data) -> Path:
+        await asyncio.to_thread(self._partial.mkdir, parents=True, exist_ok=True)
+        tmp = self._partial / f"{uuid.uuid4().hex}.part"
+        fh = await asyncio.to_thread(open, tmp, "wb")
+        try:
+            if isinstance(data, bytes | bytearray | memoryview):
+                await asyncio.to_thread(fh.write, data)
+            else:
+                async for chunk in data:
+                    # Small chunks are cheaper written on the loop than handed to a thread.
+                    if len(chunk) < 65536:
+                        fh.write(chunk)
+                    else:
+                        await asyncio.to_thread(fh.write, chunk)
+            await asyncio.to_thread(_flush_and_sync, fh)
+        except BaseException:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        fh.close()
+        return tmp
+
+    def _publish(self, tmp: Path, path: Path, key: str) -> None:
+        for attempt in range(3):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                if attempt == 2:  # a concurrent delete kept removing the emptied parent folder
+                    raise
+            except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+                raise BadInput(
+                    f"object key {key!r} clashes with another key on disk (one names a file, the other a "
+                    "folder); local disk cannot hold both"
+                ) from exc
+            except PermissionError as exc:
+                raise Forbidden(f"cannot write {path}: {exc.strerror}") from exc
+
+    async def delete(self, key: str) -> None:
+        self._writable()
+        path = self._path(key)
+        await asyncio.to_thread(self._remove, path)
+
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return
+        # No empty folders left behind: the layout stays that of a cloud bucket.
+        parent = path.parent
+        while parent != self.root and parent.is_relative_to(self.root):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
+        folder = folder_prefix(prefix)
+        walker = self._walk(self.root / folder if folder else self.root, folder)
+        while True:
+            page = await asyncio.to_thread(_take, walker, page_size)
+            if not page:
+                return
+            yield page
+
+    def _walk(self, top: Path, key_prefix: str) -> Iterator[ObjectMeta]:
+        try:
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            key = key_prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key + "/")
+            elif entry.is_file(follow_symlinks=False):
+                yield self._meta(key, entry.stat(follow_symlinks=False))
+
+    async def copy(self, src: str, dst: str) -> None:
+        self._writable()
+        source = self._existing(src)
+        tmp = self._partial / f"{uuid.uuid4().hex}.part"
+        await asyncio.to_thread(self._partial.mkdir, parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(shutil.copyfile, source, tmp)
+            await asyncio.to_thread(self._publish, tmp, self._path(dst), dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    async def sign_url(self, key: str, expires_in: timedelta) -> str:
+        raise Unsupported("local disk has no URL of its own; cargohold's API signs URLs for it")
+
+    def local_path(self, key: str) -> Path | None:
+        try:
+            return self._existing(key)
+        except NotFound:
+            return None
+
+    async def close(self) -> None:
+        return None
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise Forbidden(f"{self.name} is read-only: cargohold never writes to linked folders")
+
+
+def _flush_and_sync(fh: object) -> None:
+    fh.flush()  # type: ignore[attr-defined]
+    os.fsync(fh.fileno())  # type: ignore[attr-defined]
+
+
+def _take(it: Iterator[ObjectMeta], n: int) -> list[ObjectMeta]:
+    page = []
+    for meta in it:
+        page.append(meta)
+        if len(page) >= n:
+            break
+    return page
+
+
+async def _read_file(fh: object, start: int, end: int) -> AsyncIterator[bytes]:
+    import io
+
+    assert isinstance(fh, io.RawIOBase | io.FileIO)
+    try:
+        pos = start
+        while pos < end:
+            chunk = await asyncio.to_thread(os.pread, fh.fileno(), min(CHUNK_SIZE * 4, end - pos), pos)
+            if not chunk:
+                raise OSError(errno.EIO, "file shrank while being read")
+            pos += len(chunk)
+            yield chunk
+    finally:
+        fh.close()

@@ -1,0 +1,195 @@
+"""The ``Store`` protocol over obstore (S3-compatible stores and Azure Blob).
+
+obstore signs and sends every request; this module only shapes its calls and translates its
+errors into cargohold's. Creating a bucket is not an object-store operation, so each provider
+module passes in its own ``create_bucket`` (done with that provider's SDK).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import obstore
+import obstore.exceptions as obx
+
+from ..errors import (
+    BackendUnavailable,
+    CargoholdError,
+    Forbidden,
+    InvalidKey,
+    NotFound,
+    RangeNotSatisfiable,
+)
+from .base import (
+    CHUNK_SIZE,
+    PART_SIZE,
+    ByteRange,
+    Data,
+    Download,
+    Features,
+    ObjectMeta,
+    chain,
+    check_key,
+    folder_prefix,
+    peek,
+)
+
+if TYPE_CHECKING:
+    from obstore.store import AzureStore, S3Store
+
+    RawStore = S3Store | AzureStore
+
+CreateBucket = Callable[[], Awaitable[None]]
+SignUrl = Callable[[str, timedelta], Awaitable[str]]
+
+
+# obstore reports these as generic errors; the provider's own code in the body says what they are.
+_MISSING_BUCKET = ("<Code>NoSuchBucket</Code>", "ContainerNotFound")
+_REFUSED = ("<Code>AccessDenied</Code>", "<Code>InvalidAccessKeyId</Code>", "<Code>SignatureDoesNotMatch</Code>",
+            "AuthenticationFailed", "AuthorizationFailure", "403 Forbidden")
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Turn obstore's errors into cargohold's, naming what was being done."""
+    try:
+        yield
+    except CargoholdError:
+        raise
+    except (obx.NotFoundError, FileNotFoundError) as exc:
+        raise NotFound(f"{what}: not found") from exc
+    except (obx.PermissionDeniedError, obx.UnauthenticatedError, PermissionError) as exc:
+        raise Forbidden(f"{what}: the credentials are refused ({_first_line(exc)})") from exc
+    except obx.InvalidPathError as exc:
+        raise InvalidKey(f"{what}: {_first_line(exc)}") from exc
+    except obx.BaseError as exc:
+        text = str(exc)
+        if any(marker in text for marker in _MISSING_BUCKET):
+            raise NotFound(f"{what}: the bucket does not exist") from exc
+        if any(marker in text for marker in _REFUSED):
+            raise Forbidden(f"{what}: the credentials are refused ({_first_line(exc)})") from exc
+        if "Range" in text and ("416" in text or "not satisfiable" in text.lower() or "InvalidRange" in text):
+            raise RangeNotSatisfiable(f"{what}: the range is outside the object") from exc
+        raise BackendUnavailable(f"{what}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:3])[:500] if lines else type(exc).__name__
+
+
+def _meta(raw: Any) -> ObjectMeta:
+    return ObjectMeta(key=raw["path"], size=raw["size"], etag=raw.get("e_tag"), last_modified=raw.get("last_modified"))
+
+
+class ObstoreStore:
+    features = Features(sign_urls=True, multipart=True)
+
+    def __init__(
+        self,
+        raw: RawStore,
+        *,
+        name: str,
+        provider: str,
+        create_bucket: CreateBucket,
+        sign_url: SignUrl | None = None,
+        suffix_ranges: bool = True,
+    ) -> None:
+        self.raw = raw
+        self.name = name
+        self.provider = provider
+        self._create_bucket = create_bucket
+        self._sign_url = sign_url
+        self._suffix_ranges = suffix_ranges
+
+    async def ensure_bucket(self, create: bool = True) -> None:
+        try:
+            await self._probe_list()
+        except NotFound:
+            if not create:
+                raise NotFound(f"bucket {self.name!r} does not exist") from None
+            await self._create_bucket()
+            await self._probe_list()
+
+    async def _probe_list(self) -> None:
+        with translated(f"list bucket {self.name!r}"):
+            stream = obstore.list(self.raw, chunk_size=1)
+            async for _page in stream:
+                break
+
+    async def head(self, key: str) -> ObjectMeta:
+        with translated(f"{self.name}/{check_key(key)}"):
+            return _meta(await obstore.head_async(self.raw, key))
+
+    async def get(self, key: str, byte_range: ByteRange | None = None) -> Download:
+        what = f"{self.name}/{check_key(key)}"
+        options: dict[str, Any] = {}
+        if byte_range is not None and byte_range.suffix is not None and not self._suffix_ranges:
+            # Azure has no suffix ranges: ask for the size, then for an absolute range.
+            start, end = byte_range.resolve((await self.head(key)).size)
+            byte_range = ByteRange(start, end) if end > start else None
+        if byte_range is not None:
+            if byte_range.suffix is not None:
+                options["range"] = {"suffix": byte_range.suffix}
+            elif byte_range.end is None:
+                options["range"] = {"offset": byte_range.start}
+            else:
+                options["range"] = (byte_range.start, byte_range.end)
+        with translated(what):
+            result = await obstore.get_async(self.raw, key, options=options or None)  # type: ignore[arg-type]
+        meta = _meta(result.meta)
+        start, end = result.range
+        attrs = result.attributes
+        content_type = attrs.get("Content-Type") if attrs else None
+        return Download(meta, start, end, _stream(result, what), content_type=content_type)
+
+    async def put(self, key: str, data: Data, content_type: str | None = None) -> ObjectMeta:
+        what = f"{self.name}/{check_key(key)}"
+        attributes = {"Content-Type": content_type} if content_type else None
+        head, rest = await peek(data, PART_SIZE)
+        with translated(what):
+            if rest is None:
+                await obstore.put_async(self.raw, key, head, attributes=attributes, use_multipart=False)
+            else:
+                await obstore.put_async(
+                    self.raw, key, chain(head, rest), attributes=attributes,
+                    use_multipart=True, chunk_size=PART_SIZE, max_concurrency=4,
+                )
+        return await self.head(key)
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(NotFound), translated(f"delete {self.name}/{check_key(key)}"):
+            await obstore.delete_async(self.raw, key)
+
+    async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
+        folder = folder_prefix(prefix).rstrip("/") or None
+        with translated(f"list {self.name}/{folder or ''}"):
+            stream = obstore.list(self.raw, prefix=folder, chunk_size=page_size)
+            async for page in stream:
+                yield [_meta(m) for m in page]
+
+    async def copy(self, src: str, dst: str) -> None:
+        with translated(f"copy {self.name}/{check_key(src)} to {check_key(dst)}"):
+            await obstore.copy_async(self.raw, src, dst)
+
+    async def sign_url(self, key: str, expires_in: timedelta) -> str:
+        with translated(f"sign {self.name}/{check_key(key)}"):
+            if self._sign_url is not None:
+                return await self._sign_url(key, expires_in)
+            return await obstore.sign_async(self.raw, "GET", key, expires_in)
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def _stream(result: Any, what: str) -> AsyncIterator[bytes]:
+    with translated(what):
+        async for chunk in result.stream(min_chunk_size=CHUNK_SIZE):
+            yield bytes(chunk)

@@ -1,0 +1,99 @@
+"""S3-compatible storage (``minio``): AWS S3, MinIO, Ceph and friends, on obstore.
+
+Static keys or an IAM role (keys from the instance metadata service). AWS endpoints use
+virtual-hosted addressing; any other endpoint path-style, as MinIO and most others require.
+Buckets are created with boto3, since creating a bucket is not an object-store call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from obstore.store import S3Store
+
+from ..errors import AlreadyExists, BackendUnavailable, ConfigError, Forbidden
+from .connection import Connection
+from .imds import ImdsCredentials
+from .obstore_store import ObstoreStore, translated
+
+DEFAULT_REGION = "us-east-1"
+
+
+def is_aws(endpoint_url: str) -> bool:
+    return not endpoint_url or endpoint_url.rstrip("/").endswith(".amazonaws.com")
+
+
+def open_s3(conn: Connection, bucket: str, *, retries: int = 3) -> ObstoreStore:
+    endpoint = conn.endpoint_url()
+    region = conn.region or DEFAULT_REGION
+    options: dict[str, Any] = {"region": region, "virtual_hosted_style_request": is_aws(endpoint)}
+    if endpoint:
+        options["endpoint"] = endpoint
+    credentials: ImdsCredentials | None = None
+    if conn.iam_role:
+        credentials = ImdsCredentials(conn.iam_role, conn.metadata_endpoint)
+    elif conn.access_key and conn.secret_key:
+        options["access_key_id"] = conn.access_key
+        options["secret_access_key"] = conn.secret_key
+    else:
+        raise ConfigError(f"{conn.setting_prefix}ACCESS_KEY", "S3 needs static keys or an IAM role",
+                          "set access and secret keys, or an IAM role on an AWS instance")
+    raw = S3Store(
+        bucket,
+        client_options={"allow_http": endpoint.startswith("http://"), "connect_timeout": "5s", "timeout": "300s"},
+        retry_config={"max_retries": retries, "retry_timeout": timedelta(seconds=30)},
+        credential_provider=credentials,
+        **options,
+    )
+
+    async def create_bucket() -> None:
+        keys = await credentials() if credentials else None
+        await asyncio.to_thread(_create_bucket, conn, bucket, endpoint, region, keys)
+
+    return ObstoreStore(raw, name=bucket, provider="minio", create_bucket=create_bucket)
+
+
+def _create_bucket(conn: Connection, bucket: str, endpoint: str, region: str, keys: Any) -> None:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    session = boto3.session.Session(
+        aws_access_key_id=keys["access_key_id"] if keys else conn.access_key,
+        aws_secret_access_key=keys["secret_access_key"] if keys else conn.secret_key,
+        aws_session_token=keys.get("token") if keys else None,
+        region_name=region,
+    )
+    client = session.client(
+        "s3",
+        endpoint_url=endpoint or None,
+        config=botocore.config.Config(
+            s3={"addressing_style": "virtual" if is_aws(endpoint) else "path"},
+            retries={"max_attempts": 2},
+            connect_timeout=5,
+        ),
+    )
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != DEFAULT_REGION:
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        with translated(f"create bucket {bucket!r}"):
+            client.create_bucket(**kwargs)
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "BucketAlreadyOwnedByYou":
+            return
+        if code == "BucketAlreadyExists":
+            raise AlreadyExists(
+                f"bucket {bucket!r} belongs to another account; choose another STORAGE_BUCKET_PREFIX"
+            ) from exc
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+            raise Forbidden(
+                f"bucket {bucket!r} is missing and these credentials may not create it ({code}); "
+                "create it by hand or grant s3:CreateBucket"
+            ) from exc
+        raise BackendUnavailable(f"create bucket {bucket!r}: {code or exc}") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise BackendUnavailable(f"create bucket {bucket!r}: {exc}") from exc
