@@ -83,7 +83,7 @@ def _provider(value: str) -> Provider:
     lowered = value.strip().lower()
     if lowered not in PROVIDERS:
         raise ValueError(f"{value!r} is not a storage provider")
-    return cast(Provider, lowered)
+    return lowered
 
 
 def _bucket_prefix(value: str) -> str:
@@ -99,6 +99,8 @@ def _bucket_prefix(value: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     home: Path
+    origins: dict[str, tuple[str, str]] = field(compare=False, repr=False)
+    """Per key: the text as written and where it came from (``environment``, ``.env`` or ``default``)."""
     data_path: Path = setting(
         "DATA_PATH", "$CARGOHOLD_HOME/data",
         "Storage (local provider), caches and the SQLite catalog live here.", _path, example="/srv/cargohold",
@@ -185,15 +187,14 @@ class Settings:
     def bucket(self, visibility: Literal["public", "private"]) -> str:
         return f"{self.storage_bucket_prefix}-{visibility}"
 
-    def summary(self) -> list[tuple[str, str]]:
-        """Every setting's key and value as it may be shown: secrets masked."""
+    def summary(self) -> list[tuple[str, str, str]]:
+        """Every setting as it may be shown: key, value as written (secrets masked), and its origin."""
         rows = []
         for decl in declarations():
-            value = getattr(self, _field_name(decl.key))
-            shown = "" if value is None else str(value)
-            if decl.secret and shown:
-                shown = "****"
-            rows.append((decl.key, shown))
+            text, origin = self.origins[decl.key]
+            if decl.secret and text:
+                text = "****"
+            rows.append((decl.key, text, origin))
         return rows
 
 
@@ -223,9 +224,16 @@ def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = 
             hint = f"did you mean {close[0]}?" if close else "see docs/SETTINGS.md for the keys"
             raise ConfigError(key, f"unknown setting in {env_file}", f"remove it or rename it; {hint}")
     values: dict[str, Any] = {}
+    origins: dict[str, tuple[str, str]] = {}
     for decl in declarations():
-        raw = env.get(decl.key, file_values.get(decl.key, decl.default))
+        if decl.key in env:
+            raw, origin = env[decl.key], "environment"
+        elif decl.key in file_values:
+            raw, origin = file_values[decl.key], ".env"
+        else:
+            raw, origin = decl.default, "default"
         raw = raw.replace("$CARGOHOLD_HOME", str(home))
+        origins[decl.key] = (raw, origin)
         try:
             value = decl.parse(raw)
         except ValueError as exc:
@@ -235,7 +243,7 @@ def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = 
         if isinstance(value, Path) and not value.is_absolute():
             value = home / value
         values[_field_name(decl.key)] = value
-    settings = Settings(home=home, **values)
+    settings = Settings(home=home, origins=origins, **values)
     _check_provider(settings)
     return settings
 

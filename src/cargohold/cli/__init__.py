@@ -1,2 +1,40 @@
+"""The ``cargohold`` command. Every subcommand calls the same services the HTTP API calls."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import CargoholdError, ConfigError
+from .server import down, status, up
+from .storage import check, where
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cargohold")
+def cli() -> None:
+    """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
+
+
+for command in (where, check, up, down, status):
+    cli.add_command(command)
+
+
 def main() -> None:
-    raise SystemExit("not yet")
+    try:
+        cli.main(standalone_mode=False)
+    except ConfigError as exc:
+        click.echo(f"cargohold: bad setting {exc.key}: {exc.problem}.\n  fix: {exc.fix}", err=True)
+        sys.exit(2)
+    except CargoholdError as exc:
+        click.echo(f"cargohold: {exc.message}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)

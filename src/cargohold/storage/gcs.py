@@ -66,7 +66,7 @@ class GcsStore:
         info = read_service_account(conn.credentials_path)
         self.name = bucket
         self._project = info["project_id"]
-        self._signer = service_account.Credentials.from_service_account_info(info)
+        self._signer = service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
         endpoint = conn.endpoint_url()
         self._endpoint = endpoint or "https://storage.googleapis.com"
         emulator = endpoint.startswith("http://")
