@@ -62,7 +62,13 @@ def translated(what: str) -> Iterator[None]:
         raise
     except (obx.NotFoundError, FileNotFoundError) as exc:
         raise NotFound(f"{what}: not found") from exc
-    except (obx.PermissionDeniedError, obx.UnauthenticatedError, PermissionError) as exc:
+    except obx.UnauthenticatedError as exc:
+        # obstore turns any exception of our credential provider (imds.py) into this class and
+        # keeps only its text: an unreachable metadata service is an outage, not refused keys.
+        if f"{BackendUnavailable.__name__}:" in str(exc):
+            raise BackendUnavailable(f"{what}: {_first_line(exc)}") from exc
+        raise Forbidden(f"{what}: the credentials are refused ({_first_line(exc)})") from exc
+    except (obx.PermissionDeniedError, PermissionError) as exc:
         raise Forbidden(f"{what}: the credentials are refused ({_first_line(exc)})") from exc
     except obx.InvalidPathError as exc:
         raise InvalidKey(f"{what}: {_first_line(exc)}") from exc

@@ -25,19 +25,21 @@ def is_aws(endpoint_url: str) -> bool:
     return not endpoint_url or endpoint_url.rstrip("/").endswith(".amazonaws.com")
 
 
-def open_s3(conn: Connection, bucket: str, *, retries: int = 3) -> ObstoreStore:
+def open_s3(
+    conn: Connection, bucket: str, *, retries: int = 3, credentials: ImdsCredentials | None = None
+) -> ObstoreStore:
+    """``credentials``: a role's key provider to use instead of the one made from ``conn.iam_role``."""
     endpoint = conn.endpoint_url()
     region = conn.region or DEFAULT_REGION
     options: dict[str, Any] = {"region": region, "virtual_hosted_style_request": is_aws(endpoint)}
     if endpoint:
         options["endpoint"] = endpoint
-    credentials: ImdsCredentials | None = None
-    if conn.iam_role:
+    if credentials is None and conn.iam_role:
         credentials = ImdsCredentials(conn.iam_role, conn.metadata_endpoint)
-    elif conn.access_key and conn.secret_key:
+    elif credentials is None and conn.access_key and conn.secret_key:
         options["access_key_id"] = conn.access_key
         options["secret_access_key"] = conn.secret_key
-    else:
+    elif credentials is None:
         raise ConfigError(f"{conn.setting_prefix}ACCESS_KEY", "S3 needs static keys or an IAM role",
                           "set access and secret keys, or an IAM role on an AWS instance")
     raw = S3Store(
