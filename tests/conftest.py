@@ -50,3 +50,21 @@ def gcs_credentials(server_dir: Path) -> Path:
 def bucket_name() -> str:
     """A bucket name no other test in this session uses."""
     return f"contract-{next(_bucket_numbers):04d}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per provider of the storage contract suite, so a run shows each provider ran."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error", "xfailed", "xpassed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            module = getattr(report, "nodeid", "").split("::")[0]
+            if "/test_store_" in module and getattr(report, "when", "call") in ("call", "setup"):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                name = module.rsplit("/test_store_", 1)[1].removesuffix(".py")
+                counts.setdefault(name, {}).setdefault(outcome, 0)
+                counts[name][outcome] += 1
+    if counts:
+        terminalreporter.section("storage contract suite by provider")
+        for name, outcomes in sorted(counts.items()):
+            terminalreporter.write_line(f"{name:<8} " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))

@@ -1,7 +1,7 @@
 """Every setting, declared once: its key, default, help and parser.
 
 Values come from ``.env`` in the instance home, and the process environment overrides the file.
-The docs' settings table (docs/SETTINGS.md) is checked against these declarations by a test, so a
+The README's settings table is checked against these declarations by a test, so a
 new setting is added here and in that table, nowhere else.
 """
 
@@ -221,7 +221,7 @@ def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = 
     for key in file_values:
         if key not in known and key != HOME_ENV:
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else "see docs/SETTINGS.md for the keys"
+            hint = f"did you mean {close[0]}?" if close else "the README lists every key"
             raise ConfigError(key, f"unknown setting in {env_file}", f"remove it or rename it; {hint}")
     values: dict[str, Any] = {}
     origins: dict[str, tuple[str, str]] = {}
