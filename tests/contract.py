@@ -160,6 +160,17 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.copy("src/missing", "dst/c.bin")
 
+    async def test_rename(self, store: Store) -> None:
+        await store.put("stage/x.bin", pattern(3000))
+        await store.put("final/y.bin", b"to be replaced")
+        await store.rename("stage/x.bin", "final/y.bin")
+        assert await read(store, "final/y.bin") == pattern(3000)
+        with pytest.raises(NotFound):
+            await store.head("stage/x.bin")
+        assert await all_keys(store) == ["final/y.bin"]
+        with pytest.raises(NotFound):
+            await store.rename("stage/x.bin", "final/z.bin")
+
     async def test_interrupted_put_leaves_nothing_visible(self, store: Store) -> None:
         size = 3 * PART_SIZE
         with pytest.raises(ConnectionResetError):

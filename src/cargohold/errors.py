@@ -5,10 +5,14 @@
     ├── BadInput               a request or argument cannot be used as given
     │   ├── InvalidKey         an object key no provider could store unchanged
     │   └── RangeNotSatisfiable
+    │   ├── TooLarge           an upload over UPLOAD_MAX_SIZE (413)
+    │   └── Unprocessable      well-formed but refused: an image over the pixel limit (422)
+    ├── Unauthenticated        no token, an unknown one, a bad or expired signature (401)
     ├── NotFound
     ├── AlreadyExists
     ├── Forbidden              credentials missing, wrong, or not allowed to do this
     ├── BackendUnavailable     the storage service did not answer usefully
+    ├── BadGateway             a remote store answered with an error (502)
     └── Unsupported            the provider has no such capability
 
 Errors from libraries are translated where they enter (``raise X(...) from exc``), so callers
@@ -52,6 +56,21 @@ class RangeNotSatisfiable(BadInput):
     http_status = 416
 
 
+class TooLarge(BadInput):
+    code = "too_large"
+    http_status = 413
+
+
+class Unprocessable(BadInput):
+    code = "unprocessable"
+    http_status = 422
+
+
+class Unauthenticated(CargoholdError):
+    code = "unauthenticated"
+    http_status = 401
+
+
 class NotFound(CargoholdError):
     code = "not_found"
     http_status = 404
@@ -70,6 +89,11 @@ class Forbidden(CargoholdError):
 class BackendUnavailable(CargoholdError):
     code = "backend_unavailable"
     http_status = 503
+
+
+class BadGateway(CargoholdError):
+    code = "bad_gateway"
+    http_status = 502
 
 
 class Unsupported(CargoholdError):

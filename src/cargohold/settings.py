@@ -70,6 +70,12 @@ def _server_port(value: str) -> int:
     return port
 
 
+def _count(value: str) -> int:
+    if not value.strip().isdigit() or int(value) <= 0:
+        raise ValueError(f"{value!r} is not a positive whole number")
+    return int(value)
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -174,6 +180,17 @@ class Settings:
     )
     remote_links_path: Path = setting(
         "REMOTE_LINKS_PATH", "$CARGOHOLD_HOME/remote_links.yml", "The connections file.", _path,
+    )
+    secret_key: str = setting(
+        "SECRET_KEY", "",
+        "Signs URLs and encrypts stored secrets; made once into `secret.key` in the instance home when empty. "
+        "Give every replica the same one.", _text, example="a long random string", secret=True,
+    )
+    image_max_pixels: int = setting(
+        "IMAGE_MAX_PIXELS", "200000000", "Images declaring more pixels than this are refused (422).", _count,
+    )
+    upload_max_size: int = setting(
+        "UPLOAD_MAX_SIZE", "100g", "Largest accepted upload; a larger one is refused (413).", parse_size,
     )
     server_host: str = setting(
         "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",

@@ -1,86 +1,85 @@
-"""The ASGI application. For now it answers ``/healthz``; the API and web UI mount here later."""
+"""The ASGI application: the API under /api/v1, OpenAPI at /api/docs, /healthz without a token."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..api import datasets, files, items, system
 from ..errors import CargoholdError
+from ..instance import ADMIN_TOKEN_FILE
+from ..services.context import Context
+from ..services.health import Health
+from ..services.tokens import bootstrap_admin_token
 from ..settings import Settings
 from ..storage import OwnStorage
 
-HEALTH_TTL = 2.0
-"""Seconds a health answer is reused, so a busy probe does not become load on the object store."""
-HEALTH_TIMEOUT = 5.0
+log = logging.getLogger("cargohold")
+API_PREFIX = "/api/v1"
 
 
-class Health:
-    def __init__(self, settings: Settings, storage: OwnStorage) -> None:
-        self.settings = settings
-        self.storage = storage
-        self._answer: tuple[float, int, dict[str, Any]] | None = None
-        self._lock = asyncio.Lock()
-
-    async def current(self) -> tuple[int, dict[str, Any]]:
-        async with self._lock:
-            now = time.monotonic()
-            if self._answer is None or now - self._answer[0] > HEALTH_TTL:
-                status, body = await self._measure()
-                self._answer = (now, status, body)
-            return self._answer[1], self._answer[2]
-
-    async def _measure(self) -> tuple[int, dict[str, Any]]:
-        async def bucket_status(store: Any) -> dict[str, Any]:
-            start = time.perf_counter()
-            try:
-                await asyncio.wait_for(store.ensure_bucket(create=False), HEALTH_TIMEOUT)
-                state, error = "ok", None
-            except TimeoutError:
-                state, error = "unavailable", f"no answer within {HEALTH_TIMEOUT:.0f}s"
-            except CargoholdError as exc:
-                state, error = exc.code, exc.message
-            answer: dict[str, Any] = {"name": store.name, "status": state,
-                                      "ms": round((time.perf_counter() - start) * 1000, 1)}
-            if error:
-                answer["error"] = error
-            return answer
-
-        buckets = await asyncio.gather(*(bucket_status(s) for s in self.storage.buckets))
-        healthy = all(b["status"] == "ok" for b in buckets)
-        body = {
-            "status": "ok" if healthy else "degraded",
-            "version": __version__,
-            "provider": self.settings.storage_provider,
-            "buckets": buckets,
-        }
-        return (200 if healthy else 503), body
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buckets: bool = True) -> Starlette:
+async def _cargohold_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CargoholdError)
+    if exc.http_status >= 500:
+        log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc.message)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+    return _error(exc.http_status, exc.code, exc.message, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}" for e in exc.errors()
+    )
+    return _error(400, "bad_input", problems or "the request does not match the API")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+
+def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buckets: bool = True) -> FastAPI:
     storage = storage or OwnStorage.from_settings(settings)
-    health = Health(settings, storage)
-
-    async def healthz(request: Request) -> JSONResponse:
-        status, body = await health.current()
-        return JSONResponse(body, status_code=status)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if ensure_buckets:
-            await storage.ensure_buckets()
-        yield
-        await storage.close()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = await Context.open(settings, storage, ensure_buckets=ensure_buckets)
+        app.state.ctx = ctx
+        token = await bootstrap_admin_token(ctx)
+        if token:
+            # Printed this once; the file keeps it for the CLI and for the operator.
+            print(f"cargohold: first start, admin token created: {token}\n"
+                  f"           (kept in {settings.home / ADMIN_TOKEN_FILE}, mode 0600)", file=sys.stderr, flush=True)
+        try:
+            yield
+        finally:
+            await ctx.close()
 
-    app = Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
-    app.state.settings = settings
-    app.state.storage = storage
+    app = FastAPI(
+        title="cargohold", version=__version__, lifespan=lifespan,
+        docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+        description="Own storage on disk, S3, Azure or GCS; datasets of images, videos and files. "
+        "Every route but /healthz needs `Authorization: Bearer <token>`.",
+    )
+    app.state.health = Health(settings.storage_provider, storage)
+    app.add_exception_handler(CargoholdError, _cargohold_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.include_router(system.public)
+    for router in (system.admin, datasets.router, items.router, files.router):
+        app.include_router(router, prefix=API_PREFIX)
     return app

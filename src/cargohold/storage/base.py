@@ -122,6 +122,10 @@ class Store(Protocol):
     async def copy(self, src: str, dst: str) -> None:
         """Server-side copy within the bucket. Raises NotFound."""
 
+    async def rename(self, src: str, dst: str) -> None:
+        """Move within the bucket, replacing ``dst``: atomic on local disk, copy then delete elsewhere.
+        Raises NotFound."""
+
     async def sign_url(self, key: str, expires_in: timedelta) -> str:
         """A GET URL that needs no credentials until it expires. Raises Unsupported unless
         ``features.sign_urls``."""

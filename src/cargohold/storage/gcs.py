@@ -171,6 +171,10 @@ class GcsStore:
         while token is not None:
             token, _, _ = await self._run(what, target.rewrite, source, token=token)
 
+    async def rename(self, src: str, dst: str) -> None:
+        await self.copy(src, dst)
+        await self.delete(src)
+
     async def sign_url(self, key: str, expires_in: timedelta) -> str:
         blob = self._bucket.blob(check_key(key))
         return await self._run(

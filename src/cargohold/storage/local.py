@@ -142,6 +142,9 @@ class LocalStore:
             path.unlink()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return
+        self._remove_empty_parents(path)
+
+    def _remove_empty_parents(self, path: Path) -> None:
         # No empty folders left behind: the layout stays that of a cloud bucket.
         parent = path.parent
         while parent != self.root and parent.is_relative_to(self.root):
@@ -183,6 +186,12 @@ class LocalStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    async def rename(self, src: str, dst: str) -> None:
+        self._writable()
+        source = self._existing(src)
+        await asyncio.to_thread(self._publish, source, self._path(dst), dst)
+        await asyncio.to_thread(self._remove_empty_parents, self._path(src))
 
     async def sign_url(self, key: str, expires_in: timedelta) -> str:
         raise Unsupported("local disk has no URL of its own; cargohold's API signs URLs for it")

@@ -182,6 +182,10 @@ class ObstoreStore:
         with translated(f"copy {self.name}/{check_key(src)} to {check_key(dst)}"):
             await obstore.copy_async(self.raw, src, dst)
 
+    async def rename(self, src: str, dst: str) -> None:
+        with translated(f"rename {self.name}/{check_key(src)} to {check_key(dst)}"):
+            await obstore.rename_async(self.raw, src, dst)
+
     async def sign_url(self, key: str, expires_in: timedelta) -> str:
         with translated(f"sign {self.name}/{check_key(key)}"):
             if self._sign_url is not None:

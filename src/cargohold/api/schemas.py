@@ -1,0 +1,103 @@
+"""The JSON shapes of the API (docs/API.md), as pydantic models for FastAPI's OpenAPI schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..catalog.models import Item, TeamFile
+from ..services.items import DatasetInfo
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class DatasetIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+
+
+class DatasetOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    item_count: int
+    total_size: int
+
+    @classmethod
+    def of(cls, info: DatasetInfo) -> DatasetOut:
+        d = info.dataset
+        return cls(id=d.id, name=d.name, created_at=d.created_at, item_count=info.item_count,
+                   total_size=info.total_size)
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetOut]
+
+
+class ItemOut(BaseModel):
+    id: int
+    dataset_id: int
+    name: str
+    kind: Literal["image", "video", "file"]
+    size: int
+    sha256: str | None
+    etag: str | None
+    mime_type: str
+    width: int | None
+    height: int | None
+    source: Literal["stored", "link"]
+    uri: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, item: Item) -> ItemOut:
+        return cls.model_validate(item, from_attributes=True)
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None
+
+
+class UploadResult(BaseModel):
+    filename: str
+    status: Literal["created", "renamed", "replaced", "skipped"]
+    item: ItemOut
+
+
+class UploadOut(BaseModel):
+    results: list[UploadResult]
+
+
+class SignIn(BaseModel):
+    expires_in: int = Field(default=3600, ge=1, le=7 * 86400)
+
+
+class SignOut(BaseModel):
+    url: str
+    expires_at: datetime
+
+
+class TeamFileOut(BaseModel):
+    path: str
+    size: int
+    sha256: str
+    content_type: str
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: TeamFile) -> TeamFileOut:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class TeamFilePage(BaseModel):
+    files: list[TeamFileOut]
+    next_cursor: str | None

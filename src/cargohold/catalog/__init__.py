@@ -1,0 +1,1 @@
+"""The catalog: datasets, items, team files and tokens, in SQLite or PostgreSQL."""

@@ -1,0 +1,42 @@
+"""Files in the instance home that cargohold writes itself: the secret key and the admin token.
+
+Both are written atomically with mode 0600: a reader sees the old file or the new one, and no other
+user of the machine can read either.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from .settings import Settings
+
+SECRET_FILE = "secret.key"
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def write_private_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def instance_secret(settings: Settings) -> bytes:
+    """``SECRET_KEY``, or the key made once into ``secret.key`` in the instance home."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = settings.home / SECRET_FILE
+    if not path.exists():
+        write_private_file(path, secrets.token_urlsafe(48) + "\n")
+    return path.read_text().strip().encode()

@@ -1,0 +1,1 @@
+"""Images: reading their headers now; previews and conversions later."""

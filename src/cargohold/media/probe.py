@@ -1,0 +1,69 @@
+"""What a file is, from its name and its first bytes: MIME type, kind, and an image's size.
+
+Only the header is parsed (Pillow reads no pixels to learn the size), so a decompression bomb is
+refused before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import Unprocessable
+
+HEAD_SIZE = 512 * 1024
+"""Bytes kept from the start of an upload to read an image header from (JPEG EXIF can be large)."""
+
+# cargohold enforces IMAGE_MAX_PIXELS itself, with a clear message; Pillow's own global guard would
+# raise its own error (or only warn) at other thresholds.
+Image.MAX_IMAGE_PIXELS = None
+
+_ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height when shown
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class Probe:
+    mime_type: str
+    kind: str  # image | video | file
+    width: int | None = None
+    height: int | None = None
+
+
+def probe(name: str, head: bytes, max_pixels: int) -> Probe:
+    guessed = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+    image = _image_header(head)
+    if image is not None:
+        fmt, width, height = image
+        if width * height > max_pixels:
+            raise Unprocessable(
+                f"{name!r} declares {width} x {height} = {width * height:,} pixels, over the limit of "
+                f"{max_pixels:,} (IMAGE_MAX_PIXELS)"
+            )
+        mime = Image.MIME.get(fmt) or guessed
+        return Probe(mime, "image", width, height)
+    if guessed.startswith("video/"):
+        return Probe(guessed, "video")
+    return Probe(guessed, "file")
+
+
+def _image_header(head: bytes) -> tuple[str, int, int] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(head)) as im:
+                width, height = im.size
+                fmt = im.format or ""
+                try:
+                    orientation = im.getexif().get(_EXIF_ORIENTATION)
+                except Exception:  # a broken EXIF block does not make a broken image
+                    orientation = None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        return None
+    if orientation in _ROTATED:
+        width, height = height, width
+    return fmt, width, height

@@ -1,0 +1,83 @@
+"""Content-addressed objects in ``<prefix>-public``: one object per distinct content.
+
+An upload streams to ``.staging/<random>`` while it is hashed, then is renamed to the key its
+SHA-256 gives (or dropped if that content is already stored). The catalog row comes after, so an
+interrupted upload leaves at most a staging or an unreferenced object, which ``cargohold gc``
+removes; never a row without its bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..errors import NotFound, TooLarge
+from ..media.probe import HEAD_SIZE, Probe, probe
+from ..storage import Store
+
+STAGING_PREFIX = ".staging"
+CONTENT_PREFIX = "sha256"
+
+
+def content_key(sha256: str) -> str:
+    return f"{CONTENT_PREFIX}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class Blob:
+    sha256: str
+    size: int
+    probe: Probe
+
+
+class _Meter:
+    """Hashes, counts and keeps the head of a stream as it passes to the store."""
+
+    def __init__(self, source: AsyncIterator[bytes], name: str, max_size: int, max_pixels: int) -> None:
+        self.source = source
+        self.name = name
+        self.max_size = max_size
+        self.max_pixels = max_pixels
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.head = bytearray()
+        self.probe: Probe | None = None
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        async for chunk in self.source:
+            self.size += len(chunk)
+            if self.size > self.max_size:
+                raise TooLarge(f"{self.name!r} is over the upload limit of {self.max_size:,} bytes (UPLOAD_MAX_SIZE)")
+            self.sha.update(chunk)
+            if self.probe is None:
+                self.head += chunk[: HEAD_SIZE - len(self.head)]
+                if len(self.head) >= HEAD_SIZE:
+                    # Checked here, mid-stream: a bomb is refused before the rest of it is stored.
+                    self.probe = probe(self.name, bytes(self.head), self.max_pixels)
+            yield chunk
+
+    def finish(self) -> Probe:
+        return self.probe or probe(self.name, bytes(self.head), self.max_pixels)
+
+
+async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_size: int, max_pixels: int) -> Blob:
+    meter = _Meter(chunks, name, max_size, max_pixels)
+    staging = f"{STAGING_PREFIX}/{secrets.token_hex(16)}"
+    await store.put(staging, meter.stream())
+    try:
+        found = meter.finish()
+        sha256 = meter.sha.hexdigest()
+        final = content_key(sha256)
+        try:
+            await store.head(final)
+            await store.delete(staging)  # the same bytes are stored already
+        except NotFound:
+            await store.rename(staging, final)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await store.delete(staging)
+        raise
+    return Blob(sha256, meter.size, found)

@@ -1,0 +1,205 @@
+"""Datasets and their items in the catalog."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..catalog.models import Dataset, Item
+from ..errors import AlreadyExists, BadInput, InvalidKey, NotFound
+from ..storage.base import check_key
+from .blobs import Blob
+from .context import Context
+
+Conflict = Literal["rename", "skip", "replace"]
+CONFLICTS: tuple[Conflict, ...] = ("rename", "skip", "replace")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    dataset: Dataset
+    item_count: int
+    total_size: int
+
+
+def check_name(name: str, what: str = "item name") -> str:
+    try:
+        return check_key(name)
+    except InvalidKey as exc:
+        raise BadInput(exc.message.replace("object key", what)) from None
+
+
+async def create_dataset(ctx: Context, name: str) -> DatasetInfo:
+    name = name.strip()
+    if not name or len(name) > 255 or "/" in name or any(ord(c) < 32 for c in name):
+        raise BadInput("a dataset name is 1 to 255 characters, without '/' or control characters")
+    async with ctx.catalog.session() as session:
+        dataset = Dataset(name=name)
+        session.add(dataset)
+        try:
+            await session.commit()
+        except IntegrityError:
+            raise AlreadyExists(f"a dataset named {name!r} exists") from None
+        return DatasetInfo(dataset, 0, 0)
+
+
+async def _info(session: AsyncSession, datasets: Sequence[Dataset]) -> list[DatasetInfo]:
+    ids = [d.id for d in datasets]
+    stats: dict[int, tuple[int, int]] = {}
+    if ids:
+        rows = await session.execute(
+            select(Item.dataset_id, func.count(Item.id), func.coalesce(func.sum(Item.size), 0))
+            .where(Item.dataset_id.in_(ids)).group_by(Item.dataset_id)
+        )
+        stats = {row[0]: (int(row[1]), int(row[2])) for row in rows}
+    return [DatasetInfo(d, *stats.get(d.id, (0, 0))) for d in datasets]
+
+
+async def list_datasets(ctx: Context) -> list[DatasetInfo]:
+    async with ctx.catalog.session() as session:
+        datasets = (await session.scalars(select(Dataset).order_by(Dataset.name))).all()
+        return await _info(session, datasets)
+
+
+async def get_dataset(ctx: Context, dataset_id: int) -> DatasetInfo:
+    async with ctx.catalog.session() as session:
+        dataset = await session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound(f"no dataset with id {dataset_id}")
+        return (await _info(session, [dataset]))[0]
+
+
+async def find_dataset(ctx: Context, id_or_name: str) -> DatasetInfo:
+    """A dataset by id or by name, as the CLI takes it."""
+    async with ctx.catalog.session() as session:
+        dataset = await session.scalar(select(Dataset).where(Dataset.name == id_or_name))
+        if dataset is None and id_or_name.isdigit():
+            dataset = await session.get(Dataset, int(id_or_name))
+        if dataset is None:
+            raise NotFound(f"no dataset named {id_or_name!r}")
+        return (await _info(session, [dataset]))[0]
+
+
+async def delete_dataset(ctx: Context, dataset_id: int) -> None:
+    async with ctx.catalog.session() as session:
+        dataset = await session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound(f"no dataset with id {dataset_id}")
+        await session.execute(delete(Item).where(Item.dataset_id == dataset_id))
+        await session.delete(dataset)
+        await session.commit()
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadInput("the cursor is not one this server gave out") from None
+
+
+async def list_items(ctx: Context, dataset_id: int, limit: int, cursor: str | None) -> tuple[list[Item], str | None]:
+    if not 1 <= limit <= 1000:
+        raise BadInput("limit must be between 1 and 1000")
+    after = decode_cursor(cursor)
+    async with ctx.catalog.session() as session:
+        if await session.get(Dataset, dataset_id) is None:
+            raise NotFound(f"no dataset with id {dataset_id}")
+        rows = list((await session.scalars(
+            select(Item).where(Item.dataset_id == dataset_id, Item.id > after).order_by(Item.id).limit(limit + 1)
+        )).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+async def get_item(ctx: Context, item_id: int) -> Item:
+    async with ctx.catalog.session() as session:
+        item = await session.get(Item, item_id)
+        if item is None:
+            raise NotFound(f"no item with id {item_id}")
+        return item
+
+
+async def find_item(ctx: Context, dataset_id: int, name: str) -> Item | None:
+    async with ctx.catalog.session() as session:
+        return await session.scalar(select(Item).where(Item.dataset_id == dataset_id, Item.name == name))
+
+
+async def delete_item(ctx: Context, item_id: int) -> None:
+    async with ctx.catalog.session() as session:
+        item = await session.get(Item, item_id)
+        if item is None:
+            raise NotFound(f"no item with id {item_id}")
+        await session.delete(item)
+        await session.commit()
+
+
+def _numbered(name: str, n: int) -> str:
+    path = PurePosixPath(name)
+    suffix = "".join(path.suffixes[-1:])
+    stem = path.name[: -len(suffix)] if suffix else path.name
+    return str(path.with_name(f"{stem} ({n}){suffix}"))
+
+
+async def add_stored_item(
+    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict
+) -> tuple[str, Item]:
+    """The catalog row for bytes already stored; returns (created|renamed|replaced|skipped, item)."""
+    for _attempt in range(100):
+        async with ctx.catalog.session() as session:
+            if await session.get(Dataset, dataset_id) is None:
+                raise NotFound(f"no dataset with id {dataset_id}")
+            existing = await session.scalar(select(Item).where(Item.dataset_id == dataset_id, Item.name == name))
+            status, target = "created", name
+            if existing is not None:
+                if conflict == "skip":
+                    return "skipped", existing
+                if conflict == "replace":
+                    _fill(existing, blob)
+                    await session.commit()
+                    return "replaced", existing
+                status, target = "renamed", await _free_name(session, dataset_id, name)
+            item = Item(dataset_id=dataset_id, name=target, source="stored")
+            _fill(item, blob)
+            session.add(item)
+            try:
+                await session.commit()
+            except IntegrityError:
+                continue  # a concurrent upload took the name between our look and our write
+            return status, item
+    raise AlreadyExists(f"could not find a free name for {name!r}")
+
+
+def _fill(item: Item, blob: Blob) -> None:
+    item.size = blob.size
+    item.sha256 = blob.sha256
+    item.etag = None
+    item.uri = None
+    item.source = "stored"
+    item.kind = blob.probe.kind
+    item.mime_type = blob.probe.mime_type
+    item.width = blob.probe.width
+    item.height = blob.probe.height
+
+
+async def _free_name(session: AsyncSession, dataset_id: int, name: str) -> str:
+    for n in range(1, 10_000):
+        candidate = _numbered(name, n)
+        taken = await session.scalar(select(Item.id).where(Item.dataset_id == dataset_id, Item.name == candidate))
+        if taken is None:
+            return candidate
+    raise AlreadyExists(f"too many items named like {name!r}")

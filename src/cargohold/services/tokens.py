@@ -1,0 +1,93 @@
+"""API tokens: made here, shown once, stored only as a SHA-256 hash.
+
+Tokens carry 256 random bits, so a plain hash is enough to store them (no password stretching
+needed) and lets a request be checked with one indexed lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..catalog.models import ApiToken, utcnow
+from ..errors import AlreadyExists, BadInput, NotFound, Unauthenticated
+from ..instance import ADMIN_TOKEN_FILE, write_private_file
+from .context import Context
+
+PREFIX = "chd_"
+ROLES = ("admin", "user")
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_token(ctx: Context, name: str, role: str) -> str:
+    if role not in ROLES:
+        raise BadInput(f"role must be one of {', '.join(ROLES)}")
+    if not name or len(name) > 255:
+        raise BadInput("a token needs a name of 1 to 255 characters")
+    token = PREFIX + secrets.token_urlsafe(32)
+    async with ctx.catalog.session() as session:
+        session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
+        try:
+            await session.commit()
+        except IntegrityError:
+            raise AlreadyExists(f"a token named {name!r} exists; revoke it first or pick another name") from None
+    return token
+
+
+async def list_tokens(ctx: Context) -> list[tuple[str, str, datetime, datetime | None]]:
+    async with ctx.catalog.session() as session:
+        rows = (await session.scalars(select(ApiToken).order_by(ApiToken.name))).all()
+        return [(t.name, t.role, t.created_at, t.last_used_at) for t in rows]
+
+
+async def revoke_token(ctx: Context, name: str) -> None:
+    async with ctx.catalog.session() as session:
+        token = await session.scalar(select(ApiToken).where(ApiToken.name == name))
+        if token is None:
+            raise NotFound(f"no token named {name!r}")
+        await session.delete(token)
+        await session.commit()
+
+
+async def authenticate(ctx: Context, token: str) -> Principal:
+    async with ctx.catalog.session() as session:
+        row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        if row is None:
+            raise Unauthenticated("unknown or revoked token")
+        now = utcnow()
+        # Written at most once a minute: a busy client must not turn every read into a write.
+        if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+            row.last_used_at = now
+            await session.commit()
+        return Principal(row.name, row.role)
+
+
+async def bootstrap_admin_token(ctx: Context) -> str | None:
+    """On the first start (no token at all), make an admin token and keep it in the instance home."""
+    async with ctx.catalog.session() as session:
+        if await session.scalar(select(ApiToken.id).limit(1)) is not None:
+            return None
+    try:
+        token = await create_token(ctx, "admin", "admin")
+    except AlreadyExists:  # another replica made it first
+        return None
+    write_private_file(ctx.settings.home / ADMIN_TOKEN_FILE, token + "\n")
+    return token
