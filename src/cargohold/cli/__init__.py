@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..errors import CargoholdError, ConfigError
+from .admin import gc, token
 from .server import down, status, up
 from .storage import check, where
 
@@ -17,7 +18,7 @@ def cli() -> None:
     """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
 
 
-for command in (where, check, up, down, status):
+for command in (where, check, up, down, status, token, gc):
     cli.add_command(command)
 
 

@@ -1,0 +1,93 @@
+"""``cargohold token ...`` and ``cargohold gc``: admin commands that work on the catalog directly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..services import gc as gc_service
+from ..services import tokens
+from ..services.context import Context
+from ..settings import load_settings
+from ..units import parse_duration
+
+T = TypeVar("T")
+
+
+def with_context(action: Callable[[Context], Awaitable[T]], storage: bool = True) -> T:
+    """Run ``action`` with an open context; ``storage=False`` for commands that only touch the catalog."""
+
+    async def run() -> T:
+        ctx = await Context.open(load_settings(), ensure_buckets=storage)
+        try:
+            return await action(ctx)
+        finally:
+            await ctx.close()
+
+    return asyncio.run(run())
+
+
+@click.group()
+def token() -> None:
+    """API tokens: create (shown once), list, revoke."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="A name to tell the token by (unique).")
+@click.option("--admin", is_flag=True, help="Admin role: may also use admin routes.")
+def token_create(name: str, admin: bool) -> None:
+    """Print a new token. Only its hash is stored: copy it now."""
+    value = with_context(lambda ctx: tokens.create_token(ctx, name, "admin" if admin else "user"), storage=False)
+    click.echo(value)
+
+
+@token.command("list")
+def token_list() -> None:
+    """Names, roles and last use of every token (never the tokens themselves)."""
+    rows = with_context(tokens.list_tokens, storage=False)
+    table = Table()
+    for column in ("name", "role", "created", "last used"):
+        table.add_column(column)
+    for name, role, created, used in rows:
+        table.add_row(name, role, created.strftime("%Y-%m-%d %H:%M"), used.strftime("%Y-%m-%d %H:%M") if used else "")
+    Console().print(table)
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Delete the token NAME: requests with it get 401 from now on."""
+    with_context(lambda ctx: tokens.revoke_token(ctx, name), storage=False)
+    click.echo(f"token {name!r} revoked")
+
+
+@click.command()
+@click.option("--yes", is_flag=True, help="Delete what is found (without it, only list).")
+@click.option("--older-than", default="1h", show_default=True,
+              help="Leave objects younger than this (an upload may be between its bytes and its row).")
+def gc(yes: bool, older_than: str) -> None:
+    """Find objects in own storage that no catalog row refers to; delete them with --yes."""
+    try:
+        grace = timedelta(seconds=parse_duration(older_than))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+
+    async def run(ctx: Context) -> tuple[int, int, int]:
+        garbage = await gc_service.find_garbage(ctx, grace)
+        for store, meta, reason in garbage.found:
+            click.echo(f"{store.name}/{meta.key}\t{meta.size}\t{reason}")
+        deleted = await gc_service.delete_garbage(garbage) if yes else 0
+        return len(garbage.found), garbage.size, deleted
+
+    found, size, deleted = with_context(run)
+    if yes:
+        click.echo(f"deleted {deleted} objects, {size:,} bytes")
+    else:
+        hint = " (run with --yes to delete)" if found else ""
+        click.echo(f"found {found} unreferenced objects, {size:,} bytes{hint}")
