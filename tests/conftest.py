@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from . import servers
+from .api_server import RunningServer
 
 _bucket_numbers = itertools.count()
 
@@ -44,6 +45,22 @@ def gcs_server(server_dir: Path) -> Iterator[servers.Server]:
 @pytest.fixture(scope="session")
 def gcs_credentials(server_dir: Path) -> Path:
     return servers.service_account_file(server_dir / "service-account.json")
+
+
+@pytest.fixture(params=["local", "s3"])
+def api_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
+    """A real cargohold server process, on local disk and on the S3 server, each with a fresh home."""
+    if request.param == "local":
+        env: dict[str, object] = {}
+    else:
+        moto = request.getfixturevalue("moto_server")
+        env = {"STORAGE_PROVIDER": "minio", "STORAGE_ENDPOINT": moto.url, "STORAGE_ACCESS_KEY": "testing",
+               "STORAGE_SECRET_KEY": "testing", "STORAGE_BUCKET_PREFIX": f"api-{next(_bucket_numbers):04d}"}
+    server = RunningServer(tmp_path / "home", {k: str(v) for k, v in env.items()}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
