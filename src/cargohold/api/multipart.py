@@ -57,8 +57,7 @@ async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> As
 
     def on_header_end() -> None:
         # Queued like the data: one write() can carry several parts, headers and all.
-        line = state.header_field.decode("latin-1").lower() + "\n" + state.header_value.decode("utf-8", "replace")
-        state.events.append(("header", line.encode()))
+        state.events.append(("header", bytes(state.header_field).lower() + b"\n" + bytes(state.header_value)))
         state.header_field.clear()
         state.header_value.clear()
         state.header_bytes = 0
@@ -108,21 +107,23 @@ async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> As
             return
         if kind != "begin":
             continue
-        headers: dict[str, str] = {}
+        headers: dict[bytes, bytes] = {}
         while True:
             kind, data = await next_event()
             if kind == "headers":
                 break
             if kind == "header":
-                key, _, value = data.decode().partition("\n")
+                key, _, value = data.partition(b"\n")
                 headers[key] = value
-        _, params = parse_options_header(headers.get("content-disposition", ""))
+        # Bytes, not text: browsers send UTF-8 file names raw in the header.
+        _, params = parse_options_header(headers.get(b"content-disposition", b""))
+        part_type = headers.get(b"content-type")
         filename = params.get(b"filename")
         chunks = part_bytes()
         yield Part(
             name=params.get(b"name", b"").decode("utf-8", "replace"),
             filename=filename.decode("utf-8", "replace") if filename is not None else None,
-            content_type=headers.get("content-type"),
+            content_type=part_type.decode("latin-1") if part_type is not None else None,
             chunks=chunks,
         )
         async for _ in chunks:  # whatever the consumer left unread

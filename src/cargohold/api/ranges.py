@@ -17,12 +17,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or first == last == "":
         return None
     if size == 0:
         raise RangeNotSatisfiable("the object is empty: no byte range can be served")
     if first == "":
-        if last == "" or int(last) == 0:
+        if int(last) == 0:
             raise RangeNotSatisfiable("an empty suffix range")
         return ByteRange.last(int(last))
     start = int(first)
