@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import RowMapping
 
 from ..catalog.models import Item, TeamFile
 from ..services.items import DatasetInfo
@@ -58,8 +59,10 @@ class ItemOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, item: Item) -> ItemOut:
-        return cls.model_validate(item, from_attributes=True)
+    def of(cls, item: Item | RowMapping) -> ItemOut:
+        if isinstance(item, Item):
+            return cls.model_validate(item, from_attributes=True)
+        return cls.model_validate(dict(item))
 
 
 class ItemPage(BaseModel):

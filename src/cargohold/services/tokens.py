@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..catalog.models import ApiToken, utcnow
@@ -68,14 +68,17 @@ async def revoke_token(ctx: Context, name: str) -> None:
 
 
 async def authenticate(ctx: Context, token: str) -> Principal:
+    """Checked against the catalog on every request, so a revoked token fails at once on every replica."""
+    digest = hash_token(token)
     async with ctx.catalog.session() as session:
-        row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        columns = (ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.last_used_at)
+        row = (await session.execute(select(*columns).where(ApiToken.token_hash == digest))).first()
         if row is None:
             raise Unauthenticated("unknown or revoked token")
         now = utcnow()
         # Written at most once a minute: a busy client must not turn every read into a write.
         if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-            row.last_used_at = now
+            await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
             await session.commit()
         return Principal(row.name, row.role)
 
