@@ -10,6 +10,7 @@ from ..errors import CargoholdError, ConfigError
 from .admin import gc, token
 from .server import down, status, up
 from .storage import check, where
+from .transfer import download, upload
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +19,7 @@ def cli() -> None:
     """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
 
 
-for command in (where, check, up, down, status, token, gc):
+for command in (where, check, up, down, status, token, gc, upload, download):
     cli.add_command(command)
 
 
