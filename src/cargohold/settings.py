@@ -190,7 +190,7 @@ class Settings:
         "IMAGE_MAX_PIXELS", "200000000", "Images declaring more pixels than this are refused (422).", _count,
     )
     upload_max_size: int = setting(
-        "UPLOAD_MAX_SIZE", "100g", "Largest accepted upload; a larger one is refused (413).", parse_size,
+        "UPLOAD_MAX_SIZE", "100g", "Largest accepted file; a larger one is refused (413).", parse_size,
     )
     server_host: str = setting(
         "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",

@@ -1,17 +1,28 @@
-"""Who is asking: a bearer token, or (for content) a signature in the URL."""
+"""Who is asking: a bearer token, or (for content) a signature in the URL.
+
+Checked in an ASGI middleware, before any route reads the body: a request without valid
+credentials gets 401 whatever it sends, and an upload without a token is refused before a byte of
+it is stored.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import Forbidden, Unauthenticated
+from ..errors import CargoholdError, Forbidden, Unauthenticated
 from ..services import signing
 from ..services.context import Context
 from ..services.tokens import Principal, authenticate
 
 SIGNED = Principal("signed-url", "signed")
+API_PREFIX = "/api/v1/"
+SIGNABLE = re.compile(r"^/api/v1/items/\d+/content$")
+"""Routes a signed URL may open (GET only): the bytes of one item."""
 
 
 def context(request: Request) -> Context:
@@ -19,7 +30,13 @@ def context(request: Request) -> Context:
     return ctx
 
 
-async def _bearer(request: Request, ctx: Context) -> Principal:
+async def identify(request: Request, ctx: Context) -> Principal:
+    signature = request.query_params.get("signature")
+    if signature is not None and "authorization" not in request.headers:
+        if request.method != "GET" or not SIGNABLE.match(request.url.path):
+            raise Unauthenticated("a signed URL opens only the content it was signed for")
+        signing.verify(ctx.secret, request.url.path, request.query_params.get("expires", ""), signature)
+        return SIGNED
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -27,20 +44,34 @@ async def _bearer(request: Request, ctx: Context) -> Principal:
     return await authenticate(ctx, token.strip())
 
 
-async def require_user(request: Request, ctx: Annotated[Context, Depends(context)]) -> Principal:
-    return await _bearer(request, ctx)
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            principal = await identify(request, scope["app"].state.ctx)
+        except CargoholdError as exc:
+            response = JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.http_status,
+                                    headers={"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+async def require_user(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise Unauthenticated("this route needs a token")
+    return principal
 
 
 async def require_admin(principal: Annotated[Principal, Depends(require_user)]) -> Principal:
     if not principal.is_admin:
         raise Forbidden("this route needs an admin token")
     return principal
-
-
-async def require_user_or_signature(request: Request, ctx: Annotated[Context, Depends(context)]) -> Principal:
-    """Content routes also take ``?expires=&signature=`` from ``POST /items/{id}/sign``."""
-    signature = request.query_params.get("signature")
-    if signature is not None and "authorization" not in request.headers:
-        signing.verify(ctx.secret, request.url.path, request.query_params.get("expires", ""), signature)
-        return SIGNED
-    return await _bearer(request, ctx)

@@ -41,8 +41,13 @@ async def send_content(
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and _etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        # The client's partial copy is of other bytes (RFC 9110 13.1.5): send the whole new one.
+        range_header = None
     try:
-        byte_range = parse_range(request.headers.get("range"), size)
+        byte_range = parse_range(range_header, size)
     except RangeNotSatisfiable as exc:
         return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=416,
                             headers={"Content-Range": f"bytes */{size}"})

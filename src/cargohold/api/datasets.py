@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ..errors import BadInput, TooLarge
+from ..errors import BadInput
 from ..services import items as svc
 from ..services.blobs import store_blob
 from ..services.context import Context
@@ -63,10 +63,7 @@ async def upload_items(dataset_id: int, request: Request, ctx: Ctx, conflict: sv
 
     Files before a refused one stay stored; the answer then is the error alone."""
     await svc.get_dataset(ctx, dataset_id)  # 404 before reading any of the body
-    limit = ctx.settings.upload_max_size
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise TooLarge(f"the request declares {int(declared):,} bytes, over the limit of {limit:,} (UPLOAD_MAX_SIZE)")
+    limit = ctx.settings.upload_max_size  # per file, however the request is sent
     results: list[UploadResult] = []
     async for part in iter_parts(request.headers.get("content-type"), request.stream()):
         if part.filename is None:

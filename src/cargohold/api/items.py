@@ -13,7 +13,7 @@ from ..services import signing
 from ..services.blobs import content_key
 from ..services.context import Context
 from ..storage import ByteRange, Download
-from .auth import context, require_user, require_user_or_signature
+from .auth import context, require_user
 from .content import send_content
 from .schemas import ItemOut, SignIn, SignOut
 
@@ -36,7 +36,7 @@ async def delete_item(item_id: int, ctx: Ctx) -> Response:
 
 @router.get(
     "/items/{item_id}/content",
-    dependencies=[Depends(require_user_or_signature)],
+    dependencies=[Depends(require_user)],
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"},
                304: {"description": "not modified"}, 416: {"description": "range not satisfiable"}},

@@ -82,8 +82,10 @@ def gc(yes: bool, older_than: str) -> None:
         garbage = await gc_service.find_garbage(ctx, grace)
         for store, meta, reason in garbage.found:
             click.echo(f"{store.name}/{meta.key}\t{meta.size}\t{reason}")
-        deleted = await gc_service.delete_garbage(garbage) if yes else 0
-        return len(garbage.found), garbage.size, deleted
+        for name, size in garbage.unfinished:
+            click.echo(f"{name}\t{size}\tinterrupted upload")
+        deleted = await gc_service.delete_garbage(ctx, garbage) if yes else 0
+        return garbage.count, garbage.size, deleted
 
     found, size, deleted = with_context(run)
     if yes:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..api import datasets, files, items, system
+from ..api.auth import AuthMiddleware
 from ..errors import CargoholdError
 from ..instance import ADMIN_TOKEN_FILE
 from ..services.context import Context
@@ -48,7 +49,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    # A URL that names no route is told apart from a missing dataset or item (both 404).
+    code = {404: "no_such_route", 405: "method_not_allowed"}.get(exc.status_code, "error")
     return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
@@ -76,6 +78,7 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
         "Every route but /healthz needs `Authorization: Bearer <token>`.",
     )
     app.state.health = Health(settings.storage_provider, storage)
+    app.add_middleware(AuthMiddleware)
     app.add_exception_handler(CargoholdError, _cargohold_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -22,15 +22,22 @@ from .storage_check import PROBE_PREFIX
 @dataclass
 class Garbage:
     found: list[tuple[Store, ObjectMeta, str]] = field(default_factory=list)
+    unfinished: list[tuple[str, int]] = field(default_factory=list)
+    """Interrupted uploads the provider still holds (local ``.partial`` files, S3 multipart parts)."""
+    cutoff: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def size(self) -> int:
-        return sum(meta.size for _, meta, _ in self.found)
+        return sum(meta.size for _, meta, _ in self.found) + sum(size for _, size in self.unfinished)
+
+    @property
+    def count(self) -> int:
+        return len(self.found) + len(self.unfinished)
 
 
 async def find_garbage(ctx: Context, grace: timedelta = timedelta(hours=1)) -> Garbage:
     cutoff = datetime.now(UTC) - grace
-    garbage = Garbage()
+    garbage = Garbage(cutoff=cutoff)
 
     def old(meta: ObjectMeta) -> bool:
         return meta.last_modified is None or meta.last_modified <= cutoff
@@ -53,10 +60,19 @@ async def find_garbage(ctx: Context, grace: timedelta = timedelta(hours=1)) -> G
             if key not in known:
                 reason = "left-over check probe" if key.startswith(PROBE_PREFIX + "/") else "no team file row"
                 garbage.found.append((private, meta, reason))
+    seen: set[str] = set()  # local disk keeps one .partial folder for both buckets
+    for store in (public, private):
+        for name, size in await store.unfinished_uploads(cutoff, abort=False):
+            if name not in seen:
+                seen.add(name)
+                garbage.unfinished.append((name, size))
     return garbage
 
 
-async def delete_garbage(garbage: Garbage) -> int:
+async def delete_garbage(ctx: Context, garbage: Garbage) -> int:
     for store, meta, _ in garbage.found:
         await store.delete(meta.key)
-    return len(garbage.found)
+    aborted: set[str] = set()
+    for store in ctx.storage.buckets:
+        aborted.update(name for name, _ in await store.unfinished_uploads(garbage.cutoff, abort=True))
+    return len(garbage.found) + len(aborted & {name for name, _ in garbage.unfinished})

@@ -22,6 +22,8 @@ PART_SIZE = 8 * 1024 * 1024
 """Bytes per part of a multipart upload; also the largest object uploaded in one request."""
 
 Data = bytes | AsyncIterable[bytes]
+UnfinishedUploads = list[tuple[str, int]]
+"""(description, bytes held) per interrupted upload; an alias because ``Store.list`` shadows ``list``."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,11 @@ class Store(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """The file holding ``key`` on this machine, if the provider keeps one."""
+
+    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
+        """Uploads begun before ``before`` and never completed (invisible parts that still take space),
+        as (description, bytes); aborted when ``abort``. Providers that expire them by themselves
+        (Azure uncommitted blocks, GCS resumable sessions: 7 days) return none."""
 
     async def close(self) -> None: ...
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +27,19 @@ from google.oauth2 import service_account
 
 from ..errors import BackendUnavailable, CargoholdError, Forbidden, NotFound, RangeNotSatisfiable
 from ..settings import read_service_account
-from .base import CHUNK_SIZE, PART_SIZE, ByteRange, Data, Download, Features, ObjectMeta, check_key, folder_prefix, peek
+from .base import (
+    CHUNK_SIZE,
+    PART_SIZE,
+    ByteRange,
+    Data,
+    Download,
+    Features,
+    ObjectMeta,
+    UnfinishedUploads,
+    check_key,
+    folder_prefix,
+    peek,
+)
 from .connection import Connection
 
 T = TypeVar("T")
@@ -185,6 +197,9 @@ class GcsStore:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
+        return []  # resumable sessions that are never finalised expire after a week
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)

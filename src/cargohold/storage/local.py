@@ -18,7 +18,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import BadInput, Forbidden, NotFound, Unsupported
-from .base import CHUNK_SIZE, ByteRange, Data, Download, Features, ObjectMeta, check_key, folder_prefix
+from .base import (
+    CHUNK_SIZE,
+    ByteRange,
+    Data,
+    Download,
+    Features,
+    ObjectMeta,
+    UnfinishedUploads,
+    check_key,
+    folder_prefix,
+)
 
 
 class LocalStore:
@@ -201,6 +211,21 @@ class LocalStore:
             return self._existing(key)
         except NotFound:
             return None
+
+    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
+        if self.read_only or not self._partial.is_dir():
+            return []
+        found = []
+        for path in await asyncio.to_thread(lambda: list(self._partial.iterdir())):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if datetime.fromtimestamp(st.st_mtime, UTC) < before:
+                found.append((str(path), st.st_size))
+                if abort:
+                    path.unlink(missing_ok=True)
+        return found
 
     async def close(self) -> None:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from .base import (
     Download,
     Features,
     ObjectMeta,
+    UnfinishedUploads,
     chain,
     check_key,
     folder_prefix,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     RawStore = S3Store | AzureStore
 
 CreateBucket = Callable[[], Awaitable[None]]
+Unfinished = Callable[[datetime, bool], Awaitable[list[tuple[str, int]]]]
 SignUrl = Callable[[str, timedelta], Awaitable[str]]
 
 
@@ -104,6 +106,7 @@ class ObstoreStore:
         create_bucket: CreateBucket,
         sign_url: SignUrl | None = None,
         suffix_ranges: bool = True,
+        unfinished: Unfinished | None = None,
     ) -> None:
         self.raw = raw
         self.name = name
@@ -111,6 +114,7 @@ class ObstoreStore:
         self._create_bucket = create_bucket
         self._sign_url = sign_url
         self._suffix_ranges = suffix_ranges
+        self._unfinished = unfinished
 
     async def ensure_bucket(self, create: bool = True) -> None:
         try:
@@ -194,6 +198,9 @@ class ObstoreStore:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
+        return await self._unfinished(before, abort) if self._unfinished else []
 
     async def close(self) -> None:
         return None

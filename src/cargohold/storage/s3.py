@@ -8,7 +8,7 @@ Buckets are created with boto3, since creating a bucket is not an object-store c
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from obstore.store import S3Store
@@ -54,13 +54,16 @@ def open_s3(
         keys = await credentials() if credentials else None
         await asyncio.to_thread(_create_bucket, conn, bucket, endpoint, region, keys)
 
-    return ObstoreStore(raw, name=bucket, provider="minio", create_bucket=create_bucket)
+    async def unfinished(before: datetime, abort: bool) -> list[tuple[str, int]]:
+        keys = await credentials() if credentials else None
+        return await asyncio.to_thread(_unfinished_uploads, conn, bucket, endpoint, region, keys, before, abort)
+
+    return ObstoreStore(raw, name=bucket, provider="minio", create_bucket=create_bucket, unfinished=unfinished)
 
 
-def _create_bucket(conn: Connection, bucket: str, endpoint: str, region: str, keys: Any) -> None:
+def _boto_client(conn: Connection, endpoint: str, region: str, keys: Any) -> Any:
     import boto3
     import botocore.config
-    import botocore.exceptions
 
     session = boto3.session.Session(
         aws_access_key_id=keys["access_key_id"] if keys else conn.access_key,
@@ -68,7 +71,7 @@ def _create_bucket(conn: Connection, bucket: str, endpoint: str, region: str, ke
         aws_session_token=keys.get("token") if keys else None,
         region_name=region,
     )
-    client = session.client(
+    return session.client(
         "s3",
         endpoint_url=endpoint or None,
         config=botocore.config.Config(
@@ -77,6 +80,41 @@ def _create_bucket(conn: Connection, bucket: str, endpoint: str, region: str, ke
             connect_timeout=5,
         ),
     )
+
+
+def _unfinished_uploads(
+    conn: Connection, bucket: str, endpoint: str, region: str, keys: Any, before: datetime, abort: bool
+) -> list[tuple[str, int]]:
+    """Multipart uploads begun before ``before`` and never completed: their parts are invisible but
+    stored (and billed) until aborted."""
+    import botocore.exceptions
+
+    client = _boto_client(conn, endpoint, region, keys)
+    found = []
+    try:
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] >= before:
+                    continue
+                parts = client.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                size = sum(part["Size"] for part in parts.get("Parts", []))
+                found.append((f"{bucket}/{upload['Key']} (multipart upload {upload['UploadId'][:12]}...)", size))
+                if abort:
+                    client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("AccessDenied", "NotImplemented"):
+            return []  # the credentials may not list uploads; a lifecycle rule has to clean them
+        raise BackendUnavailable(f"list unfinished uploads in {bucket!r}: {code or exc}") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise BackendUnavailable(f"list unfinished uploads in {bucket!r}: {exc}") from exc
+    return found
+
+
+def _create_bucket(conn: Connection, bucket: str, endpoint: str, region: str, keys: Any) -> None:
+    import botocore.exceptions
+
+    client = _boto_client(conn, endpoint, region, keys)
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != DEFAULT_REGION:
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
