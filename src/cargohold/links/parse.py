@@ -1,0 +1,84 @@
+"""A links file: one link a line, CRLF or LF, ``#`` comments and blank lines skipped.
+
+Line numbers count every line of the file from 1, comments and blanks included, so a report points
+at the line a user sees in an editor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from ..errors import BadInput
+from ..storage.uris import Link, parse_link
+
+MAX_LINE_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Refused:
+    line: int
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    line: int
+    link: Link
+    name: str | None = None
+
+
+def parse_line(number: int, raw: str) -> Entry | Refused | None:
+    text = raw.strip().lstrip("\ufeff")
+    if not text or text.startswith("#"):
+        return None
+    if len(text.encode()) > MAX_LINE_BYTES:
+        return Refused(number, text[:200] + "...", f"line longer than {MAX_LINE_BYTES} bytes")
+    try:
+        return Entry(number, parse_link(text))
+    except BadInput as exc:
+        return Refused(number, text, exc.message)
+
+
+def parse_lines(lines: Iterator[str]) -> Iterator[Entry | Refused]:
+    for number, raw in enumerate(lines, start=1):
+        parsed = parse_line(number, raw)
+        if parsed is not None:
+            yield parsed
+
+
+async def parse_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[Entry | Refused]:
+    """Lines of a links file as it arrives: the file is never held whole."""
+    buffer = b""
+    number = 0
+    skipping = False  # inside a line too long to keep, already reported
+    async for chunk in chunks:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for raw in complete:
+            number += 1
+            if skipping:
+                skipping = False
+                continue
+            parsed = _decoded(number, raw)
+            if parsed is not None:
+                yield parsed
+        if len(buffer) > MAX_LINE_BYTES:
+            if not skipping:
+                yield Refused(number + 1, buffer[:200].decode("utf-8", "replace") + "...",
+                              f"line longer than {MAX_LINE_BYTES} bytes")
+                skipping = True
+            buffer = b""
+    if buffer and not skipping:
+        parsed = _decoded(number + 1, buffer)
+        if parsed is not None:
+            yield parsed
+
+
+def _decoded(number: int, raw: bytes) -> Entry | Refused | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Refused(number, raw[:200].decode("utf-8", "replace"), "not UTF-8 text")
+    return parse_line(number, text)

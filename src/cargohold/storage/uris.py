@@ -1,0 +1,84 @@
+"""Link URIs: ``s3://bucket/key``, ``azure://container/blob``, ``google://`` or ``gs://bucket/object``,
+``fs://storage-id/path`` and public ``http(s)://`` URLs.
+
+The part after the bucket is taken literally as the object key (S3 keys may hold ``%`` and spaces),
+and checked like every key: no ``..``, no empty segment, no absolute path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..errors import BadInput, InvalidKey
+from .base import check_key
+
+SCHEMES = {"s3": "minio", "azure": "azure", "google": "google", "gs": "google", "fs": "fs"}
+"""Link scheme → the connection provider that serves it."""
+URL_SCHEMES = ("http", "https")
+MAX_URI_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ObjectLink:
+    scheme: str
+    provider: str
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"{self.scheme}://{self.bucket}/{self.key}"
+
+    @property
+    def default_name(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True)
+class UrlLink:
+    url: str
+    host: str
+
+    @property
+    def uri(self) -> str:
+        return self.url
+
+    @property
+    def default_name(self) -> str:
+        path = urlsplit(self.url).path.strip("/")
+        return path or self.host
+
+
+Link = ObjectLink | UrlLink
+
+
+def parse_link(text: str) -> Link:
+    uri = text.strip()
+    if not uri:
+        raise BadInput("empty link")
+    if len(uri.encode()) > MAX_URI_BYTES:
+        raise BadInput(f"link longer than {MAX_URI_BYTES} bytes")
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise BadInput("not a link: write scheme://bucket/key (s3, azure, google, gs, fs) or an http(s) URL")
+    scheme = scheme.lower()
+    if scheme in URL_SCHEMES:
+        parts = urlsplit(uri)
+        if not parts.hostname:
+            raise BadInput("the URL names no host")
+        if parts.username or parts.password:
+            raise BadInput("URLs with credentials in them are refused; use a connection instead")
+        return UrlLink(uri, parts.hostname)
+    if scheme not in SCHEMES:
+        raise BadInput(f"unknown scheme {scheme!r}: use s3, azure, google, gs, fs, http or https")
+    bucket, slash, key = rest.partition("/")
+    if not bucket:
+        raise BadInput("the link names no bucket")
+    if not slash or not key:
+        raise BadInput(f"the link names bucket {bucket!r} but no object in it")
+    try:
+        check_key(key)
+    except InvalidKey as exc:
+        raise BadInput(exc.message) from None
+    return ObjectLink(scheme, SCHEMES[scheme], bucket, key)
