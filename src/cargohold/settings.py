@@ -192,6 +192,10 @@ class Settings:
     upload_max_size: int = setting(
         "UPLOAD_MAX_SIZE", "100g", "Largest accepted file; a larger one is refused (413).", parse_size,
     )
+    links_allow_private_networks: bool = setting(
+        "LINKS_ALLOW_PRIVATE_NETWORKS", "false",
+        "Let `http(s)://` links reach loopback, private, link-local and cloud-metadata addresses.", _bool,
+    )
     server_host: str = setting(
         "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",
     )
