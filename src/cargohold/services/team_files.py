@@ -15,6 +15,7 @@ from sqlalchemy import select
 from ..catalog.models import TeamFile, utcnow
 from ..errors import BadInput, InvalidKey, NotFound, TooLarge
 from ..storage.base import ByteRange, Download, check_key
+from .blobs import gathered, hash_block
 from .context import Context
 from .items import decode_cursor, encode_cursor
 
@@ -42,11 +43,11 @@ class _Hashing:
         self.sha = hashlib.sha256()
 
     async def stream(self) -> AsyncIterator[bytes]:
-        async for chunk in self.source:
+        async for chunk in gathered(self.source):
             self.size += len(chunk)
             if self.size > self.max_size:
                 raise TooLarge(f"{self.path!r} is over the upload limit of {self.max_size:,} bytes (UPLOAD_MAX_SIZE)")
-            self.sha.update(chunk)
+            await hash_block(self.sha, chunk)
             yield chunk
 
 
