@@ -19,4 +19,4 @@ def test_migrations_build_exactly_the_models_and_run_twice(tmp_path: Path) -> No
     config.attributes["url"] = urls.sync_url
     command.check(config)  # raises if the models and the migrated schema differ
     tables = set(inspect(create_engine(urls.sync_url)).get_table_names())
-    assert {"datasets", "items", "team_files", "api_tokens", "alembic_version"} <= tables
+    assert {"datasets", "items", "team_files", "api_tokens", "connections", "alembic_version"} <= tables

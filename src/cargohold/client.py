@@ -224,6 +224,33 @@ class Client:
     def delete_dataset(self, dataset: DatasetRef) -> None:
         self._request("DELETE", f"/datasets/{self._dataset_id(dataset)}")
 
+    # -- links ------------------------------------------------------------------------------------
+
+    def add_links(
+        self, dataset: DatasetRef, links: str | os.PathLike[str] | list[str | dict[str, str]], *,
+        verify: bool = True, conflict: Conflict = "rename", progress: Callable[[int], None] | None = None,
+    ) -> Json:
+        """Register links: a links file (path; streamed as text/plain) or a list of URLs / {url, name}.
+        Returns the report: counts, and every refused line with its number, URL and reason."""
+        params = {"verify": "true" if verify else "false", "conflict": conflict}
+        path = f"/datasets/{self._dataset_id(dataset)}/links"
+        # Verification of many links takes a while: the answer comes when every link is checked.
+        timeout = httpx.Timeout(60.0, read=3600.0)
+        if isinstance(links, list):
+            result: Json = self._request("POST", path, params=params, json={"links": links}, timeout=timeout).json()
+            return result
+
+        def chunks(file: Path) -> Iterator[bytes]:
+            with file.open("rb") as fh:
+                while chunk := fh.read(1024 * 1024):
+                    if progress:
+                        progress(len(chunk))
+                    yield chunk
+
+        result = self._request("POST", path, params=params, content=chunks(Path(links)),
+                               headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=timeout).json()
+        return result
+
     # -- items ------------------------------------------------------------------------------------
 
     def upload(

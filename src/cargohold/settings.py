@@ -294,22 +294,29 @@ def _check_provider(s: Settings) -> None:
         read_service_account(s.storage_credentials_path)
 
 
-def read_service_account(path: Path | None) -> dict[str, Any]:
-    """The service-account JSON that STORAGE_CREDENTIALS_PATH names, checked for what we use."""
-    key = "STORAGE_CREDENTIALS_PATH"
+def read_service_account(path: Path | None, key: str = "STORAGE_CREDENTIALS_PATH") -> dict[str, Any]:
+    """The service-account JSON that STORAGE_CREDENTIALS_PATH (or ``key``) names, checked for what we use."""
     if path is None:
-        raise ConfigError(key, "STORAGE_PROVIDER=google needs a service-account JSON file",
-                          "set STORAGE_CREDENTIALS_PATH to the file downloaded from the Google Cloud console")
+        who = "STORAGE_PROVIDER=google" if key.startswith("STORAGE_") else "a google connection"
+        raise ConfigError(key, f"{who} needs a service-account JSON file",
+                          f"set {key} to the file downloaded from the Google Cloud console")
     try:
-        info = json.loads(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(key, f"cannot read {path}: {exc.strerror}",
                           "point it at a readable service-account JSON file") from None
+    return parse_service_account(text, str(path), key)
+
+
+def parse_service_account(text: str, where: str, key: str) -> dict[str, Any]:
+    """A service-account key from its JSON text, checked for what we use. Errors never quote the text."""
+    try:
+        info = json.loads(text)
     except ValueError:
-        raise ConfigError(key, f"{path} is not JSON", "download the service-account key again as JSON") from None
+        raise ConfigError(key, f"{where} is not JSON", "download the service-account key again as JSON") from None
     required = ("type", "project_id", "private_key", "client_email")
     missing = [k for k in required if not isinstance(info, dict) or not info.get(k)]
     if missing:
-        raise ConfigError(key, f"{path} lacks {', '.join(missing)}",
+        raise ConfigError(key, f"{where} lacks {', '.join(missing)}",
                           "use a service-account key file (type service_account), not another kind of JSON")
     return cast(dict[str, Any], info)

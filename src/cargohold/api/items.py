@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ..errors import Unsupported
 from ..services import items as svc
+from ..services import links as links_svc
 from ..services import signing
 from ..services.blobs import content_key
 from ..services.context import Context
 from ..storage import ByteRange, Download
+from ..storage.uris import parse_link
 from .auth import context, require_user
 from .content import send_content
 from .schemas import ItemOut, SignIn, SignOut
@@ -43,15 +44,31 @@ async def delete_item(item_id: int, ctx: Ctx) -> Response:
 )
 async def get_content(item_id: int, request: Request, ctx: Ctx) -> Response:
     item = await svc.get_item(ctx, item_id)
-    if item.source != "stored" or item.sha256 is None:
-        raise Unsupported("linked items are served once links are built")
+    if item.source == "link" and item.uri:
+        return await _linked_content(request, ctx, item.uri, item.mime_type, item.name)
 
     async def open_bytes(byte_range: ByteRange | None) -> Download:
         return await ctx.storage.public.get(content_key(item.sha256 or ""), byte_range)
 
     return await send_content(
-        request, size=item.size, etag=f'"{item.sha256}"', last_modified=item.created_at,
+        request, size=item.size or 0, etag=f'"{item.sha256}"', last_modified=item.created_at,
         content_type=item.mime_type, filename=item.name, open_bytes=open_bytes,
+    )
+
+
+async def _linked_content(request: Request, ctx: Context, uri: str, mime_type: str, name: str) -> Response:
+    """A linked file, read with its connection's credentials. Its size and ETag are asked for on each
+    request: the file may have changed since it was linked. (The storage cache tier will keep a copy.)"""
+    link = parse_link(uri)
+    meta = await links_svc.head_link(ctx, link)
+
+    async def open_bytes(byte_range: ByteRange | None) -> Download:
+        return await links_svc.open_link(ctx, link, byte_range)
+
+    etag = meta.etag if meta.etag and meta.etag.startswith(('"', 'W/"')) else f'"{meta.etag or meta.size}"'
+    return await send_content(
+        request, size=meta.size, etag=etag, last_modified=meta.last_modified or datetime.now(UTC),
+        content_type=mime_type, filename=name, open_bytes=open_bytes,
     )
 
 

@@ -48,7 +48,7 @@ class ItemOut(BaseModel):
     dataset_id: int
     name: str
     kind: Literal["image", "video", "file"]
-    size: int
+    size: int | None
     sha256: str | None
     etag: str | None
     mime_type: str

@@ -46,13 +46,14 @@ class Item(Base):
         UniqueConstraint("dataset_id", "name", name="uq_items_dataset_name"),
         Index("ix_items_sha256", "sha256"),
         Index("ix_items_dataset_page", "dataset_id", "id"),  # cursor pages: WHERE dataset_id = ? AND id > ?
+        Index("ix_items_dataset_uri", "dataset_id", "uri"),  # a link already in the dataset is not added twice
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(1024))
     kind: Mapped[str] = mapped_column(String(16))  # image | video | file
-    size: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int | None] = mapped_column(BigInteger)  # unknown for a link added without verification
     sha256: Mapped[str | None] = mapped_column(String(64))
     etag: Mapped[str | None] = mapped_column(String(255))
     mime_type: Mapped[str] = mapped_column(String(255))
@@ -85,4 +86,20 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-__all__ = ["ApiToken", "Base", "Dataset", "Item", "TeamFile", "func"]
+class ConnectionRecord(Base):
+    """A connection made at run time (the API, the web UI); ``remote_links.yml`` ones are not stored here."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    provider: Mapped[str] = mapped_column(String(16))  # minio | azure | google
+    settings: Mapped[str] = mapped_column(Text)
+    """The fields that are not secret, as a JSON object (endpoint, access_key, region, buckets...)."""
+    secrets: Mapped[str | None] = mapped_column(Text)
+    """The secret fields as a JSON object, encrypted (Fernet, key derived from the instance secret)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+__all__ = ["ApiToken", "Base", "ConnectionRecord", "Dataset", "Item", "TeamFile", "func"]

@@ -7,7 +7,9 @@ import sys
 import click
 
 from ..errors import CargoholdError, ConfigError
+from ..storage.connections_file import ConnectionsFileError
 from .admin import gc, token
+from .links import links
 from .server import down, status, up
 from .storage import check, where
 from .transfer import download, upload
@@ -19,7 +21,7 @@ def cli() -> None:
     """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
 
 
-for command in (where, check, up, down, status, token, gc, upload, download):
+for command in (where, check, up, down, status, token, gc, upload, download, links):
     cli.add_command(command)
 
 
@@ -27,7 +29,8 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except ConfigError as exc:
-        click.echo(f"cargohold: bad setting {exc.key}: {exc.problem}.\n  fix: {exc.fix}", err=True)
+        what = "" if isinstance(exc, ConnectionsFileError) else "bad setting "
+        click.echo(f"cargohold: {what}{exc.key}: {exc.problem}.\n  fix: {exc.fix}", err=True)
         sys.exit(2)
     except CargoholdError as exc:
         click.echo(f"cargohold: {exc.message}", err=True)

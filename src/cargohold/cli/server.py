@@ -21,6 +21,7 @@ import httpx
 from ..errors import CargoholdError
 from ..settings import Settings, instance_home, load_settings
 from ..storage import OwnStorage
+from ..storage.connections import load_file
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -92,6 +93,8 @@ def up(detach: bool) -> None:
 
     from ..server.app import create_app
 
+    if settings.remote_links_path.exists():  # a bad file stops start-up here, with the CLI's message
+        load_file(settings.remote_links_path, settings.aws_ec2_metadata_service_endpoint)
     storage = OwnStorage.from_settings(settings)
     asyncio.run(storage.ensure_buckets())
     app = create_app(settings, storage, ensure_buckets=False)

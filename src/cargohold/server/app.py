@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..api import datasets, files, items, system
+from ..api import connections, datasets, files, items, links, system
 from ..api.auth import AuthMiddleware
 from ..errors import CargoholdError
 from ..instance import ADMIN_TOKEN_FILE
@@ -83,6 +83,6 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(system.public)
-    for router in (system.admin, datasets.router, items.router, files.router):
+    for router in (system.admin, datasets.router, items.router, files.router, links.router, connections.router):
         app.include_router(router, prefix=API_PREFIX)
     return app

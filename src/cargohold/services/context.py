@@ -1,14 +1,17 @@
-"""What every use case needs, opened once per process: settings, own storage, the catalog, the secret."""
+"""What every use case needs, opened once per process: settings, own storage, the catalog, the secret,
+the connections (remote buckets by name)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
+from ..catalog.connections import CatalogConnections
 from ..catalog.db import Catalog, migrate
 from ..instance import instance_secret
 from ..settings import Settings
 from ..storage import OwnStorage
+from ..storage.connections import ConnectionRegistry
 from ..storage.http_links import HttpLinks
 
 
@@ -19,6 +22,7 @@ class Context:
     catalog: Catalog
     secret: bytes
     http_links: HttpLinks
+    connections: ConnectionRegistry
 
     @classmethod
     async def open(cls, settings: Settings, storage: OwnStorage | None = None, ensure_buckets: bool = True) -> Context:
@@ -28,9 +32,20 @@ class Context:
         if ensure_buckets:
             await storage.ensure_buckets()
         http_links = HttpLinks(allow_private=settings.links_allow_private_networks)
-        return cls(settings, storage, catalog, instance_secret(settings), http_links)
+        secret = instance_secret(settings)
+        metadata = settings.aws_ec2_metadata_service_endpoint
+        connections = ConnectionRegistry(settings.remote_links_path, metadata_endpoint=metadata,
+                                         catalog=CatalogConnections(catalog, secret, metadata).load)
+        try:
+            await connections.open()  # a bad remote_links.yml stops start-up, naming file, line and connection
+        except BaseException:
+            await http_links.close()
+            await catalog.close()
+            raise
+        return cls(settings, storage, catalog, secret, http_links, connections)
 
     async def close(self) -> None:
+        await self.connections.close()
         await self.http_links.close()
         await self.catalog.close()
         await self.storage.close()

@@ -59,7 +59,7 @@ async def _info(session: AsyncSession, datasets: Sequence[Dataset]) -> list[Data
             select(Item.dataset_id, func.count(Item.id), func.coalesce(func.sum(Item.size), 0))
             .where(Item.dataset_id.in_(ids)).group_by(Item.dataset_id)
         )
-        stats = {row[0]: (int(row[1]), int(row[2])) for row in rows}
+        stats = {row[0]: (int(row[1]), int(row[2] or 0)) for row in rows}
     return [DatasetInfo(d, *stats.get(d.id, (0, 0))) for d in datasets]
 
 

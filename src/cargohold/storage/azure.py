@@ -30,7 +30,7 @@ def account_url(conn: Connection) -> str:
 
 def open_azure(conn: Connection, container: str, *, retries: int = 3) -> ObstoreStore:
     if not conn.access_key or not conn.secret_key:
-        raise ConfigError(f"{conn.setting_prefix}ACCESS_KEY", "Azure needs the account name and key",
+        raise ConfigError(conn.key("access_key"), "Azure needs the account name and key",
                           "set the access key to the storage account name and the secret key to its key")
     url = account_url(conn)
     raw = AzureStore(

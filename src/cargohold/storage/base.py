@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..errors import InvalidKey, RangeNotSatisfiable
 
@@ -32,6 +32,12 @@ class ObjectMeta:
     size: int
     etag: str | None = None
     last_modified: datetime | None = None
+
+
+FolderPage = tuple[list[str], list[ObjectMeta], str | None]
+"""One page of a folder: its sub-folders (full prefixes ending in ``/``), its objects, the next page's cursor."""
+FolderEntries = list[tuple[str, ObjectMeta | None]]
+"""A whole folder level: (key, metadata) per object, (prefix ending in ``/``, None) per sub-folder."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,26 @@ class Store(Protocol):
         (Azure uncommitted blocks, GCS resumable sessions: 7 days) return none."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class FolderListing(Protocol):
+    """Stores that list one folder level at a time (a delimiter listing), for browsing a bucket."""
+
+    async def list_folder(self, prefix: str, cursor: str | None = None, page_size: int = 1000) -> FolderPage:
+        """The sub-folders and objects directly under ``prefix`` (taken as a folder), one page of them,
+        and a cursor for the next page (None on the last). Raises NotFound, Forbidden, BadInput (cursor)."""
+
+
+def page_after(entries: FolderEntries, cursor: str | None, page_size: int) -> FolderPage:
+    """A page of a whole folder listing, ``(key, meta or None for a folder)``, after the key ``cursor``.
+
+    For providers whose delimiter listing comes back whole: the cursor is the last key sent."""
+    entries = sorted((e for e in entries if cursor is None or e[0] > cursor), key=lambda e: e[0])
+    page = entries[:page_size]
+    folders = [key for key, meta in page if meta is None]
+    objects = [meta for _, meta in page if meta is not None]
+    return folders, objects, page[-1][0] if len(entries) > page_size else None
 
 
 def check_key(key: str) -> str:

@@ -6,7 +6,7 @@ become connections of the same shape, so every provider is opened by one functio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -23,15 +23,22 @@ class Connection:
     endpoint: str = ""
     port: int | None = None
     access_key: str = ""
-    secret_key: str = ""
+    secret_key: str = field(default="", repr=False)
     region: str = ""
     iam_role: str = ""
     credentials_path: Path | None = None
+    credentials_json: str = field(default="", repr=False)
+    """Google: the service-account JSON itself (connections kept in the catalog), instead of a path."""
     metadata_endpoint: str = "http://169.254.169.254"
     root: Path | None = None
     """The folder that holds the buckets, for ``http`` and ``fs``."""
     setting_prefix: str = "STORAGE_"
-    """How error messages name this connection's keys (``STORAGE_ENDPOINT``, or a yml field)."""
+    """How error messages name this connection's keys: ``STORAGE_`` gives ``STORAGE_ENDPOINT``; a prefix
+    not ending in ``_`` (``connection 'x' field ``) gives the lowercase field (``connection 'x' field endpoint``)."""
+
+    def key(self, name: str) -> str:
+        """The name of one of this connection's fields in an error message (``name`` as in the yml file)."""
+        return f"{self.setting_prefix}{name.upper() if self.setting_prefix.endswith('_') else name}"
 
     def endpoint_url(self, default_port_scheme: bool = True) -> str:
         """``STORAGE_ENDPOINT`` + ``STORAGE_PORT`` as a URL: a named scheme wins; otherwise port 443
@@ -41,12 +48,12 @@ class Connection:
         raw = self.endpoint if "://" in self.endpoint else f"//{self.endpoint}"
         parts = urlsplit(raw)
         if not parts.hostname:
-            raise ConfigError(f"{self.setting_prefix}ENDPOINT", f"{self.endpoint!r} names no host",
+            raise ConfigError(self.key("endpoint"), f"{self.endpoint!r} names no host",
                               "write a host name, optionally with scheme and port: http://10.0.0.5:9000")
         port = parts.port or self.port
         scheme = parts.scheme or ("https" if port in (None, 443) else "http")
         if scheme not in ("http", "https"):
-            raise ConfigError(f"{self.setting_prefix}ENDPOINT", f"scheme {scheme!r} is not http or https",
+            raise ConfigError(self.key("endpoint"), f"scheme {scheme!r} is not http or https",
                               "write http://host:port or https://host")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         netloc = host if port is None or (scheme, port) in (("https", 443), ("http", 80)) else f"{host}:{port}"

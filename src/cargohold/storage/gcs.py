@@ -25,8 +25,8 @@ from google.auth.exceptions import GoogleAuthError
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from ..errors import BackendUnavailable, CargoholdError, Forbidden, NotFound, RangeNotSatisfiable
-from ..settings import read_service_account
+from ..errors import BackendUnavailable, BadInput, CargoholdError, Forbidden, NotFound, RangeNotSatisfiable
+from ..settings import parse_service_account, read_service_account
 from .base import (
     CHUNK_SIZE,
     PART_SIZE,
@@ -34,6 +34,7 @@ from .base import (
     Data,
     Download,
     Features,
+    FolderPage,
     ObjectMeta,
     UnfinishedUploads,
     check_key,
@@ -75,7 +76,11 @@ class GcsStore:
     features = Features(sign_urls=True, multipart=True)
 
     def __init__(self, conn: Connection, bucket: str) -> None:
-        info = read_service_account(conn.credentials_path)
+        if conn.credentials_json:
+            info = parse_service_account(conn.credentials_json, "the service-account JSON",
+                                         conn.key("credentials_json"))
+        else:
+            info = read_service_account(conn.credentials_path, conn.key("credentials_path"))
         self.name = bucket
         self._project = info["project_id"]
         self._signer = service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
@@ -173,6 +178,25 @@ class GcsStore:
             if not page:
                 return
             yield page
+
+    async def list_folder(self, prefix: str, cursor: str | None = None, page_size: int = 1000) -> FolderPage:
+        """One page of GCS's own delimiter listing; the cursor is its page token."""
+        folder = folder_prefix(prefix)
+
+        def first_page() -> FolderPage:
+            iterator = self._client.list_blobs(self.name, prefix=folder or None, delimiter="/", page_size=page_size,
+                                               page_token=cursor or None)
+            try:
+                page = next(iterator.pages, None)
+            except gexc.BadRequest as exc:
+                if cursor:
+                    raise BadInput(f"cursor {cursor[:40]!r} is not one this listing gave") from exc
+                raise
+            objects = [_meta(b) for b in page] if page is not None else []
+            folders = sorted(page.prefixes) if page is not None else []
+            return folders, objects, iterator.next_page_token or None
+
+        return await self._run(f"list {self.name}/{folder}", first_page)
 
     async def copy(self, src: str, dst: str) -> None:
         what = f"copy {self.name}/{check_key(src)} to {check_key(dst)}"

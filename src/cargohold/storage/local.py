@@ -24,10 +24,13 @@ from .base import (
     Data,
     Download,
     Features,
+    FolderEntries,
+    FolderPage,
     ObjectMeta,
     UnfinishedUploads,
     check_key,
     folder_prefix,
+    page_after,
 )
 
 
@@ -164,9 +167,14 @@ class LocalStore:
                 break
             parent = parent.parent
 
+    def _inside(self, path: Path) -> bool:
+        """Whether ``path`` is in the folder once symbolic links are resolved (a prefix through a link is not)."""
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(self.root))
+
     async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
         folder = folder_prefix(prefix)
-        walker = self._walk(self.root / folder if folder else self.root, folder)
+        top = self.root / folder if folder else self.root
+        walker = self._walk(top, folder) if self._inside(top) else iter(())
         while True:
             page = await asyncio.to_thread(_take, walker, page_size)
             if not page:
@@ -184,6 +192,33 @@ class LocalStore:
                 yield from self._walk(Path(entry.path), key + "/")
             elif entry.is_file(follow_symlinks=False):
                 yield self._meta(key, entry.stat(follow_symlinks=False))
+
+    async def list_folder(self, prefix: str, cursor: str | None = None, page_size: int = 1000) -> FolderPage:
+        folder = folder_prefix(prefix)
+        return page_after(await asyncio.to_thread(self._folder, folder), cursor, page_size)
+
+    def _folder(self, folder: str) -> FolderEntries:
+        # Symbolic links are neither listed nor followed (as in _walk): a listing stays inside the folder.
+        top = self.root / folder if folder else self.root
+        if not self._inside(top):
+            return []
+        try:
+            scan = list(os.scandir(top))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except PermissionError as exc:
+            raise Forbidden(f"cannot list {self.name}/{folder}: {exc.strerror}") from exc
+        entries: FolderEntries = []
+        for entry in scan:
+            key = folder + entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    entries.append((key + "/", None))
+                elif entry.is_file(follow_symlinks=False):
+                    entries.append((key, self._meta(key, entry.stat(follow_symlinks=False))))
+            except FileNotFoundError:
+                continue  # removed while listing
+        return entries
 
     async def copy(self, src: str, dst: str) -> None:
         self._writable()

@@ -31,11 +31,14 @@ from .base import (
     Data,
     Download,
     Features,
+    FolderEntries,
+    FolderPage,
     ObjectMeta,
     UnfinishedUploads,
     chain,
     check_key,
     folder_prefix,
+    page_after,
     peek,
 )
 
@@ -181,6 +184,16 @@ class ObstoreStore:
             stream = obstore.list(self.raw, prefix=folder, chunk_size=page_size)
             async for page in stream:
                 yield [_meta(m) for m in page]
+
+    async def list_folder(self, prefix: str, cursor: str | None = None, page_size: int = 1000) -> FolderPage:
+        # obstore's delimiter listing follows the provider's continuation tokens to the end and returns
+        # the folder whole; each page is cut from it after the cursor (the last key sent).
+        folder = folder_prefix(prefix)
+        with translated(f"list {self.name}/{folder}"):
+            result = await obstore.list_with_delimiter_async(self.raw, prefix=folder.rstrip("/") or None)
+        entries: FolderEntries = [(p.rstrip("/") + "/", None) for p in result["common_prefixes"]]
+        entries += [(m["path"], _meta(m)) for m in result["objects"]]
+        return page_after(entries, cursor, page_size)
 
     async def copy(self, src: str, dst: str) -> None:
         with translated(f"copy {self.name}/{check_key(src)} to {check_key(dst)}"):

@@ -40,7 +40,7 @@ def open_s3(
         options["access_key_id"] = conn.access_key
         options["secret_access_key"] = conn.secret_key
     elif credentials is None:
-        raise ConfigError(f"{conn.setting_prefix}ACCESS_KEY", "S3 needs static keys or an IAM role",
+        raise ConfigError(conn.key("access_key"), "S3 needs static keys or an IAM role",
                           "set access and secret keys, or an IAM role on an AWS instance")
     raw = S3Store(
         bucket,

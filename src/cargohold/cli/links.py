@@ -1,0 +1,52 @@
+"""``cargohold links add``: register a links file in a dataset, over the HTTP API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from ..client import CONFLICTS
+from .transfer import connection_options, open_client
+
+
+@click.group()
+def links() -> None:
+    """Links: files that stay in their bucket or folder, registered by URI."""
+
+
+@links.command("add")
+@click.argument("dataset")
+@click.argument("links_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--no-verify", is_flag=True, help="Fetch nothing: no existence check, size or image header.")
+@click.option("--conflict", type=click.Choice(CONFLICTS), default="rename", show_default=True,
+              help="When a name is taken by another link or file.")
+@connection_options
+def links_add(dataset: str, links_file: Path, no_verify: bool, conflict: str, url: str | None,
+              token: str | None) -> None:
+    """Add every link of LINKS_FILE (one URL a line, # comments) to DATASET (a name or id).
+
+    Good lines are added even when others are refused; each refused line is listed with its number
+    and the reason. Exits 1 if any line was refused."""
+    console = Console(stderr=True)
+    with open_client(url, token) as client, Progress(
+        TextColumn("sending links"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("{task.description}"), console=console, transient=True,
+    ) as bars:
+        task = bars.add_task("", total=links_file.stat().st_size)
+        report = client.add_links(dataset, links_file, verify=not no_verify, conflict=conflict,  # type: ignore[arg-type]
+                                  progress=lambda n: bars.update(task, advance=n))
+        bars.update(task, description="verifying and adding" if not no_verify else "adding")
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"added {report['added']}, already there {report['unchanged']}, renamed {report['renamed']}, "
+              f"replaced {report['replaced']}, skipped {report['skipped']}, refused {report['refused_count']}")
+    if report["refused"]:
+        table = Table("line", "link", "reason", title="refused lines", title_justify="left")
+        for refused in report["refused"]:
+            table.add_row(str(refused["line"]), refused["url"], refused["reason"])
+        out.print(table)
+        sys.exit(1)

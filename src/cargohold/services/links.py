@@ -1,0 +1,238 @@
+"""Adding links to a dataset: files that stay in their bucket, folder or web server.
+
+Entries come as a stream (a links file being uploaded, or a JSON list) and are handled in batches:
+each link's bucket picks its connection, links are verified concurrently unless told not to (it
+exists; size and ETag; an image's MIME and size from a ranged read of its first bytes), then each
+batch is written in one transaction. A link already in the dataset is left as it is, so adding the
+same file twice adds nothing twice. Nothing is ever written to, moved in or deleted from the
+linked storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from ..catalog.models import Dataset, Item, utcnow
+from ..errors import CargoholdError, NotFound
+from ..links.parse import Entry, Refused
+from ..media.probe import Probe, probe
+from ..storage import ByteRange, Download, ObjectMeta
+from ..storage.uris import Link, ObjectLink, UrlLink, parse_link
+from .context import Context
+from .items import Conflict, _numbered, check_name
+
+BATCH = 2000
+VERIFY_CONCURRENCY = 32
+HEAD_READ = 64 * 1024
+"""Bytes read from the start of a linked file to learn an image's format and size."""
+BIG_HEAD_READ = 512 * 1024
+"""Read when the first bytes were not enough (a JPEG with a large EXIF block)."""
+
+
+@dataclass
+class LinkReport:
+    added: int = 0
+    unchanged: int = 0
+    renamed: int = 0
+    replaced: int = 0
+    skipped: int = 0
+    refused: list[Refused] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added, "unchanged": self.unchanged, "renamed": self.renamed, "replaced": self.replaced,
+            "skipped": self.skipped, "refused_count": len(self.refused),
+            "refused": [{"line": r.line, "url": r.url, "reason": r.reason} for r in self.refused],
+        }
+
+
+@dataclass
+class _Checked:
+    entry: Entry
+    name: str
+    size: int | None = None
+    etag: str | None = None
+    probe: Probe | None = None
+
+
+async def open_link(ctx: Context, link: Link, byte_range: ByteRange | None = None) -> Download:
+    if isinstance(link, UrlLink):
+        return await ctx.http_links.get(link.url, byte_range)
+    _, store = await ctx.connections.store_for(link.provider, link.bucket)
+    return await store.get(link.key, byte_range)
+
+
+async def head_link(ctx: Context, link: Link) -> ObjectMeta:
+    if isinstance(link, UrlLink):
+        return await ctx.http_links.head(link.url)
+    _, store = await ctx.connections.store_for(link.provider, link.bucket)
+    return await store.head(link.key)
+
+
+
+
+async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
+    link = checked.entry.link
+    meta = await head_link(ctx, link)
+    checked.size, checked.etag = meta.size, meta.etag
+    guessed = mimetypes.guess_type(checked.name, strict=False)[0] or ""
+    if guessed and not guessed.startswith("image/"):
+        checked.probe = probe(checked.name, b"", max_pixels)
+        return
+    found = probe(checked.name, await _first_bytes(ctx, link, HEAD_READ, meta.size), max_pixels)
+    if found.kind != "image" and guessed.startswith("image/") and (meta.size or 0) > HEAD_READ:
+        found = probe(checked.name, await _first_bytes(ctx, link, BIG_HEAD_READ, meta.size), max_pixels)
+    checked.probe = found
+
+
+async def _first_bytes(ctx: Context, link: Link, n: int, size: int | None) -> bytes:
+    if size == 0:
+        return b""
+    download = await open_link(ctx, link, ByteRange(0, n))
+    return await download.read()
+
+
+async def add_links(
+    ctx: Context,
+    dataset_id: int,
+    entries: AsyncIterator[Entry | Refused],
+    *,
+    verify: bool = True,
+    conflict: Conflict = "rename",
+    progress: Callable[[int], None] | None = None,
+) -> LinkReport:
+    async with ctx.catalog.session() as session:
+        if await session.get(Dataset, dataset_id) is None:
+            raise NotFound(f"no dataset with id {dataset_id}")
+    report = LinkReport()
+    batch: list[Entry] = []
+    async for parsed in entries:
+        if isinstance(parsed, Refused):
+            report.refused.append(parsed)
+            continue
+        batch.append(parsed)
+        if len(batch) >= BATCH:
+            await _add_batch(ctx, dataset_id, batch, verify, conflict, report)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        await _add_batch(ctx, dataset_id, batch, verify, conflict, report)
+        if progress:
+            progress(len(batch))
+    report.refused.sort(key=lambda r: r.line)
+    return report
+
+
+async def _add_batch(
+    ctx: Context, dataset_id: int, batch: list[Entry], verify: bool, conflict: Conflict, report: LinkReport
+) -> None:
+    checked: list[_Checked] = []
+    for entry in batch:
+        try:
+            name = check_name(entry.name or entry.link.default_name)
+            if isinstance(entry.link, ObjectLink):
+                await ctx.connections.store_for(entry.link.provider, entry.link.bucket)
+            checked.append(_Checked(entry, name))
+        except CargoholdError as exc:
+            report.refused.append(Refused(entry.line, entry.link.uri, exc.message))
+    if verify:
+        gate = asyncio.Semaphore(VERIFY_CONCURRENCY)
+
+        async def one(c: _Checked) -> _Checked | None:
+            async with gate:
+                try:
+                    await _verify(ctx, c, ctx.settings.image_max_pixels)
+                    return c
+                except CargoholdError as exc:
+                    report.refused.append(Refused(c.entry.line, c.entry.link.uri, exc.message))
+                    return None
+
+        checked = [c for c in await asyncio.gather(*(one(c) for c in checked)) if c is not None]
+    await _write(ctx, dataset_id, checked, conflict, report)
+
+
+def _row(dataset_id: int, c: _Checked, name: str) -> dict[str, Any]:
+    found = c.probe or probe(name, b"", 1)
+    return {
+        "dataset_id": dataset_id, "name": name, "kind": found.kind, "size": c.size, "sha256": None,
+        "etag": c.etag, "mime_type": found.mime_type, "width": found.width, "height": found.height,
+        "source": "link", "uri": c.entry.link.uri, "created_at": utcnow(),
+    }
+
+
+async def _write(
+    ctx: Context, dataset_id: int, checked: list[_Checked], conflict: Conflict, report: LinkReport
+) -> None:
+    if not checked:
+        return
+    async with ctx.catalog.session() as session:
+        uris = list({c.entry.link.uri for c in checked})
+        linked: set[str] = set()
+        for pos in range(0, len(uris), 500):
+            found = await session.scalars(
+                select(Item.uri).where(Item.dataset_id == dataset_id, Item.uri.in_(uris[pos : pos + 500]))
+            )
+            linked.update(u for u in found if u is not None)
+        report.unchanged += sum(1 for c in checked if c.entry.link.uri in linked)
+        checked = [c for c in checked if c.entry.link.uri not in linked]
+        names = {c.name for c in checked}
+        existing: dict[str, tuple[int, str | None]] = {}
+        name_list = list(names)
+        for pos in range(0, len(name_list), 500):
+            rows = await session.execute(
+                select(Item.name, Item.id, Item.uri)
+                .where(Item.dataset_id == dataset_id, Item.name.in_(name_list[pos : pos + 500]))
+            )
+            existing.update({r.name: (r.id, r.uri) for r in rows})
+        new_rows: list[dict[str, Any]] = []
+        for c in checked:
+            taken = existing.get(c.name)
+            if taken is None:
+                new_rows.append(_row(dataset_id, c, c.name))
+                existing[c.name] = (0, c.entry.link.uri)
+                report.added += 1
+            elif taken[1] == c.entry.link.uri:
+                report.unchanged += 1
+            elif conflict == "skip":
+                report.skipped += 1
+            elif conflict == "replace" and taken[0]:
+                item = await session.get(Item, taken[0])
+                assert item is not None
+                for key, value in _row(dataset_id, c, c.name).items():
+                    if key not in ("dataset_id", "name", "created_at"):
+                        setattr(item, key, value)
+                existing[c.name] = (taken[0], c.entry.link.uri)
+                report.replaced += 1
+            else:
+                n = 1
+                while _numbered(c.name, n) in existing or await _name_taken(session, dataset_id, _numbered(c.name, n)):
+                    n += 1
+                name = _numbered(c.name, n)
+                new_rows.append(_row(dataset_id, c, name))
+                existing[name] = (0, c.entry.link.uri)
+                report.renamed += 1
+        if new_rows:
+            await session.execute(insert(Item), new_rows)
+        await session.commit()
+
+
+async def _name_taken(session: Any, dataset_id: int, name: str) -> bool:
+    return (await session.scalar(select(Item.id).where(Item.dataset_id == dataset_id, Item.name == name))) is not None
+
+
+async def json_entries(links: list[str | dict[str, str]]) -> AsyncIterator[Entry | Refused]:
+    """Entries from ``{"links": [...]}``: a URL, or ``{"url", "name"}``; numbered from 1 as a file would be."""
+    for number, raw in enumerate(links, start=1):
+        url = raw if isinstance(raw, str) else raw.get("url", "")
+        name = None if isinstance(raw, str) else raw.get("name")
+        try:
+            yield Entry(number, parse_link(url), name)
+        except CargoholdError as exc:
+            yield Refused(number, url, exc.message)
