@@ -266,3 +266,46 @@ def test_links_cli(sources: Sources, linked_server: RunningServer, tmp_path: Pat
     with httpx.Client(base_url=linked_server.api, headers={"Authorization": f"Bearer {linked_server.token}"}) as c:
         dataset = next(d for d in c.get("/datasets").json()["datasets"] if d["name"] == "cli")
         assert dataset["item_count"] == 6
+
+
+def test_sync_a_prefix_then_only_new_keys_and_ls(sources: Sources, linked_server: RunningServer) -> None:
+    import subprocess
+    import sys
+
+    for i in range(3):
+        sources.s3.put_object(Bucket="src-s3", Key=f"sync/{i}.jpg", Body=jpeg((8 + i, 8), "white"))  # type: ignore[attr-defined]
+    sources.s3.put_object(Bucket="src-s3", Key="sync/notes.txt", Body=b"skip me")  # type: ignore[attr-defined]
+    with linked_server.client() as client:
+        dataset = client.post("/datasets", json={"name": "synced"}).json()["id"]
+        body = {"source": "s3://src-s3/sync/", "filter": r"\.jpg$", "verify": True}
+        first = client.post(f"/datasets/{dataset}/sync", json=body).json()
+        assert (first["listed"], first["added"], first["removed_count"]) == (3, 3, 0), first
+        items = client.get(f"/datasets/{dataset}/items").json()["items"]
+        assert sorted((i["name"], i["width"]) for i in items) == [("sync/0.jpg", 8), ("sync/1.jpg", 9),
+                                                                   ("sync/2.jpg", 10)]
+        sources.s3.put_object(Bucket="src-s3", Key="sync/3.jpg", Body=jpeg((4, 4), "black"))  # type: ignore[attr-defined]
+        sources.s3.delete_object(Bucket="src-s3", Key="sync/0.jpg")  # type: ignore[attr-defined]
+        before = sources.snapshot()
+        second = client.post(f"/datasets/{dataset}/sync", json=body).json()
+        assert (second["listed"], second["added"], second["unchanged"]) == (3, 1, 2), second
+        assert second["removed"] == ["s3://src-s3/sync/0.jpg"]
+        assert client.get(f"/datasets/{dataset}").json()["item_count"] == 4, "gone objects are reported, not deleted"
+        assert sources.snapshot() == before
+        bad = client.post(f"/datasets/{dataset}/sync", json={"source": "s3://src-s3/sync/", "filter": "("})
+        assert bad.status_code == 400 and "regular expression" in bad.json()["error"]["message"]
+        unknown = client.post(f"/datasets/{dataset}/sync", json={"source": "s3://nobody/x/"})
+        assert unknown.status_code == 404 and "no connection" in unknown.json()["error"]["message"]
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "cargohold", "links", "ls", "s3://src-s3/", "--url", linked_server.url,
+         "--token", linked_server.token], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "s3://src-s3/cars/" in listing.stdout and "s3://src-s3/sync/" in listing.stdout
+    deeper = subprocess.run(
+        [sys.executable, "-m", "cargohold", "links", "ls", "s3://src-s3/sync/", "--url", linked_server.url,
+         "--token", linked_server.token], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "s3://src-s3/sync/3.jpg" in deeper.stdout and "s3://src-s3/sync/0.jpg" not in deeper.stdout

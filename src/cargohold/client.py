@@ -251,6 +251,25 @@ class Client:
                                headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=timeout).json()
         return result
 
+    def sync_links(self, dataset: DatasetRef, source: str, filter: str | None = None, verify: bool = False) -> Json:
+        """Register every object under ``source`` (``s3://bucket/prefix/``) as a link; new keys only."""
+        body = {"source": source, "filter": filter, "verify": verify}
+        timeout = httpx.Timeout(60.0, read=3600.0)
+        result: Json = self._request("POST", f"/datasets/{self._dataset_id(dataset)}/sync", json=body,
+                                     timeout=timeout).json()
+        return result
+
+    def connections(self) -> list[Json]:
+        """Every connection (admin token): names, providers, buckets; never a secret."""
+        result: list[Json] = self._request("GET", "/connections").json()["connections"]
+        return result
+
+    def browse(self, connection: str, bucket: str, prefix: str = "", cursor: str | None = None) -> Json:
+        """One page of one folder level of a connected bucket: ``folders``, ``objects``, ``next_cursor``."""
+        params = {"bucket": bucket, "prefix": prefix, **({"cursor": cursor} if cursor else {})}
+        result: Json = self._request("GET", f"/connections/{quote(connection, safe='')}/browse", params=params).json()
+        return result
+
     # -- items ------------------------------------------------------------------------------------
 
     def upload(

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
 
 from ..errors import BadInput
 from ..links.parse import parse_stream
@@ -62,4 +63,22 @@ async def add_links(
     else:
         raise BadInput("send a links file as text/plain, or JSON {\"links\": [...]}")
     report = await svc.add_links(ctx, dataset_id, entries, verify=verify, conflict=conflict)
+    return report.as_dict()
+
+
+class SyncIn(BaseModel):
+    source: str = Field(description="s3://bucket/prefix/ (or azure://, google://, gs://, fs://)")
+    filter: str | None = Field(default=None, description="a regular expression the key must match")
+    verify: bool = Field(default=False, description="read each image's header for its size (sizes and ETags "
+                         "come from the listing either way)")
+
+
+@router.post("/datasets/{dataset_id}/sync")
+async def sync(
+    dataset_id: int, body: SyncIn, ctx: Ctx, conflict: items_svc.Conflict = "rename"
+) -> dict[str, Any]:
+    """Register every object under a bucket prefix as a link; again later, only the new keys are added,
+    and links whose objects are gone are reported (never deleted, in the bucket or here)."""
+    await items_svc.get_dataset(ctx, dataset_id)
+    report = await svc.sync_prefix(ctx, dataset_id, body.source, body.filter, verify=body.verify, conflict=conflict)
     return report.as_dict()

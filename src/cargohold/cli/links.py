@@ -50,3 +50,52 @@ def links_add(dataset: str, links_file: Path, no_verify: bool, conflict: str, ur
             table.add_row(str(refused["line"]), refused["url"], refused["reason"])
         out.print(table)
         sys.exit(1)
+
+
+@links.command("sync")
+@click.argument("dataset")
+@click.argument("source")
+@click.option("--filter", "pattern", help="Only keys matching this regular expression.")
+@click.option("--verify", is_flag=True, help="Also read each image's header for its width and height.")
+@connection_options
+def links_sync(dataset: str, source: str, pattern: str | None, verify: bool, url: str | None,
+               token: str | None) -> None:
+    """Register every object under SOURCE (s3://bucket/prefix/) in DATASET; run again for new keys only.
+    Links whose objects are gone are listed, never deleted."""
+    with open_client(url, token) as client, Console(stderr=True).status(f"listing {source} ..."):
+        report = client.sync_links(dataset, source, pattern, verify)
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"listed {report['listed']}: added {report['added']}, already there {report['unchanged']}, "
+              f"renamed {report['renamed']}, refused {report['refused_count']}; gone from the bucket "
+              f"{report['removed_count']}")
+    for uri in report["removed"]:
+        out.print(f"  gone: {uri}")
+    for refused in report["refused"]:
+        out.print(f"  refused {refused['url']}: {refused['reason']}")
+
+
+@links.command("ls")
+@click.argument("location")
+@connection_options
+def links_ls(location: str, url: str | None, token: str | None) -> None:
+    """List one folder level of a connected bucket: LOCATION is s3://bucket/prefix/ (or azure://, gs://, fs://)."""
+    from ..services.links import parse_source
+
+    base, prefix = parse_source(location)
+    out = Console(highlight=False, soft_wrap=True)
+    with open_client(url, token) as client:
+        named = next((c for c in client.connections()
+                      if c["provider"] == base.provider and base.bucket in c.get("buckets", [])), None)
+        if named is None:
+            raise click.ClickException(f"no connection lists {base.provider} bucket {base.bucket!r}")
+        cursor: str | None = None
+        while True:
+            page = client.browse(named["name"], base.bucket, f"{prefix}/" if prefix else "", cursor)
+            for folder in page["folders"]:
+                out.print(f"{'':>12}  {'':<16}  {base.scheme}://{base.bucket}/{folder['prefix']}")
+            for obj in page["objects"]:
+                modified = (obj.get("modified") or "")[:16].replace("T", " ")
+                out.print(f"{obj['size']:>12}  {modified:<16}  {base.scheme}://{base.bucket}/{obj['key']}")
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break

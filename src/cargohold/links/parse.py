@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from ..errors import BadInput
+from ..storage.base import ObjectMeta
 from ..storage.uris import Link, parse_link
 
 MAX_LINE_BYTES = 8192
@@ -27,6 +28,8 @@ class Entry:
     line: int
     link: Link
     name: str | None = None
+    meta: ObjectMeta | None = None
+    """Size and ETag already known (from a bucket listing): verification then skips its HEAD."""
 
 
 def parse_line(number: int, raw: str) -> Entry | Refused | None:

@@ -11,7 +11,9 @@ linked storage.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import mimetypes
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +21,11 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from ..catalog.models import Dataset, Item, utcnow
-from ..errors import CargoholdError, NotFound
+from ..errors import BadInput, CargoholdError, NotFound
 from ..links.parse import Entry, Refused
 from ..media.probe import Probe, probe
 from ..storage import ByteRange, Download, ObjectMeta
-from ..storage.uris import Link, ObjectLink, UrlLink, parse_link
+from ..storage.uris import SCHEMES, Link, ObjectLink, UrlLink, parse_link
 from .context import Context
 from .items import Conflict, _numbered, check_name
 
@@ -79,7 +81,7 @@ async def head_link(ctx: Context, link: Link) -> ObjectMeta:
 
 async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
     link = checked.entry.link
-    meta = await head_link(ctx, link)
+    meta = checked.entry.meta or await head_link(ctx, link)
     checked.size, checked.etag = meta.size, meta.etag
     guessed = mimetypes.guess_type(checked.name, strict=False)[0] or ""
     if guessed and not guessed.startswith("image/"):
@@ -139,7 +141,8 @@ async def _add_batch(
             name = check_name(entry.name or entry.link.default_name)
             if isinstance(entry.link, ObjectLink):
                 await ctx.connections.store_for(entry.link.provider, entry.link.bucket)
-            checked.append(_Checked(entry, name))
+            known = entry.meta
+            checked.append(_Checked(entry, name, known.size if known else None, known.etag if known else None))
         except CargoholdError as exc:
             report.refused.append(Refused(entry.line, entry.link.uri, exc.message))
     if verify:
@@ -236,3 +239,79 @@ async def json_entries(links: list[str | dict[str, str]]) -> AsyncIterator[Entry
             yield Entry(number, parse_link(url), name)
         except CargoholdError as exc:
             yield Refused(number, url, exc.message)
+
+
+@dataclass
+class SyncReport:
+    links: LinkReport
+    listed: int = 0
+    removed: list[str] = field(default_factory=list)
+    removed_count: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.links.as_dict(), "listed": self.listed, "removed_count": self.removed_count,
+                "removed": self.removed}
+
+
+def parse_source(source: str) -> tuple[ObjectLink, str]:
+    """``s3://bucket/prefix/`` → a link naming the bucket, and the prefix (empty for the whole bucket)."""
+    scheme, sep, rest = source.strip().partition("://")
+    provider = SCHEMES.get(scheme.lower())
+    if not sep or provider is None:
+        raise BadInput("sync a bucket prefix: s3://, azure://, google://, gs:// or fs://bucket/prefix/")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise BadInput("the source names no bucket")
+    return ObjectLink(scheme.lower(), provider, bucket, prefix.strip("/") or "."), prefix.strip("/")
+
+
+async def sync_prefix(
+    ctx: Context, dataset_id: int, source: str, pattern: str | None, *, verify: bool = False,
+    conflict: Conflict = "rename",
+) -> SyncReport:
+    """Register every object under a prefix as a link. Run again, it adds only new keys, and reports
+    the links whose objects are gone (nothing is deleted: not in the bucket, not in the catalog)."""
+    base, prefix = parse_source(source)
+    try:
+        wanted = re.compile(pattern) if pattern else None
+    except re.error as exc:
+        raise BadInput(f"filter: not a regular expression: {exc}") from None
+    _, store = await ctx.connections.store_for(base.provider, base.bucket)
+    report = SyncReport(LinkReport())
+    # 8-byte digests, not the keys: a million-object prefix costs tens of MB here, never a list of keys.
+    listed: set[int] = set()
+
+    async def entries() -> AsyncIterator[Entry | Refused]:
+        async for page in store.list(prefix):
+            for meta in page:
+                if wanted is not None and not wanted.search(meta.key):
+                    continue
+                report.listed += 1
+                link = ObjectLink(base.scheme, base.provider, base.bucket, meta.key)
+                listed.add(_digest(link.uri))
+                yield Entry(report.listed, link, meta=meta)
+
+    report.links = await add_links(ctx, dataset_id, entries(), verify=verify, conflict=conflict)
+    start = f"{base.scheme}://{base.bucket}/" + (f"{prefix}/" if prefix else "")
+    after = 0
+    while True:
+        async with ctx.catalog.session() as session:
+            rows = (await session.execute(
+                select(Item.id, Item.uri).where(Item.dataset_id == dataset_id, Item.source == "link",
+                                                Item.uri.startswith(start, autoescape=True), Item.id > after)
+                .order_by(Item.id).limit(5000)
+            )).all()
+        if not rows:
+            break
+        after = rows[-1].id
+        for row in rows:
+            key = (row.uri or "")[len(f"{base.scheme}://{base.bucket}/"):]
+            if row.uri and _digest(row.uri) not in listed and (wanted is None or wanted.search(key)):
+                report.removed_count += 1
+                if len(report.removed) < 1000:
+                    report.removed.append(row.uri)
+    return report
+
+
+def _digest(uri: str) -> int:
+    return int.from_bytes(hashlib.blake2b(uri.encode(), digest_size=8).digest(), "big")
