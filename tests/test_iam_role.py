@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -163,3 +164,28 @@ def test_fake_imds_speaks_only_imdsv2(imds: FakeImds) -> None:
     expires = datetime.strptime(keys["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert timedelta(hours=5) < expires - datetime.now(UTC) <= timedelta(hours=6)
     assert [status for _, _, status in imds.refused] == [401, 401, 401, 400, 404]
+
+
+async def test_a_links_connection_with_an_iam_role(
+    moto_server: Server, proxy: RecordingProxy, imds: FakeImds, bucket_name: str, tmp_path: Path
+) -> None:
+    """remote_links.yml's ``iam_role`` works as own storage's: keys from the metadata service sign the reads."""
+    from cargohold.storage.connections import ConnectionRegistry
+
+    await make_bucket(moto_server, bucket_name)
+    seed = open_s3(Connection("minio", endpoint=moto_server.url, access_key="testing", secret_key="testing"),
+                   bucket_name)
+    await seed.put("linked/a.txt", b"linked bytes")
+    path = tmp_path / "remote_links.yml"
+    path.write_text(f"cars:\n  provider: minio\n  endpoint: {proxy.url}\n  iam_role: {ROLE}\n"
+                    f"  buckets: [{bucket_name}]\n")
+    registry = await ConnectionRegistry(path, metadata_endpoint=imds.url).open()
+    try:
+        named, store = await registry.store_for("minio", bucket_name)
+        assert named.name == "cars"
+        assert await (await store.get("linked/a.txt")).read() == b"linked bytes"
+    finally:
+        await registry.close()
+    keys = imds.issued[-1]
+    reads = [s for s in proxy.requests if s.path.endswith("/linked/a.txt")]
+    assert reads and all((s.access_key_id, s.session_token) == (keys.access_key_id, keys.token) for s in reads)
