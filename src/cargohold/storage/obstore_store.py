@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 CreateBucket = Callable[[], Awaitable[None]]
 Unfinished = Callable[[datetime, bool], Awaitable[list[tuple[str, int]]]]
+LargeCopy = Callable[[str, str], Awaitable[None]]
 SignUrl = Callable[[str, timedelta], Awaitable[str]]
 
 
@@ -110,6 +111,7 @@ class ObstoreStore:
         sign_url: SignUrl | None = None,
         suffix_ranges: bool = True,
         unfinished: Unfinished | None = None,
+        large_copy: tuple[int, LargeCopy] | None = None,
     ) -> None:
         self.raw = raw
         self.name = name
@@ -118,6 +120,7 @@ class ObstoreStore:
         self._sign_url = sign_url
         self._suffix_ranges = suffix_ranges
         self._unfinished = unfinished
+        self._large_copy = large_copy
 
     async def ensure_bucket(self, create: bool = True) -> None:
         try:
@@ -196,11 +199,29 @@ class ObstoreStore:
         return page_after(entries, cursor, page_size)
 
     async def copy(self, src: str, dst: str) -> None:
+        if await self.copy_large(src, dst):
+            return
         with translated(f"copy {self.name}/{check_key(src)} to {check_key(dst)}"):
             await obstore.copy_async(self.raw, src, dst)
 
+    async def copy_large(self, src: str, dst: str) -> bool:
+        """Copy with the provider's own multipart copy when the object is over its single-copy limit
+        (S3: 5 GiB per CopyObject). False when a plain copy will do."""
+        if self._large_copy is None:
+            return False
+        limit, copy = self._large_copy
+        if (await self.head(src)).size <= limit:
+            return False
+        await copy(src, dst)
+        return True
+
     async def rename(self, src: str, dst: str) -> None:
-        with translated(f"rename {self.name}/{check_key(src)} to {check_key(dst)}"):
+        what = f"rename {self.name}/{check_key(src)} to {check_key(dst)}"
+        if await self.copy_large(src, dst):
+            with translated(what):
+                await obstore.delete_async(self.raw, src)
+            return
+        with translated(what):
             await obstore.rename_async(self.raw, src, dst)
 
     async def sign_url(self, key: str, expires_in: timedelta) -> str:

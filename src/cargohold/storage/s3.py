@@ -26,9 +26,12 @@ def is_aws(endpoint_url: str) -> bool:
 
 
 def open_s3(
-    conn: Connection, bucket: str, *, retries: int = 3, credentials: ImdsCredentials | None = None
+    conn: Connection, bucket: str, *, retries: int = 3, credentials: ImdsCredentials | None = None,
+    copy_limit: int | None = None,
 ) -> ObstoreStore:
-    """``credentials``: a role's key provider to use instead of the one made from ``conn.iam_role``."""
+    """``credentials``: a role's key provider to use instead of the one made from ``conn.iam_role``;
+    ``copy_limit``: objects larger than this are copied in parts (default: S3's 5 GiB)."""
+    copy_limit = SINGLE_COPY_LIMIT if copy_limit is None else copy_limit
     endpoint = conn.endpoint_url()
     region = conn.region or DEFAULT_REGION
     options: dict[str, Any] = {"region": region, "virtual_hosted_style_request": is_aws(endpoint)}
@@ -58,7 +61,31 @@ def open_s3(
         keys = await credentials() if credentials else None
         return await asyncio.to_thread(_unfinished_uploads, conn, bucket, endpoint, region, keys, before, abort)
 
-    return ObstoreStore(raw, name=bucket, provider="minio", create_bucket=create_bucket, unfinished=unfinished)
+    async def large_copy(src: str, dst: str) -> None:
+        keys = await credentials() if credentials else None
+        await asyncio.to_thread(_multipart_copy, conn, bucket, endpoint, region, keys, src, dst)
+
+    return ObstoreStore(raw, name=bucket, provider="minio", create_bucket=create_bucket, unfinished=unfinished,
+                        large_copy=(copy_limit, large_copy))
+
+
+SINGLE_COPY_LIMIT = 5 * 1024**3
+"""S3 copies at most 5 GiB in one CopyObject; larger objects are copied in parts (UploadPartCopy)."""
+
+
+def _multipart_copy(conn: Connection, bucket: str, endpoint: str, region: str, keys: Any, src: str, dst: str) -> None:
+    import boto3.s3.transfer
+    import botocore.exceptions
+
+    client = _boto_client(conn, endpoint, region, keys)
+    config = boto3.s3.transfer.TransferConfig(multipart_threshold=64 * 1024**2, multipart_chunksize=512 * 1024**2)
+    try:
+        client.copy({"Bucket": bucket, "Key": src}, bucket, dst, Config=config)
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise BackendUnavailable(f"copy {bucket}/{src} to {dst} in parts: {code or exc}") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise BackendUnavailable(f"copy {bucket}/{src} to {dst} in parts: {exc}") from exc
 
 
 def _boto_client(conn: Connection, endpoint: str, region: str, keys: Any) -> Any:
