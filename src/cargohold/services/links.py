@@ -37,6 +37,11 @@ BIG_HEAD_READ = 512 * 1024
 """Read when the first bytes were not enough (a JPEG with a large EXIF block)."""
 
 
+MAX_REPORTED = 10_000
+"""Refused lines listed one by one in a report; past that only counted (a file of garbage must not
+make an answer of gigabytes)."""
+
+
 @dataclass
 class LinkReport:
     added: int = 0
@@ -45,11 +50,17 @@ class LinkReport:
     replaced: int = 0
     skipped: int = 0
     refused: list[Refused] = field(default_factory=list)
+    refused_count: int = 0
+
+    def refuse(self, refused: Refused) -> None:
+        self.refused_count += 1
+        if len(self.refused) < MAX_REPORTED:
+            self.refused.append(refused)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "added": self.added, "unchanged": self.unchanged, "renamed": self.renamed, "replaced": self.replaced,
-            "skipped": self.skipped, "refused_count": len(self.refused),
+            "skipped": self.skipped, "refused_count": self.refused_count,
             "refused": [{"line": r.line, "url": r.url, "reason": r.reason} for r in self.refused],
         }
 
@@ -116,7 +127,7 @@ async def add_links(
     batch: list[Entry] = []
     async for parsed in entries:
         if isinstance(parsed, Refused):
-            report.refused.append(parsed)
+            report.refuse(parsed)
             continue
         batch.append(parsed)
         if len(batch) >= BATCH:
@@ -144,7 +155,7 @@ async def _add_batch(
             known = entry.meta
             checked.append(_Checked(entry, name, known.size if known else None, known.etag if known else None))
         except CargoholdError as exc:
-            report.refused.append(Refused(entry.line, entry.link.uri, exc.message))
+            report.refuse(Refused(entry.line, entry.link.uri, exc.message))
     if verify:
         gate = asyncio.Semaphore(VERIFY_CONCURRENCY)
 
@@ -154,7 +165,7 @@ async def _add_batch(
                     await _verify(ctx, c, ctx.settings.image_max_pixels)
                     return c
                 except CargoholdError as exc:
-                    report.refused.append(Refused(c.entry.line, c.entry.link.uri, exc.message))
+                    report.refuse(Refused(c.entry.line, c.entry.link.uri, exc.message))
                     return None
 
         checked = [c for c in await asyncio.gather(*(one(c) for c in checked)) if c is not None]
