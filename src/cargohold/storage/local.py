@@ -8,6 +8,7 @@ bucket folders and are renamed into place, so a reader never sees a partial obje
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
 import os
@@ -110,6 +111,7 @@ class LocalStore:
         await asyncio.to_thread(self._partial.mkdir, parents=True, exist_ok=True)
         tmp = self._partial / f"{uuid.uuid4().hex}.part"
         fh = await asyncio.to_thread(open, tmp, "wb")
+        writing: asyncio.Future[int] | None = None
         try:
             if isinstance(data, bytes | bytearray | memoryview):
                 await asyncio.to_thread(fh.write, data)
@@ -117,11 +119,23 @@ class LocalStore:
                 async for chunk in data:
                     # Small chunks are cheaper written on the loop than handed to a thread.
                     if len(chunk) < 65536:
+                        if writing is not None:
+                            await writing
+                            writing = None
                         fh.write(chunk)
-                    else:
-                        await asyncio.to_thread(fh.write, chunk)
+                        continue
+                    # One write in flight while the next chunk arrives (and is hashed, by the caller).
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(fh.write, chunk))
+                if writing is not None:
+                    await writing
+                    writing = None
             await asyncio.to_thread(_flush_and_sync, fh)
         except BaseException:
+            if writing is not None:
+                with contextlib.suppress(BaseException):
+                    await writing
             fh.close()
             tmp.unlink(missing_ok=True)
             raise
