@@ -6,7 +6,6 @@ object without a row, which ``cargohold gc`` reports.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from ..catalog.models import TeamFile, utcnow
 from ..errors import BadInput, InvalidKey, NotFound, TooLarge
 from ..storage.base import ByteRange, Download, check_key
-from .blobs import gathered, hash_block
+from .blobs import Hasher, gathered
 from .context import Context
 from .items import decode_cursor, encode_cursor
 
@@ -40,15 +39,16 @@ class _Hashing:
     size: int = 0
 
     def __post_init__(self) -> None:
-        self.sha = hashlib.sha256()
+        self.sha = Hasher()
 
     async def stream(self) -> AsyncIterator[bytes]:
         async for chunk in gathered(self.source):
             self.size += len(chunk)
             if self.size > self.max_size:
                 raise TooLarge(f"{self.path!r} is over the upload limit of {self.max_size:,} bytes (UPLOAD_MAX_SIZE)")
-            await hash_block(self.sha, chunk)
+            await self.sha.add(chunk)
             yield chunk
+        await self.sha.done()
 
 
 async def put_file(ctx: Context, path: str, chunks: AsyncIterator[bytes], content_type: str | None) -> TeamFile:
