@@ -6,10 +6,12 @@ refused before anything is decoded.
 
 from __future__ import annotations
 
+import functools
 import io
 import mimetypes
 import warnings
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
@@ -51,7 +53,21 @@ def probe(name: str, head: bytes, max_pixels: int) -> Probe:
     return Probe(guessed, "file")
 
 
+@functools.lru_cache(maxsize=1024)
+def _by_suffix(suffix: str) -> Probe:
+    mime = mimetypes.guess_type(f"x{suffix}", strict=False)[0] or "application/octet-stream"
+    kind = "image" if mime.startswith("image/") else "video" if mime.startswith("video/") else "file"
+    return Probe(mime, kind)
+
+
+def probe_name(name: str) -> Probe:
+    """What a file is from its name alone, for a link nothing was fetched of (sizes unknown)."""
+    return _by_suffix(PurePosixPath(name).suffix.lower())
+
+
 def _image_header(head: bytes) -> tuple[str, int, int] | None:
+    if not head:
+        return None  # Pillow would try every format on nothing
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

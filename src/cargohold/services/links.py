@@ -16,14 +16,15 @@ import mimetypes
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from ..catalog.models import Dataset, Item, utcnow
-from ..errors import BadInput, CargoholdError, NotFound
+from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
 from ..links.parse import Entry, Refused
-from ..media.probe import Probe, probe
+from ..media.probe import Probe, probe, probe_name
 from ..storage import ByteRange, Download, ObjectMeta
 from ..storage.uris import SCHEMES, Link, ObjectLink, UrlLink, parse_link
 from .context import Context
@@ -92,23 +93,25 @@ async def head_link(ctx: Context, link: Link) -> ObjectMeta:
 
 async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
     link = checked.entry.link
-    meta = checked.entry.meta or await head_link(ctx, link)
-    checked.size, checked.etag = meta.size, meta.etag
     guessed = mimetypes.guess_type(checked.name, strict=False)[0] or ""
     if guessed and not guessed.startswith("image/"):
-        checked.probe = probe(checked.name, b"", max_pixels)
+        meta = checked.entry.meta or await head_link(ctx, link)
+        checked.size, checked.etag, checked.probe = meta.size, meta.etag, probe_name(checked.name)
         return
-    found = probe(checked.name, await _first_bytes(ctx, link, HEAD_READ, meta.size), max_pixels)
+    # One ranged GET tells the object's size and ETag as well as its first bytes: no HEAD needed,
+    # half the round trips of head-then-read (bench/links.py).
+    try:
+        download = await open_link(ctx, link, ByteRange(0, HEAD_READ))
+        head = await download.read()
+        meta = download.meta
+    except RangeNotSatisfiable:  # an empty object
+        meta, head = await head_link(ctx, link), b""
+    checked.size, checked.etag = meta.size, meta.etag
+    found = probe(checked.name, head, max_pixels)
     if found.kind != "image" and guessed.startswith("image/") and (meta.size or 0) > HEAD_READ:
-        found = probe(checked.name, await _first_bytes(ctx, link, BIG_HEAD_READ, meta.size), max_pixels)
+        found = probe(checked.name, await (await open_link(ctx, link, ByteRange(0, BIG_HEAD_READ))).read(),
+                      max_pixels)
     checked.probe = found
-
-
-async def _first_bytes(ctx: Context, link: Link, n: int, size: int | None) -> bytes:
-    if size == 0:
-        return b""
-    download = await open_link(ctx, link, ByteRange(0, n))
-    return await download.read()
 
 
 async def add_links(
@@ -147,11 +150,24 @@ async def _add_batch(
     ctx: Context, dataset_id: int, batch: list[Entry], verify: bool, conflict: Conflict, report: LinkReport
 ) -> None:
     checked: list[_Checked] = []
+    connected: dict[tuple[str, str], str | None] = {}  # (provider, bucket) → why not, once per batch
     for entry in batch:
         try:
-            name = check_name(entry.name or entry.link.default_name)
-            if isinstance(entry.link, ObjectLink):
-                await ctx.connections.store_for(entry.link.provider, entry.link.bucket)
+            link = entry.link
+            # An object key was checked when the link was parsed; names given or taken from URLs are not.
+            name = link.key if entry.name is None and isinstance(link, ObjectLink) else check_name(
+                entry.name or link.default_name)
+            if isinstance(link, ObjectLink):
+                where = (link.provider, link.bucket)
+                if where not in connected:
+                    try:
+                        await ctx.connections.store_for(*where)
+                        connected[where] = None
+                    except CargoholdError as exc:
+                        connected[where] = exc.message
+                if connected[where] is not None:
+                    report.refuse(Refused(entry.line, link.uri, connected[where] or ""))
+                    continue
             known = entry.meta
             checked.append(_Checked(entry, name, known.size if known else None, known.etag if known else None))
         except CargoholdError as exc:
@@ -172,12 +188,12 @@ async def _add_batch(
     await _write(ctx, dataset_id, checked, conflict, report)
 
 
-def _row(dataset_id: int, c: _Checked, name: str) -> dict[str, Any]:
-    found = c.probe or probe(name, b"", 1)
+def _row(dataset_id: int, c: _Checked, name: str, now: datetime) -> dict[str, Any]:
+    found = c.probe or probe_name(name)
     return {
         "dataset_id": dataset_id, "name": name, "kind": found.kind, "size": c.size, "sha256": None,
         "etag": c.etag, "mime_type": found.mime_type, "width": found.width, "height": found.height,
-        "source": "link", "uri": c.entry.link.uri, "created_at": utcnow(),
+        "source": "link", "uri": c.entry.link.uri, "created_at": now,
     }
 
 
@@ -206,10 +222,11 @@ async def _write(
             )
             existing.update({r.name: (r.id, r.uri) for r in rows})
         new_rows: list[dict[str, Any]] = []
+        now = utcnow()
         for c in checked:
             taken = existing.get(c.name)
             if taken is None:
-                new_rows.append(_row(dataset_id, c, c.name))
+                new_rows.append(_row(dataset_id, c, c.name, now))
                 existing[c.name] = (0, c.entry.link.uri)
                 report.added += 1
             elif taken[1] == c.entry.link.uri:
@@ -219,7 +236,7 @@ async def _write(
             elif conflict == "replace" and taken[0]:
                 item = await session.get(Item, taken[0])
                 assert item is not None
-                for key, value in _row(dataset_id, c, c.name).items():
+                for key, value in _row(dataset_id, c, c.name, now).items():
                     if key not in ("dataset_id", "name", "created_at"):
                         setattr(item, key, value)
                 existing[c.name] = (taken[0], c.entry.link.uri)
@@ -229,11 +246,12 @@ async def _write(
                 while _numbered(c.name, n) in existing or await _name_taken(session, dataset_id, _numbered(c.name, n)):
                     n += 1
                 name = _numbered(c.name, n)
-                new_rows.append(_row(dataset_id, c, name))
+                new_rows.append(_row(dataset_id, c, name, now))
                 existing[name] = (0, c.entry.link.uri)
                 report.renamed += 1
         if new_rows:
-            await session.execute(insert(Item), new_rows)
+            # Core, not the ORM's bulk insert: a million links spend their time here.
+            await session.execute(insert(cast(Table, Item.__table__)), new_rows)
         await session.commit()
 
 

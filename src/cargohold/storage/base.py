@@ -7,6 +7,7 @@ ask the record instead of catching ``Unsupported``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -169,15 +170,19 @@ def page_after(entries: FolderEntries, cursor: str | None, page_size: int) -> Fo
     return folders, objects, page[-1][0] if len(entries) > page_size else None
 
 
+_BAD_SEGMENTS = frozenset(("", ".", ".."))
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def check_key(key: str) -> str:
     """Refuse keys that some provider could not store unchanged, or that could escape a folder."""
     if not key or len(key.encode()) > 1024:
         raise InvalidKey("an object key must be 1 to 1024 bytes")
     if key.startswith("/") or key.endswith("/"):
         raise InvalidKey(f"object key {key!r} must not start or end with '/'")
-    if any(part in ("", ".", "..") for part in key.split("/")):
+    if not _BAD_SEGMENTS.isdisjoint(key.split("/")):
         raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' path segment")
-    if any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key:
+    if _BAD_CHARS.search(key):
         raise InvalidKey(f"object key {key!r} has a control character or a backslash")
     return key
 
