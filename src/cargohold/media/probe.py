@@ -11,7 +11,6 @@ import io
 import mimetypes
 import warnings
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
@@ -62,7 +61,9 @@ def _by_suffix(suffix: str) -> Probe:
 
 def probe_name(name: str) -> Probe:
     """What a file is from its name alone, for a link nothing was fetched of (sizes unknown)."""
-    return _by_suffix(PurePosixPath(name).suffix.lower())
+    base = name.rpartition("/")[2]
+    dot = base.rfind(".")
+    return _by_suffix(base[dot:].lower() if dot > 0 else "")  # cheaper than a PurePosixPath per link
 
 
 def _image_header(head: bytes) -> tuple[str, int, int] | None:

@@ -11,6 +11,7 @@ linked storage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import mimetypes
 import re
@@ -128,20 +129,41 @@ async def add_links(
             raise NotFound(f"no dataset with id {dataset_id}")
     report = LinkReport()
     batch: list[Entry] = []
-    async for parsed in entries:
-        if isinstance(parsed, Refused):
-            report.refuse(parsed)
-            continue
-        batch.append(parsed)
-        if len(batch) >= BATCH:
-            await _add_batch(ctx, dataset_id, batch, verify, conflict, report)
+    # One batch is written while the next is read and parsed; batches still go in order, each after
+    # the one before has committed, so name clashes across batches are seen.
+    writing: asyncio.Task[None] | None = None
+
+    async def written() -> None:
+        nonlocal writing
+        if writing is not None:
+            task, writing = writing, None
+            await task
+
+    def write(entries_: list[Entry]) -> asyncio.Task[None]:
+        async def run() -> None:
+            await _add_batch(ctx, dataset_id, entries_, verify, conflict, report)
             if progress:
-                progress(len(batch))
-            batch = []
-    if batch:
-        await _add_batch(ctx, dataset_id, batch, verify, conflict, report)
-        if progress:
-            progress(len(batch))
+                progress(len(entries_))
+        return asyncio.create_task(run())
+
+    try:
+        async for parsed in entries:
+            if isinstance(parsed, Refused):
+                report.refuse(parsed)
+                continue
+            batch.append(parsed)
+            if len(batch) >= BATCH:
+                await written()
+                writing, batch = write(batch), []
+        await written()
+        if batch:
+            writing = write(batch)
+            await written()
+    finally:
+        if writing is not None:
+            writing.cancel()
+            with contextlib.suppress(BaseException):
+                await writing
     report.refused.sort(key=lambda r: r.line)
     return report
 
