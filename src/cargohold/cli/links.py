@@ -11,6 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from ..client import CONFLICTS
+from ..storage.uris import parse_prefix
 from .transfer import connection_options, open_client
 
 
@@ -79,9 +80,8 @@ def links_sync(dataset: str, source: str, pattern: str | None, verify: bool, url
 @connection_options
 def links_ls(location: str, url: str | None, token: str | None) -> None:
     """List one folder level of a connected bucket: LOCATION is s3://bucket/prefix/ (or azure://, gs://, fs://)."""
-    from ..services.links import parse_source
-
-    base, prefix = parse_source(location)
+    base = parse_prefix(location)
+    prefix = base.prefix
     out = Console(highlight=False, soft_wrap=True)
     with open_client(url, token) as client:
         named = next((c for c in client.connections()

@@ -27,7 +27,7 @@ from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
 from ..links.parse import Entry, Refused
 from ..media.probe import Probe, probe, probe_name
 from ..storage import ByteRange, Download, ObjectMeta
-from ..storage.uris import SCHEMES, Link, ObjectLink, UrlLink, parse_link
+from ..storage.uris import Link, ObjectLink, UrlLink, parse_link, parse_prefix
 from .context import Context
 from .items import Conflict, _numbered, check_name
 
@@ -304,25 +304,14 @@ class SyncReport:
                 "removed": self.removed}
 
 
-def parse_source(source: str) -> tuple[ObjectLink, str]:
-    """``s3://bucket/prefix/`` → a link naming the bucket, and the prefix (empty for the whole bucket)."""
-    scheme, sep, rest = source.strip().partition("://")
-    provider = SCHEMES.get(scheme.lower())
-    if not sep or provider is None:
-        raise BadInput("sync a bucket prefix: s3://, azure://, google://, gs:// or fs://bucket/prefix/")
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise BadInput("the source names no bucket")
-    return ObjectLink(scheme.lower(), provider, bucket, prefix.strip("/") or "."), prefix.strip("/")
-
-
 async def sync_prefix(
     ctx: Context, dataset_id: int, source: str, pattern: str | None, *, verify: bool = False,
     conflict: Conflict = "rename",
 ) -> SyncReport:
     """Register every object under a prefix as a link. Run again, it adds only new keys, and reports
     the links whose objects are gone (nothing is deleted: not in the bucket, not in the catalog)."""
-    base, prefix = parse_source(source)
+    base = parse_prefix(source)
+    prefix = base.prefix
     try:
         wanted = re.compile(pattern) if pattern else None
     except re.error as exc:

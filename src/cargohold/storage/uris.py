@@ -82,3 +82,24 @@ def parse_link(text: str) -> Link:
     except InvalidKey as exc:
         raise BadInput(exc.message) from None
     return ObjectLink(scheme, SCHEMES[scheme], bucket, key)
+
+
+@dataclass(frozen=True)
+class BucketPrefix:
+    """A folder of a bucket, as sync and browsing take it: ``s3://bucket/prefix/``."""
+
+    scheme: str
+    provider: str
+    bucket: str
+    prefix: str  # without leading or trailing '/'; empty for the whole bucket
+
+
+def parse_prefix(text: str) -> BucketPrefix:
+    scheme, sep, rest = text.strip().partition("://")
+    provider = SCHEMES.get(scheme.lower())
+    if not sep or provider is None:
+        raise BadInput("name a bucket folder: s3://, azure://, google://, gs:// or fs://bucket/prefix/")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise BadInput("the source names no bucket")
+    return BucketPrefix(scheme.lower(), provider, bucket, prefix.strip("/"))
