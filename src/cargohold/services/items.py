@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -178,7 +178,7 @@ async def add_stored_item(
                     _fill(existing, blob)
                     await session.commit()
                     return "replaced", existing
-                status, target = "renamed", await _free_name(session, dataset_id, name)
+                status, target = "renamed", await free_name(session, dataset_id, name)
             item = Item(dataset_id=dataset_id, name=target, source="stored")
             _fill(item, blob)
             session.add(item)
@@ -202,9 +202,15 @@ def _fill(item: Item, blob: Blob) -> None:
     item.height = blob.probe.height
 
 
-async def _free_name(session: AsyncSession, dataset_id: int, name: str) -> str:
+async def free_name(
+    session: AsyncSession, dataset_id: int, name: str, also_taken: Container[str] = ()
+) -> str:
+    """``name (1).ext``, ``name (2).ext``...: the first free in the dataset and not in ``also_taken``
+    (names a caller is about to write in the same transaction)."""
     for n in range(1, 10_000):
         candidate = _numbered(name, n)
+        if candidate in also_taken:
+            continue
         taken = await session.scalar(select(Item.id).where(Item.dataset_id == dataset_id, Item.name == candidate))
         if taken is None:
             return candidate

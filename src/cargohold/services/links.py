@@ -29,7 +29,7 @@ from ..media.probe import Probe, probe, probe_name
 from ..storage import ByteRange, Download, ObjectMeta
 from ..storage.uris import Link, ObjectLink, UrlLink, parse_link, parse_prefix
 from .context import Context
-from .items import Conflict, _numbered, check_name
+from .items import Conflict, check_name, free_name
 
 BATCH = 2000
 VERIFY_CONCURRENCY = 32
@@ -264,10 +264,7 @@ async def _write(
                 existing[c.name] = (taken[0], c.entry.link.uri)
                 report.replaced += 1
             else:
-                n = 1
-                while _numbered(c.name, n) in existing or await _name_taken(session, dataset_id, _numbered(c.name, n)):
-                    n += 1
-                name = _numbered(c.name, n)
+                name = await free_name(session, dataset_id, c.name, also_taken=existing)
                 new_rows.append(_row(dataset_id, c, name, now))
                 existing[name] = (0, c.entry.link.uri)
                 report.renamed += 1
@@ -275,10 +272,6 @@ async def _write(
             # Core, not the ORM's bulk insert: a million links spend their time here.
             await session.execute(insert(cast(Table, Item.__table__)), new_rows)
         await session.commit()
-
-
-async def _name_taken(session: Any, dataset_id: int, name: str) -> bool:
-    return (await session.scalar(select(Item.id).where(Item.dataset_id == dataset_id, Item.name == name))) is not None
 
 
 async def json_entries(links: list[str | dict[str, str]]) -> AsyncIterator[Entry | Refused]:
