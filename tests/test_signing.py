@@ -31,3 +31,19 @@ def test_any_change_breaks_it(path: str, expires: str, secret: bytes) -> None:
 def test_garbage_expiry() -> None:
     with pytest.raises(Unauthenticated, match="not a number"):
         signing.verify(SECRET, PATH, "soon", "abc")
+
+
+def test_a_preview_signature_covers_its_parameters() -> None:
+    path = "/api/v1/items/7/preview"
+    params = {"w": "256", "h": "256", "format": "jpeg"}
+    expires, signature = signing.sign(SECRET, path, 60, now=1000, params=params)
+    # Order does not matter, and the signature's own parameters are not part of what is signed.
+    signing.verify(SECRET, path, str(expires), signature, now=1000,
+                   params=[("format", "jpeg"), ("h", "256"), ("w", "256"), ("expires", "x"), ("signature", "y")])
+    for changed in ({**params, "w": "2048"}, {**params, "q": "100"}, {"w": "256", "h": "256"}):
+        with pytest.raises(Unauthenticated, match="does not match"):
+            signing.verify(SECRET, path, str(expires), signature, now=1000, params=changed)
+    # A content URL signed without parameters cannot be given some.
+    expires, signature = signing.sign(SECRET, PATH, 60, now=1000)
+    with pytest.raises(Unauthenticated, match="does not match"):
+        signing.verify(SECRET, PATH, str(expires), signature, now=1000, params={"format": "png"})

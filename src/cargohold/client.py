@@ -29,6 +29,7 @@ from .errors import (
     BadInput,
     CargoholdError,
     Forbidden,
+    GatewayTimeout,
     InvalidKey,
     NotFound,
     RangeNotSatisfiable,
@@ -56,7 +57,7 @@ UPLOAD_ANSWER_TIMEOUT = 1800.0
 _BY_CODE: dict[str, type[CargoholdError]] = {
     cls.code: cls
     for cls in (BadInput, InvalidKey, RangeNotSatisfiable, TooLarge, Unprocessable, Unauthenticated, NotFound,
-                AlreadyExists, Forbidden, BackendUnavailable, BadGateway, Unsupported)
+                AlreadyExists, Forbidden, BackendUnavailable, BadGateway, GatewayTimeout, Unsupported)
 }
 _BY_STATUS: dict[int, type[CargoholdError]] = {
     400: BadInput, 401: Unauthenticated, 403: Forbidden, 404: NotFound, 409: AlreadyExists, 413: TooLarge,
@@ -315,10 +316,32 @@ class Client:
     def delete_item(self, item: ItemRef) -> None:
         self._request("DELETE", f"/items/{_item_id(item)}")
 
-    def sign(self, item: ItemRef, expires_in: int = 3600) -> str:
-        """A URL of the item's bytes that works without a token for ``expires_in`` seconds."""
-        answer = self._request("POST", f"/items/{_item_id(item)}/sign", json={"expires_in": expires_in})
+    def sign(self, item: ItemRef, expires_in: int = 3600, preview: Mapping[str, Any] | None = None,
+             format: str | None = None) -> str:
+        """A URL that works without a token for ``expires_in`` seconds: of the item's bytes, of their
+        conversion to ``format`` (jpeg, png, webp), or of a preview (``preview={"w": 256, "h": 256, ...}``)."""
+        body: Json = {"expires_in": expires_in}
+        if preview is not None:
+            body["preview"] = dict(preview)
+        if format is not None:
+            body["format"] = format
+        answer = self._request("POST", f"/items/{_item_id(item)}/sign", json=body)
         return str(answer.json()["url"])
+
+    def preview(self, item: ItemRef, w: int = 256, h: int = 256, fit: str = "contain", format: str = "jpeg",
+                q: int = 80) -> bytes:
+        """A preview of an image item, as encoded bytes (made once by the server, then cached)."""
+        params: dict[str, str | int] = {"w": w, "h": h, "fit": fit, "format": format, "q": q}
+        return self._request("GET", f"/items/{_item_id(item)}/preview", params=params).content
+
+    def cache_stats(self) -> list[Json]:
+        """Per cache tier: entries, bytes, limit, hits, misses, evictions..."""
+        tiers: list[Json] = self._request("GET", "/cache").json()["tiers"]
+        return tiers
+
+    def clear_cache(self, tier: str) -> int:
+        """Empties one tier (``storage``, ``previews``, ``image-converter``); needs an admin token."""
+        return int(self._request("DELETE", f"/cache/{tier}").json()["removed"])
 
     def download(self, item: ItemRef, path: str | os.PathLike[str], progress: Progress | None = None) -> Path:
         """Write the item's bytes to ``path``, by way of ``path.part``, which a later call resumes.

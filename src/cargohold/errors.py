@@ -12,7 +12,8 @@
     ├── AlreadyExists
     ├── Forbidden              credentials missing, wrong, or not allowed to do this
     ├── BackendUnavailable     the storage service did not answer usefully
-    ├── BadGateway             a remote store answered with an error (502)
+    ├── BadGateway             a remote store answered with an error, or could not be reached (502)
+    ├── GatewayTimeout         a remote store sent nothing for CACHE_FETCH_TIMEOUT (504)
     └── Unsupported            the provider has no such capability
 
 Errors from libraries are translated where they enter (``raise X(...) from exc``), so callers
@@ -99,3 +100,8 @@ class BadGateway(CargoholdError):
 class Unsupported(CargoholdError):
     code = "unsupported"
     http_status = 501
+
+
+class GatewayTimeout(CargoholdError):
+    code = "gateway_timeout"
+    http_status = 504

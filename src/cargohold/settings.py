@@ -174,6 +174,15 @@ class Settings:
     cache_image_converter_expires: float = setting(
         "CACHE_IMAGE_CONVERTER_EXPIRES", "7d", "A conversion unused this long is dropped.", parse_duration,
     )
+    cache_links_revalidate: float = setting(
+        "CACHE_LINKS_REVALIDATE", "1m",
+        "How long a linked file's version (ETag) is trusted before it is asked again; `0` asks on every request.",
+        parse_duration,
+    )
+    cache_fetch_timeout: float = setting(
+        "CACHE_FETCH_TIMEOUT", "30s", "Longest wait for a remote's next bytes before a cache miss answers 504.",
+        parse_duration,
+    )
     database_url: str = setting(
         "DATABASE_URL", "", "Catalog database; SQLite under `DATA_PATH` when empty, PostgreSQL for replicas.",
         _text, example="postgresql://cargohold@db/cargohold", secret=True,

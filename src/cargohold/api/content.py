@@ -23,7 +23,7 @@ def content_disposition(filename: str) -> str:
     return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
-def _etag_matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
     candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
     return "*" in candidates or etag in candidates
 
@@ -39,7 +39,7 @@ async def send_content(
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match and _etag_matches(if_none_match, etag):
+    if if_none_match and etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     range_header = request.headers.get("range")
     if_range = request.headers.get("if-range")

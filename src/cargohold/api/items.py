@@ -1,22 +1,20 @@
-"""Single items: metadata, content, signed URLs."""
+"""Single items: metadata, content, previews, signed URLs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.types import Receive, Scope, Send
 
 from ..services import items as svc
-from ..services import links as links_svc
 from ..services import signing
-from ..services.blobs import content_key
 from ..services.context import Context
-from ..storage import ByteRange, Download
-from ..storage.uris import parse_link
 from .auth import context, require_user
-from .content import send_content
 from .schemas import ItemOut, SignIn, SignOut
+from .serve import serve
 
 router = APIRouter(tags=["items"])
 Ctx = Annotated[Context, Depends(context)]
@@ -35,48 +33,68 @@ async def delete_item(item_id: int, ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
-@router.get(
-    "/items/{item_id}/content",
-    dependencies=[Depends(require_user)],
-    response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"},
-               304: {"description": "not modified"}, 416: {"description": "range not satisfiable"}},
-)
-async def get_content(item_id: int, request: Request, ctx: Ctx) -> Response:
-    item = await svc.get_item(ctx, item_id)
-    if item.source == "link" and item.uri:
-        return await _linked_content(request, ctx, item.uri, item.mime_type, item.name)
-
-    async def open_bytes(byte_range: ByteRange | None) -> Download:
-        return await ctx.storage.public.get(content_key(item.sha256 or ""), byte_range)
-
-    return await send_content(
-        request, size=item.size or 0, etag=f'"{item.sha256}"', last_modified=item.created_at,
-        content_type=item.mime_type, filename=item.name, open_bytes=open_bytes,
-    )
+_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"},
+    304: {"description": "not modified"}, 416: {"description": "range not satisfiable"},
+    422: {"description": "not an image, or more pixels than IMAGE_MAX_PIXELS"},
+    502: {"description": "the remote holding the original failed"},
+    504: {"description": "the remote holding the original sent nothing in time"},
+}
 
 
-async def _linked_content(request: Request, ctx: Context, uri: str, mime_type: str, name: str) -> Response:
-    """A linked file, read with its connection's credentials. Its size and ETag are asked for on each
-    request: the file may have changed since it was linked. (The storage cache tier will keep a copy.)"""
-    link = parse_link(uri)
-    meta = await links_svc.head_link(ctx, link)
+class _Served(Response):
+    """Answers through the hot route's code (api/serve.py), which normally takes these paths before
+    FastAPI sees them; the routes below describe them in the OpenAPI document."""
 
-    async def open_bytes(byte_range: ByteRange | None) -> Download:
-        return await links_svc.open_link(ctx, link, byte_range)
+    def __init__(self, item_id: int, what: str) -> None:
+        super().__init__()
+        self.item_id, self.what = item_id, what
 
-    etag = meta.etag if meta.etag and meta.etag.startswith(('"', 'W/"')) else f'"{meta.etag or meta.size}"'
-    return await send_content(
-        request, size=meta.size, etag=etag, last_modified=meta.last_modified or datetime.now(UTC),
-        content_type=mime_type, filename=name, open_bytes=open_bytes,
-    )
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve(scope, send, self.item_id, self.what)
+
+
+@router.get("/items/{item_id}/content", response_class=Response, responses=_BYTES)
+async def get_content(
+    item_id: int,
+    format: Annotated[Literal["jpeg", "png", "webp"] | None, Query(
+        description="A full-size version a browser can show (TIFF, 16-bit PNG, CMYK JPEG, BMP...), "
+        "made once and kept in the image-converter tier; the original itself when it already is one.")] = None,
+) -> Response:
+    """The item's bytes: ``Range``, ``If-None-Match`` and ``If-Range`` honoured. Remote originals come
+    through the storage cache tier. Opens with a token or with a signed URL (``POST .../sign``)."""
+    return _Served(item_id, "content")
+
+
+@router.get("/items/{item_id}/preview", response_class=Response, responses=_BYTES)
+async def get_preview(
+    item_id: int,
+    w: Annotated[int, Query(ge=1, le=2048, description="Width of the box")] = 256,
+    h: Annotated[int, Query(ge=1, le=2048, description="Height of the box")] = 256,
+    fit: Annotated[Literal["contain", "cover", "fill"], Query(
+        description="contain: inside the box; cover: fill the box, centre cropped; fill: stretched")] = "contain",
+    format: Literal["jpeg", "webp", "png"] = "jpeg",
+    q: Annotated[int, Query(ge=1, le=100, description="Quality (jpeg, webp)")] = 80,
+) -> Response:
+    """A preview of an image item, made once and kept in the previews tier. EXIF orientation applied;
+    never larger than the original."""
+    return _Served(item_id, "preview")
 
 
 @router.post("/items/{item_id}/sign", dependencies=[Depends(require_user)])
 async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx) -> SignOut:
-    """A content URL that works without a token until it expires (HMAC over path and expiry)."""
+    """A URL that opens the item's content, a conversion (``format``) or a preview (``preview``) without a
+    token until it expires: HMAC over the path, its parameters and the expiry."""
     await svc.get_item(ctx, item_id)
-    path = request.app.url_path_for("get_content", item_id=str(item_id))
-    expires, signature = signing.sign(ctx.secret, path, body.expires_in)
-    url = str(request.base_url).rstrip("/") + f"{path}?expires={expires}&signature={signature}"
+    params: dict[str, str] = {}
+    if body.preview is not None:
+        path = request.app.url_path_for("get_preview", item_id=str(item_id))
+        params = {k: str(v) for k, v in body.preview.model_dump().items()}
+    else:
+        path = request.app.url_path_for("get_content", item_id=str(item_id))
+        if body.format is not None:
+            params = {"format": body.format}
+    expires, signature = signing.sign(ctx.secret, path, body.expires_in, params=params)
+    query = urlencode({**params, "expires": expires, "signature": signature})
+    url = str(request.base_url).rstrip("/") + f"{path}?{query}"
     return SignOut(url=url, expires_at=datetime.fromtimestamp(expires, UTC))

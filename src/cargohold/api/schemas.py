@@ -80,8 +80,19 @@ class UploadOut(BaseModel):
     results: list[UploadResult]
 
 
+class PreviewIn(BaseModel):
+    w: int = Field(default=256, ge=1, le=2048)
+    h: int = Field(default=256, ge=1, le=2048)
+    fit: Literal["contain", "cover", "fill"] = "contain"
+    format: Literal["jpeg", "webp", "png"] = "jpeg"
+    q: int = Field(default=80, ge=1, le=100)
+
+
 class SignIn(BaseModel):
     expires_in: int = Field(default=3600, ge=1, le=7 * 86400)
+    preview: PreviewIn | None = Field(default=None, description="Sign a preview URL with these parameters")
+    format: Literal["jpeg", "png", "webp"] | None = Field(
+        default=None, description="Sign a content URL of this conversion")
 
 
 class SignOut(BaseModel):

@@ -9,6 +9,7 @@ import click
 from ..errors import CargoholdError, ConfigError
 from ..storage.connections_file import ConnectionsFileError
 from .admin import gc, token
+from .cache import cache
 from .links import links
 from .server import down, status, up
 from .storage import check, where
@@ -21,7 +22,7 @@ def cli() -> None:
     """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
 
 
-for command in (where, check, up, down, status, token, gc, upload, download, links):
+for command in (where, check, up, down, status, token, gc, upload, download, links, cache):
     cli.add_command(command)
 
 

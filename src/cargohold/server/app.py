@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..api import connections, datasets, files, items, links, system
+from ..api import cache, connections, datasets, files, items, links, system
 from ..api.auth import AuthMiddleware
+from ..api.serve import ServeRoutes
 from ..errors import CargoholdError
 from ..instance import ADMIN_TOKEN_FILE
 from ..services.context import Context
@@ -59,7 +60,7 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = await Context.open(settings, storage, ensure_buckets=ensure_buckets)
+        ctx = await Context.open(settings, storage, ensure_buckets=ensure_buckets, serve=True)
         app.state.ctx = ctx
         token = await bootstrap_admin_token(ctx)
         if token:
@@ -79,10 +80,13 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
     )
     app.state.health = Health(settings.storage_provider, storage)
     app.add_middleware(AuthMiddleware)
+    app.add_middleware(ServeRoutes)  # added last, so outermost: the hot routes skip the rest
     app.add_exception_handler(CargoholdError, _cargohold_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(system.public)
-    for router in (system.admin, datasets.router, items.router, files.router, links.router, connections.router):
+    app.include_router(cache.metrics_router)
+    for router in (system.admin, datasets.router, items.router, files.router, links.router, connections.router,
+                   cache.router):
         app.include_router(router, prefix=API_PREFIX)
     return app

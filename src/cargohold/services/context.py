@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from ..cache import CacheTiers
 from ..catalog.connections import CatalogConnections
 from ..catalog.db import Catalog, migrate
 from ..instance import instance_secret
@@ -13,6 +14,8 @@ from ..settings import Settings
 from ..storage import OwnStorage
 from ..storage.connections import ConnectionRegistry
 from ..storage.http_links import HttpLinks
+from .memo import ItemMemo, LinkVersions
+from .metrics import Metrics
 
 
 @dataclass
@@ -23,9 +26,16 @@ class Context:
     secret: bytes
     http_links: HttpLinks
     connections: ConnectionRegistry
+    cache: CacheTiers
+    metrics: Metrics
+    memo: ItemMemo
+    link_versions: LinkVersions
 
     @classmethod
-    async def open(cls, settings: Settings, storage: OwnStorage | None = None, ensure_buckets: bool = True) -> Context:
+    async def open(cls, settings: Settings, storage: OwnStorage | None = None, ensure_buckets: bool = True,
+                   serve: bool = False) -> Context:
+        """``serve``: this process answers content requests and owns the cache (the server); a CLI
+        command leaves the cache to the server that may be running beside it."""
         catalog = Catalog(settings)
         await asyncio.to_thread(migrate, catalog.urls)
         storage = storage or OwnStorage.from_settings(settings)
@@ -38,13 +48,19 @@ class Context:
                                          catalog=CatalogConnections(catalog, secret, metadata).load)
         try:
             await connections.open()  # a bad remote_links.yml stops start-up, naming file, line and connection
+            cache = CacheTiers.from_settings(settings)
+            if serve:
+                await cache.open()
         except BaseException:
+            await connections.close()
             await http_links.close()
             await catalog.close()
             raise
-        return cls(settings, storage, catalog, secret, http_links, connections)
+        return cls(settings, storage, catalog, secret, http_links, connections, cache, Metrics(cache), ItemMemo(),
+                   LinkVersions(settings.cache_links_revalidate))
 
     async def close(self) -> None:
+        await self.cache.close()
         await self.connections.close()
         await self.http_links.close()
         await self.catalog.close()

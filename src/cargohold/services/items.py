@@ -96,6 +96,7 @@ async def delete_dataset(ctx: Context, dataset_id: int) -> None:
         await session.execute(delete(Item).where(Item.dataset_id == dataset_id))
         await session.delete(dataset)
         await session.commit()
+    ctx.memo.forget()
 
 
 def encode_cursor(last_id: int) -> str:
@@ -152,6 +153,7 @@ async def delete_item(ctx: Context, item_id: int) -> None:
             raise NotFound(f"no item with id {item_id}")
         await session.delete(item)
         await session.commit()
+    ctx.memo.forget(item_id)
 
 
 def _numbered(name: str, n: int) -> str:
@@ -177,6 +179,7 @@ async def add_stored_item(
                 if conflict == "replace":
                     _fill(existing, blob)
                     await session.commit()
+                    ctx.memo.forget(existing.id)
                     return "replaced", existing
                 status, target = "renamed", await free_name(session, dataset_id, name)
             item = Item(dataset_id=dataset_id, name=target, source="stored")

@@ -263,6 +263,7 @@ async def _write(
                         setattr(item, key, value)
                 existing[c.name] = (taken[0], c.entry.link.uri)
                 report.replaced += 1
+                ctx.memo.forget(taken[0])
             else:
                 name = await free_name(session, dataset_id, c.name, also_taken=existing)
                 new_rows.append(_row(dataset_id, c, name, now))

@@ -301,7 +301,7 @@ def _take(it: Iterator[ObjectMeta], n: int) -> list[ObjectMeta]:
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
-def _in_page_cache(fd: int, offset: int) -> bool:
+def in_page_cache(fd: int, offset: int) -> bool:
     """Whether the byte at ``offset`` can be read without waiting for the disk (Linux RWF_NOWAIT)."""
     if _NOWAIT is None:
         return False
@@ -321,7 +321,7 @@ async def _read_file(fh: io.FileIO, start: int, end: int) -> AsyncIterator[bytes
         pos = start
         while pos < end:
             want = min(CHUNK_SIZE, end - pos)
-            if _in_page_cache(fd, pos + want - 1):
+            if in_page_cache(fd, pos + want - 1):
                 chunk = os.pread(fd, want, pos)
             else:
                 chunk = await asyncio.to_thread(os.pread, fd, want, pos)

@@ -1,0 +1,342 @@
+"""Serving an item: its bytes, a preview, or a browser-friendly conversion, through the cache tiers.
+
+Where an item's original lives decides the path (docs/CACHE.md):
+
+- on local disk (own storage on ``http``, or an ``fs://`` link): read in place, never copied;
+- on a remote (own storage on S3/Azure/GCS, or an ``s3://``, ``azure://``, ``google://``, ``https://``
+  link): through the storage tier. A miss starts one fetch of the whole object, which every waiting
+  request follows as its bytes land; a ``Range`` request on a miss is answered from the remote while
+  that fetch runs in the background.
+
+Previews and conversions are made from a local copy: the original in place, or the storage tier's
+copy (made first if missing). A preview whose original is in the storage tier never contacts the remote.
+
+Cache keys carry the original's version: the SHA-256 of a stored item (its bytes cannot change under
+the same key), the ETag of a linked object, or the size and modification time of a linked file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+from ..cache import Entry, Fill, Tier
+from ..errors import BackendUnavailable, BadGateway, GatewayTimeout, NotFound, Unprocessable
+from ..media.convert import convert_image, needs_conversion
+from ..media.preview import MEDIA_TYPES, ImageFormat, PreviewSpec, make_preview
+from ..storage import ByteRange, Download
+from ..storage.uris import ObjectLink, parse_link
+from . import items as items_svc
+from . import links as links_svc
+from .blobs import content_key
+from .context import Context
+from .memo import ItemView
+
+Getter = Callable[[ByteRange | None], Awaitable[Download]]
+T = TypeVar("T")
+
+
+@dataclass
+class Body:
+    """Bytes ``[start, end)`` of a representation of ``total`` bytes: an open file or a stream."""
+
+    start: int
+    end: int
+    total: int
+    fd: int | None = None
+    chunks: AsyncIterator[bytes] | None = None
+    tier: Tier | None = None  # counts the bytes it sends as served
+
+
+@dataclass
+class Representation:
+    size: int
+    etag: str
+    last_modified: datetime
+    content_type: str
+    filename: str
+    open: Callable[[ByteRange | None], Awaitable[Body]]
+
+
+@dataclass
+class Original:
+    cache_key: str  # "<where>@<version>"
+    size: int
+    last_modified: datetime
+    path: Path | None  # on local disk: read in place
+    get: Getter | None  # on a remote
+    provider: str
+
+
+async def item_view(ctx: Context, item_id: int) -> ItemView:
+    view = ctx.memo.get(item_id)
+    if view is None:
+        view = ItemView.of(await items_svc.get_item(ctx, item_id))
+        ctx.memo.put(view)
+    return view
+
+
+# -- where the original is ----------------------------------------------------------------------------
+
+
+async def original(ctx: Context, item: ItemView) -> Original:
+    if item.source == "link" and item.uri:
+        return await _linked(ctx, item)
+    sha = item.sha256 or ""
+    key = content_key(sha)
+    store = ctx.storage.public
+    path = store.local_path(key)
+    created = item.created_at
+
+    async def get(byte_range: ByteRange | None) -> Download:
+        return await store.get(key, byte_range)
+
+    return Original(f"stored:{sha}@{sha}", item.size or 0, created, path, None if path else get,
+                    ctx.settings.storage_provider)
+
+
+async def _linked(ctx: Context, item: ItemView) -> Original:
+    assert item.uri is not None
+    link = parse_link(item.uri)
+    if isinstance(link, ObjectLink):
+        _, store = await ctx.connections.store_for(link.provider, link.bucket)
+        path = store.local_path(link.key)
+        if path is not None:  # a server folder: read in place; its version is the file's own stat
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise NotFound(f"the linked file {item.uri} no longer exists") from None
+            version = f"{st.st_size}-{st.st_mtime_ns}"
+            return Original(f"link:{item.uri}@{version}", st.st_size, datetime.fromtimestamp(st.st_mtime, UTC),
+                            path, None, link.provider)
+        provider = link.provider
+    else:
+        provider = "https"
+    meta = ctx.link_versions.get(item.uri)
+    if meta is None:
+        meta = await _remote(provider, links_svc.head_link(ctx, link), ctx.settings.cache_fetch_timeout)
+        ctx.link_versions.put(item.uri, meta)
+    linked = link
+
+    async def get(byte_range: ByteRange | None) -> Download:
+        return await links_svc.open_link(ctx, linked, byte_range)
+
+    version = meta.etag or f"{meta.size}-{meta.last_modified.timestamp() if meta.last_modified else 0}"
+    return Original(f"link:{item.uri}@{version}", meta.size, meta.last_modified or item.created_at, None, get,
+                    provider)
+
+
+async def _remote(provider: str, call: Awaitable[T], timeout: float) -> T:  # noqa: ASYNC109 - a setting
+    """A call to a remote, with the errors a reader of the cache should see: 502 when it cannot be
+    reached or answers an error, 504 when it says nothing in time."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await call
+    except TimeoutError:
+        raise GatewayTimeout(f"the {provider} store sent nothing for {timeout:g} s (CACHE_FETCH_TIMEOUT)") from None
+    except BackendUnavailable as exc:
+        raise BadGateway(f"the {provider} store is unreachable: {exc.message}") from exc
+
+
+# -- content ------------------------------------------------------------------------------------------
+
+
+def _etag(text: str) -> str:
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
+async def content(ctx: Context, item_id: int, format: ImageFormat | None = None) -> Representation:
+    item = await item_view(ctx, item_id)
+    source = await original(ctx, item)
+    if format is not None:
+        converted = await _converted(ctx, item, source, format)
+        if converted is not None:
+            return converted
+    etag = f'"{item.sha256}"' if item.source == "stored" and item.sha256 else _etag(source.cache_key)
+
+    async def open_(byte_range: ByteRange | None) -> Body:
+        return await _open_original(ctx, source, byte_range)
+
+    return Representation(source.size, etag, source.last_modified, item.mime_type, item.name, open_)
+
+
+def _open_file(path: Path, size: int, byte_range: ByteRange | None) -> Body | None:
+    """The file if it still holds ``size`` bytes; None if it is gone or another size (a changed
+    linked file, or a cache entry damaged on disk)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    if os.fstat(fd).st_size != size:
+        os.close(fd)
+        return None
+    start, end = byte_range.resolve(size) if byte_range else (0, size)
+    return Body(start, end, size, fd=fd)
+
+
+async def _open_original(ctx: Context, source: Original, byte_range: ByteRange | None) -> Body:
+    if source.path is not None:
+        body = _open_file(source.path, source.size, byte_range)
+        if body is None:
+            raise NotFound(f"{source.path.name} changed or vanished while being opened; ask again")
+        return body
+    tier = ctx.cache.storage
+    entry = tier.lookup(source.cache_key)
+    if entry is not None:
+        body = _open_file(entry.path, entry.size, byte_range)
+        if body is not None:
+            body.tier = tier
+            return body
+        tier.discard(source.cache_key)
+    assert source.get is not None
+    if source.size > tier.max_size:  # could never be kept: straight from the remote
+        return await _from_remote(ctx, source, byte_range)
+    fill = _fetch(ctx, source)
+    if byte_range is not None:  # the whole object comes in the background; this range straight away
+        return await _from_remote(ctx, source, byte_range)
+    try:
+        await fill.started()
+    except OSError:  # the cache's disk (full, read-only): serve from the remote, keep nothing
+        return await _from_remote(ctx, source, byte_range)
+    if fill.done:
+        entry = fill.entry
+        if entry is not None:
+            body = _open_file(entry.path, entry.size, None)
+            if body is not None:
+                return body
+        return await _from_remote(ctx, source, None)
+    return Body(0, source.size, source.size, chunks=fill.follow(0, source.size))
+
+
+async def _from_remote(ctx: Context, source: Original, byte_range: ByteRange | None) -> Body:
+    assert source.get is not None
+    download = await _remote(source.provider, source.get(byte_range), ctx.settings.cache_fetch_timeout)
+    return Body(download.start, download.end, download.meta.size, chunks=download.chunks)
+
+
+def _fetch(ctx: Context, source: Original) -> Fill:
+    """The storage tier's fill of ``source``: one fetch of the whole object, however many ask."""
+    timeout = ctx.settings.cache_fetch_timeout
+    get = source.get
+    assert get is not None
+
+    async def write(fill: Fill) -> None:
+        started = time.monotonic()
+        download = await _remote(source.provider, get(None), timeout)
+        fill.expected = download.meta.size
+        chunks = download.chunks
+        while True:
+            chunk = await _remote(source.provider, anext(chunks, None), timeout)
+            if chunk is None:
+                break
+            fill.write(chunk)
+        ctx.metrics.fetch_seconds.labels(source.provider).observe(time.monotonic() - started)
+
+    return ctx.cache.storage.fill(source.cache_key, write)
+
+
+async def local_copy(ctx: Context, source: Original) -> Path:
+    """A file on this machine with the original's bytes: the original itself, or the storage tier's
+    copy, fetched once if missing. A copy already in the tier is used without asking the remote."""
+    if source.path is not None:
+        return source.path
+    tier = ctx.cache.storage
+    entry = tier.lookup(source.cache_key)
+    if entry is None:
+        if source.size > tier.max_size:
+            raise Unprocessable(f"the original ({source.size} bytes) is larger than the whole storage tier "
+                                "(CACHE_STORAGE_SIZE); it cannot be copied here to make an image of it")
+        entry = await _fetch(ctx, source).wait()
+        if entry is None:
+            raise Unprocessable("the original could not be kept in the storage tier to make an image of it")
+    return entry.path
+
+
+# -- previews and conversions -------------------------------------------------------------------------
+
+
+def _check_pixels(ctx: Context, item: ItemView) -> None:
+    limit = ctx.settings.image_max_pixels
+    if item.width and item.height and item.width * item.height > limit:
+        raise Unprocessable(
+            f"the image declares {item.width} x {item.height} pixels "
+            f"({item.width * item.height / 1e6:.1f} megapixels), "
+            f"above IMAGE_MAX_PIXELS ({limit / 1e6:.1f} megapixels); it was not decoded"
+        )
+
+
+async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representation:
+    item = await item_view(ctx, item_id)
+    if item.kind != "image":
+        raise Unprocessable(f"previews are made of images; {item.name!r} is {item.mime_type}")
+    _check_pixels(ctx, item)
+    source = await original(ctx, item)
+    key = f"{source.cache_key}/{spec.name}"
+    tier = ctx.cache.previews
+    entry = tier.lookup(key)
+    if entry is None:
+        max_pixels = ctx.settings.image_max_pixels
+
+        async def make(fill: Fill) -> None:
+            path = await local_copy(ctx, source)
+            started = time.monotonic()
+            await asyncio.to_thread(make_preview, path, fill.tmp, spec, max_pixels)
+            ctx.metrics.generate_seconds.labels("preview").observe(time.monotonic() - started)
+            ctx.metrics.previews_made.labels(spec.format).inc()
+
+        entry = await tier.fill(key, make).wait()
+        if entry is None:
+            raise Unprocessable("the preview is larger than the whole previews tier (CACHE_PREVIEWS_SIZE)")
+    stem = PurePosixPath(item.name).stem
+    return _cached(tier, entry, _etag(key), source.last_modified, spec.media_type, f"{stem}.{spec.format}")
+
+
+async def _converted(ctx: Context, item: ItemView, source: Original, format: ImageFormat) -> Representation | None:
+    """The conversion of the original to ``format``, or None when the original can be sent as it is."""
+    if item.kind != "image":
+        raise Unprocessable(f"only images convert; {item.name!r} is {item.mime_type}")
+    _check_pixels(ctx, item)
+    key = f"{source.cache_key}/{format}"
+    tier = ctx.cache.converter
+    entry = tier.lookup(key, count=False)
+    if entry is None:
+        path = await local_copy(ctx, source)
+        if not await asyncio.to_thread(needs_conversion, path, item.mime_type, format):
+            return None
+        tier.stats.misses += 1
+        max_pixels = ctx.settings.image_max_pixels
+
+        async def convert(fill: Fill) -> None:
+            started = time.monotonic()
+            await asyncio.to_thread(convert_image, path, fill.tmp, format, max_pixels)
+            ctx.metrics.generate_seconds.labels("conversion").observe(time.monotonic() - started)
+            ctx.metrics.conversions_made.labels(format).inc()
+
+        entry = await tier.fill(key, convert).wait()
+        if entry is None:
+            raise Unprocessable("the conversion is larger than the whole converter tier (CACHE_IMAGE_CONVERTER_SIZE)")
+    else:
+        tier.stats.hits += 1
+    stem = PurePosixPath(item.name).stem
+    return _cached(tier, entry, _etag(key), source.last_modified, MEDIA_TYPES[format], f"{stem}.{format}")
+
+
+def _cached(tier: Tier, entry: Entry, etag: str, last_modified: datetime, content_type: str,
+            filename: str) -> Representation:
+    async def open_(byte_range: ByteRange | None) -> Body:
+        body = _open_file(entry.path, entry.size, byte_range)
+        if body is None:
+            tier.discard(entry.key)
+            raise NotFound("the cached copy was removed while being opened; ask again")
+        body.tier = tier
+        return body
+
+    return Representation(entry.size, etag, last_modified, content_type, filename, open_)
+
