@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import io
 import os
 import subprocess
 import sys
@@ -133,6 +134,25 @@ def test_signed_url_needs_no_token(client: Client, tmp_path: Path) -> None:
     answer = httpx.get(url)
     assert answer.status_code == 200 and answer.content == local.read_bytes()
     assert httpx.get(url.replace("signature=", "signature=x")).status_code == 401
+
+
+def test_previews_conversions_and_cache_counters(client: Client, tmp_path: Path) -> None:
+    from PIL import Image
+
+    photo = tmp_path / "scan.tiff"
+    Image.new("RGB", (400, 200), (20, 40, 220)).save(photo, "TIFF")
+    client.create_dataset("pictures")
+    item = client.upload("pictures", [photo])[0]["item"]
+    thumb = Image.open(io.BytesIO(client.preview(item, w=100, h=100, fit="cover", format="png")))
+    assert thumb.format == "PNG" and thumb.size == (100, 100)
+    signed = httpx.get(client.sign(item, expires_in=60, preview={"w": 40, "format": "webp"}))
+    assert signed.headers["content-type"] == "image/webp" and Image.open(io.BytesIO(signed.content)).size == (40, 20)
+    converted = httpx.get(client.sign(item, expires_in=60, format="jpeg"))
+    assert Image.open(io.BytesIO(converted.content)).format == "JPEG"
+    tiers = {t["name"]: t for t in client.cache_stats()}
+    assert tiers["previews"]["entries"] == 2 and tiers["image-converter"]["entries"] == 1
+    assert client.clear_cache("previews") == 2
+    assert {t["name"]: t for t in client.cache_stats()}["previews"]["entries"] == 0
 
 
 def test_team_files(client: Client, tmp_path: Path) -> None:

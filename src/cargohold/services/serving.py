@@ -92,7 +92,11 @@ async def original(ctx: Context, item: ItemView) -> Original:
     sha = item.sha256 or ""
     key = content_key(sha)
     store = ctx.storage.public
-    path = store.local_path(key)
+    path = None
+    if store.features.local_paths:
+        path = store.local_path(key)
+        if path is None:
+            raise NotFound(f"the bytes of item {item.id} are missing from storage (key {key})")
     created = item.created_at
 
     async def get(byte_range: ByteRange | None) -> Download:
@@ -107,12 +111,14 @@ async def _linked(ctx: Context, item: ItemView) -> Original:
     link = parse_link(item.uri)
     if isinstance(link, ObjectLink):
         _, store = await ctx.connections.store_for(link.provider, link.bucket)
-        path = store.local_path(link.key)
-        if path is not None:  # a server folder: read in place; its version is the file's own stat
+        if store.features.local_paths:  # a server folder: read in place; its version is the file's own stat
+            path = store.local_path(link.key)  # None when missing, or a link leading out of the folder
             try:
-                st = path.stat()
+                st = path.stat() if path is not None else None
             except FileNotFoundError:
-                raise NotFound(f"the linked file {item.uri} no longer exists") from None
+                st = None
+            if path is None or st is None:
+                raise NotFound(f"the linked file {item.uri} no longer exists")
             version = f"{st.st_size}-{st.st_mtime_ns}"
             return Original(f"link:{item.uri}@{version}", st.st_size, datetime.fromtimestamp(st.st_mtime, UTC),
                             path, None, link.provider)
