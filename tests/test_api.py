@@ -607,6 +607,39 @@ def test_signed_urls(shared_server: RunningServer, client: httpx.Client) -> None
     assert_error(client.post("/items/999999/sign", json={"expires_in": 60}), 404, "not_found")
 
 
+def test_many_signed_urls_at_once_and_the_name_filter(client: httpx.Client) -> None:
+    ds = create_dataset(client, "grid")["id"]
+    names = ["cat_1.jpg", "Cat-2.JPG", "dog.jpg", "100%_real.jpg", "under_score.png"]
+    items = {n: upload_one(client, ds, n, random_bytes(100 + i, seed=i)) for i, n in enumerate(names)}
+
+    def filtered(name: str) -> list[str]:
+        answer = client.get(f"/datasets/{ds}/items", params={"name": name, "limit": 2})
+        found = [i["name"] for i in answer.json()["items"]]
+        if answer.json()["next_cursor"]:  # the filter holds across pages
+            found += [i["name"] for i in client.get(f"/datasets/{ds}/items", params={
+                "name": name, "cursor": answer.json()["next_cursor"]}).json()["items"]]
+        return found
+
+    assert filtered("cat") == ["cat_1.jpg", "Cat-2.JPG"]  # any case
+    assert filtered("%") == ["100%_real.jpg"]  # LIKE's wildcards are plain characters here
+    assert filtered("_") == ["cat_1.jpg", "100%_real.jpg", "under_score.png"]
+    assert filtered("nothing") == []
+
+    ids = [items[n]["id"] for n in names] + [999_999]
+    signed = client.post("/sign", json={"items": ids, "expires_in": 60, "preview": {"w": 64}})
+    assert signed.status_code == 200, signed.text
+    urls = signed.json()["urls"]
+    assert set(urls) == {str(items[n]["id"]) for n in names}, "an unknown id is left out"
+    first = urlsplit(urls[str(items["dog.jpg"]["id"])])
+    assert first.path == f"/api/v1/items/{items['dog.jpg']['id']}/preview"
+    assert parse_qs(first.query)["w"] == ["64"]
+    content = client.post("/sign", json={"items": ids[:1]}).json()["urls"][str(ids[0])]
+    with httpx.Client(timeout=30) as anonymous:
+        assert anonymous.get(content).content == random_bytes(100, seed=0)
+    assert_error(client.post("/sign", json={"items": []}), 400)
+    assert_error(client.post("/sign", json={"items": list(range(1001))}), 400)
+
+
 # --- team files ---------------------------------------------------------------------------------------------------
 
 
@@ -761,7 +794,12 @@ def test_openapi_describes_the_routes(shared_server: RunningServer) -> None:
         "/api/v1/datasets/{dataset_id}/items": {"get", "post"},
         "/api/v1/items/{item_id}": {"get", "delete"},
         "/api/v1/items/{item_id}/content": {"get"},
+        "/api/v1/items/{item_id}/preview": {"get"},
         "/api/v1/items/{item_id}/sign": {"post"},
+        "/api/v1/sign": {"post"},
+        "/api/v1/cache": {"get"},
+        "/api/v1/cache/{tier}": {"delete"},
+        "/metrics": {"get"},
         "/api/v1/files": {"get"},
         "/api/v1/files/{path}": {"get", "put", "delete"},
     }

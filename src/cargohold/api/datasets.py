@@ -51,9 +51,11 @@ async def delete_dataset(dataset_id: int, ctx: Ctx) -> Response:
 
 @router.get("/datasets/{dataset_id}/items")
 async def list_items(
-    dataset_id: int, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+    dataset_id: int, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
+    name: Annotated[str | None, Query(max_length=1024, description="Only items whose name contains this, any case")]
+    = None,
 ) -> ItemPage:
-    rows, next_cursor = await svc.list_items(ctx, dataset_id, limit, cursor)
+    rows, next_cursor = await svc.list_items(ctx, dataset_id, limit, cursor, name)
     return ItemPage(items=[ItemOut.of(i) for i in rows], next_cursor=next_cursor)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -13,7 +14,7 @@ from ..services import items as svc
 from ..services import signing
 from ..services.context import Context
 from .auth import context, require_user
-from .schemas import ItemOut, SignIn, SignOut
+from .schemas import ItemOut, SignIn, SignManyIn, SignManyOut, SignOut
 from .serve import serve
 
 router = APIRouter(tags=["items"])
@@ -81,11 +82,7 @@ async def get_preview(
     return _Served(item_id, "preview")
 
 
-@router.post("/items/{item_id}/sign", dependencies=[Depends(require_user)])
-async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx) -> SignOut:
-    """A URL that opens the item's content, a conversion (``format``) or a preview (``preview``) without a
-    token until it expires: HMAC over the path, its parameters and the expiry."""
-    await svc.get_item(ctx, item_id)
+def _signed_url(request: Request, ctx: Context, item_id: int, body: SignIn) -> tuple[str, int]:
     params: dict[str, str] = {}
     if body.preview is not None:
         path = request.app.url_path_for("get_preview", item_id=str(item_id))
@@ -96,5 +93,26 @@ async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx) -> S
             params = {"format": body.format}
     expires, signature = signing.sign(ctx.secret, path, body.expires_in, params=params)
     query = urlencode({**params, "expires": expires, "signature": signature})
-    url = str(request.base_url).rstrip("/") + f"{path}?{query}"
+    return str(request.base_url).rstrip("/") + f"{path}?{query}", expires
+
+
+@router.post("/items/{item_id}/sign", dependencies=[Depends(require_user)])
+async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx) -> SignOut:
+    """A URL that opens the item's content, a conversion (``format``) or a preview (``preview``) without a
+    token until it expires: HMAC over the path, its parameters and the expiry."""
+    await svc.get_item(ctx, item_id)
+    url, expires = _signed_url(request, ctx, item_id, body)
     return SignOut(url=url, expires_at=datetime.fromtimestamp(expires, UTC))
+
+
+@router.post("/sign", dependencies=[Depends(require_user)])
+async def sign_items(body: SignManyIn, request: Request, ctx: Ctx) -> SignManyOut:
+    """Signed URLs for many items at once (a page of thumbnails): one per item that exists; ids of
+    items that do not are left out."""
+    found = await svc.existing_item_ids(ctx, body.items)
+    urls: dict[str, str] = {}
+    expires = 0
+    for item_id in body.items:
+        if item_id in found:
+            urls[str(item_id)], expires = _signed_url(request, ctx, item_id, body)
+    return SignManyOut(urls=urls, expires_at=datetime.fromtimestamp(expires or time.time() + body.expires_in, UTC))

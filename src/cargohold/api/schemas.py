@@ -100,6 +100,15 @@ class SignOut(BaseModel):
     expires_at: datetime
 
 
+class SignManyIn(SignIn):
+    items: list[int] = Field(min_length=1, max_length=1000, description="Item ids")
+
+
+class SignManyOut(BaseModel):
+    urls: dict[str, str] = Field(description="Signed URL by item id")
+    expires_at: datetime
+
+
 class TeamFileOut(BaseModel):
     path: str
     size: int

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from .. import __version__
+from .. import __version__, web
 from ..api import cache, connections, datasets, files, items, links, system
 from ..api.auth import AuthMiddleware
 from ..api.serve import ServeRoutes
@@ -89,4 +89,5 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
     for router in (system.admin, datasets.router, items.router, files.router, links.router, connections.router,
                    cache.router):
         app.include_router(router, prefix=API_PREFIX)
+    web.mount(app)
     return app
