@@ -241,11 +241,13 @@ def instance_home(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get(HOME_ENV) or "~/.cargohold").expanduser().absolute()
 
 
-def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read ``.env`` from the instance home, let the environment override it, check every value."""
+def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = None,
+                  env_file: Path | None = None) -> Settings:
+    """Read ``.env`` from the instance home (or ``env_file``), let the environment override it, check
+    every value."""
     env = os.environ if environ is None else environ
     home = home or instance_home(env)
-    env_file = home / ".env"
+    env_file = env_file or home / ".env"
     file_values = {k: v or "" for k, v in dotenv_values(env_file).items()} if env_file.is_file() else {}
     known = {d.key for d in declarations()}
     for key in file_values:

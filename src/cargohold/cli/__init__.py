@@ -11,6 +11,7 @@ from ..storage.connections_file import ConnectionsFileError
 from .admin import gc, token
 from .cache import cache
 from .links import links
+from .migrate import migrate
 from .server import down, status, up
 from .storage import check, where
 from .transfer import download, upload
@@ -22,7 +23,7 @@ def cli() -> None:
     """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
 
 
-for command in (where, check, up, down, status, token, gc, upload, download, links, cache):
+for command in (where, check, up, down, status, token, gc, upload, download, links, cache, migrate):
     cli.add_command(command)
 
 
