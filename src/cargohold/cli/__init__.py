@@ -10,6 +10,7 @@ from ..errors import CargoholdError, ConfigError
 from ..storage.connections_file import ConnectionsFileError
 from .admin import gc, token
 from .cache import cache
+from .items import items
 from .links import links
 from .migrate import migrate
 from .server import down, status, up
@@ -23,7 +24,7 @@ def cli() -> None:
     """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
 
 
-for command in (where, check, up, down, status, token, gc, upload, download, links, cache, migrate):
+for command in (where, check, up, down, status, token, gc, upload, download, links, cache, migrate, items):
     cli.add_command(command)
 
 

@@ -48,7 +48,8 @@ async def find_garbage(ctx: Context, grace: timedelta = timedelta(hours=1)) -> G
     async for page in public.list(CONTENT_PREFIX):
         shas = {m.key.rsplit("/", 1)[-1]: m for m in page if old(m)}
         async with ctx.catalog.session() as session:
-            used = set((await session.scalars(select(Item.sha256).where(Item.sha256.in_(list(shas))))).all())
+            used = set((await session.scalars(
+                select(Item.sha256).where(Item.sha256.in_(list(shas)), Item.source == "stored"))).all())
         garbage.found += [(public, m, "no item uses it") for sha, m in shas.items() if sha not in used]
     async for page in public.list(PROBE_PREFIX):
         garbage.found += [(public, m, "left-over check probe") for m in page if old(m)]
