@@ -52,7 +52,7 @@ class _Served(Response):
         self.item_id, self.what = item_id, what
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve(scope, send, self.item_id, self.what)
+        await serve(scope["app"].state.ctx, scope, send, self.item_id, self.what)
 
 
 @router.get("/items/{item_id}/content", response_class=Response, responses=_BYTES)

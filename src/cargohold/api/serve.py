@@ -12,15 +12,18 @@ Conditional requests (``If-None-Match``, ``If-Range``) and one ``Range`` follow 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import re
+import time
+from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope, Send
 
 from ..errors import BadInput, CargoholdError, RangeNotSatisfiable, Unauthenticated
 from ..media.preview import PreviewSpec
@@ -44,19 +47,13 @@ _SECURITY_HEADERS = [
 ]
 
 
-class ServeRoutes:
-    """ASGI middleware, outermost: takes the hot routes, passes everything else on."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            match = ROUTE.match(scope["path"])
-            if match is not None:
-                await serve(scope, send, int(match[1]), match[2])
-                return
-        await self.app(scope, receive, send)
+def hot_route(scope: Scope) -> tuple[int, str] | None:
+    """``(item id, "content" | "preview")`` when ``scope`` is a request the hot route answers."""
+    if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        match = ROUTE.match(scope["path"])
+        if match is not None:
+            return int(match[1]), match[2]
+    return None
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -64,8 +61,7 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {k: v for k, v in scope["headers"] if k in wanted}
 
 
-async def serve(scope: Scope, send: Send, item_id: int, what: str) -> None:
-    ctx: Context = scope["app"].state.ctx
+async def serve(ctx: Context, scope: Scope, send: Send, item_id: int, what: str) -> None:
     headers = _headers(scope)
     params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     started = [False]
@@ -97,12 +93,22 @@ async def _authorize(ctx: Context, path: str, params: list[tuple[str, str]], hea
         signature = query.get("signature")
         if signature is None:
             raise Unauthenticated("send Authorization: Bearer <token>, or use a signed URL (POST .../sign)")
-        signing.verify(ctx.secret, path, query.get("expires", ""), signature, params=params)
+        if time.time() > _verified(ctx.secret, path, query.get("expires", ""), signature, tuple(params)):
+            raise Unauthenticated("the signed URL has expired; ask for a new one")
         return
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <token> (cargohold token create makes one)")
     await authenticate(ctx, token.strip())
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: bytes, path: str, expires: str, signature: str, params: tuple[tuple[str, str], ...]) -> int:
+    """Checks a signature once; a page shown again asks for the same URLs, and an HMAC per request
+    was a tenth of a hit's time. A bad signature raises, and exceptions are never cached; the expiry
+    is checked again on every call."""
+    signing.verify(secret, path, expires, signature, now=0, params=params)
+    return int(expires)
 
 
 def preview_spec(query: dict[str, str]) -> PreviewSpec:
@@ -129,12 +135,22 @@ def content_format(query: dict[str, str]) -> Any:
     return fmt
 
 
+@functools.lru_cache(maxsize=4096)
+def _http_date(when: datetime) -> bytes:
+    return format_datetime(when, usegmt=True).encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _disposition(filename: str) -> bytes:
+    return content_disposition(filename).encode("latin-1")
+
+
 async def send_representation(send: Send, head_only: bool, rep: Representation,
                               headers: dict[bytes, bytes]) -> None:
     etag = rep.etag
     out = [
         (b"etag", etag.encode()),
-        (b"last-modified", format_datetime(rep.last_modified, usegmt=True).encode()),
+        (b"last-modified", _http_date(rep.last_modified)),
         (b"accept-ranges", b"bytes"),
         (b"cache-control", b"private, max-age=0, must-revalidate"),
         *_SECURITY_HEADERS,
@@ -158,7 +174,7 @@ async def send_representation(send: Send, head_only: bool, rep: Representation,
     out += [
         (b"content-type", rep.content_type.encode("latin-1", "replace")),
         (b"content-length", str(body.end - body.start).encode()),
-        (b"content-disposition", content_disposition(rep.filename).encode("latin-1")),
+        (b"content-disposition", _disposition(rep.filename)),
     ]
     status = 200
     if byte_range is not None:

@@ -11,11 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from .. import __version__, web
 from ..api import cache, connections, datasets, files, items, links, system
 from ..api.auth import AuthMiddleware
-from ..api.serve import ServeRoutes
+from ..api.serve import hot_route, serve
 from ..errors import CargoholdError
 from ..instance import ADMIN_TOKEN_FILE
 from ..services.context import Context
@@ -55,6 +56,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
+class CargoholdApp(FastAPI):
+    """The FastAPI app, but content and preview requests go straight to api/serve.py, before the
+    middleware stack: those are the requests a page of thumbnails makes by the hundred (see
+    docs/ARCHITECTURE.md, "The hot routes")."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = hot_route(scope)
+        if hot is not None:
+            await serve(self.state.ctx, scope, send, *hot)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buckets: bool = True) -> FastAPI:
     storage = storage or OwnStorage.from_settings(settings)
 
@@ -72,7 +86,7 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
         finally:
             await ctx.close()
 
-    app = FastAPI(
+    app = CargoholdApp(
         title="cargohold", version=__version__, lifespan=lifespan,
         docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
         description="Own storage on disk, S3, Azure or GCS; datasets of images, videos and files. "
@@ -80,7 +94,6 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
     )
     app.state.health = Health(settings.storage_provider, storage)
     app.add_middleware(AuthMiddleware)
-    app.add_middleware(ServeRoutes)  # added last, so outermost: the hot routes skip the rest
     app.add_exception_handler(CargoholdError, _cargohold_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

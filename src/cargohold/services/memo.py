@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ..catalog.models import Item
 from ..storage import ObjectMeta
@@ -44,6 +45,13 @@ class ItemMemo:
     def __init__(self, ttl: float = ITEM_TTL) -> None:
         self.ttl = ttl
         self._items: dict[int, tuple[float, ItemView]] = {}
+        self.originals: dict[str, Any] = {}
+        """Where a stored item's bytes are (``services.serving.Original``), by item id and SHA-256."""
+
+    def remember(self, key: str, original: Any) -> None:
+        if len(self.originals) > 100_000:
+            self.originals.clear()
+        self.originals[key] = original
 
     def get(self, item_id: int) -> ItemView | None:
         found = self._items.get(item_id)

@@ -90,6 +90,10 @@ async def original(ctx: Context, item: ItemView) -> Original:
     if item.source == "link" and item.uri:
         return await _linked(ctx, item)
     sha = item.sha256 or ""
+    memo_key = f"{item.id}:{sha}"
+    known: Original | None = ctx.memo.originals.get(memo_key)  # content never changes under its key
+    if known is not None:
+        return known
     key = content_key(sha)
     store = ctx.storage.public
     path = None
@@ -97,13 +101,14 @@ async def original(ctx: Context, item: ItemView) -> Original:
         path = store.local_path(key)
         if path is None:
             raise NotFound(f"the bytes of item {item.id} are missing from storage (key {key})")
-    created = item.created_at
 
     async def get(byte_range: ByteRange | None) -> Download:
         return await store.get(key, byte_range)
 
-    return Original(f"stored:{sha}@{sha}", item.size or 0, created, path, None if path else get,
-                    ctx.settings.storage_provider)
+    found = Original(f"stored:{sha}@{sha}", item.size or 0, item.created_at, path, None if path else get,
+                     ctx.settings.storage_provider)
+    ctx.memo.remember(memo_key, found)
+    return found
 
 
 async def _linked(ctx: Context, item: ItemView) -> Original:
