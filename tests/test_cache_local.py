@@ -91,3 +91,22 @@ def test_a_linked_server_file_is_read_in_place_and_a_change_is_seen_at_once(serv
         path.unlink()
         gone = client.get(f"/items/{item['id']}/content")
         assert gone.status_code == 404 and "no longer exists" in gone.json()["error"]["message"]
+
+
+def test_images_whose_header_is_far_from_the_start_are_images(server: RunningServer) -> None:
+    import pyvips  # type: ignore[import-untyped]
+
+    # libtiff writes the TIFF header (IFD) after the pixels; a prepress CMYK JPEG carries a large
+    # ICC profile before its size. Both must be recognised from the upload stream.
+    tiff = (pyvips.Image.black(1500, 1000, bands=3) + 60).cast("uchar").tiffsave_buffer()
+    assert int.from_bytes(tiff[4:8], "little") > 2 * 1024 * 1024
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 10, 10)).save(out, "JPEG", icc_profile=os.urandom(900_000))
+    with server.client() as client:
+        ds = client.post("/datasets", json={"name": "far"}).json()["id"]
+        for name, blob, size in (("scan.tif", tiff, (1500, 1000)), ("profiled.jpg", out.getvalue(), (640, 480))):
+            item = client.post(f"/datasets/{ds}/items", files=[("files", (name, blob))]).json()["results"][0]["item"]
+            assert item["kind"] == "image" and (item["width"], item["height"]) == size, item
+        tif_item = client.get(f"/datasets/{ds}/items", params={"name": "scan"}).json()["items"][0]
+        preview = client.get(f"/items/{tif_item['id']}/preview", params={"w": 150})
+        assert preview.status_code == 200 and Image.open(io.BytesIO(preview.content)).size == (150, 100)

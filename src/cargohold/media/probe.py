@@ -11,13 +11,18 @@ import io
 import mimetypes
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import Unprocessable
 
-HEAD_SIZE = 512 * 1024
-"""Bytes kept from the start of an upload to read an image header from (JPEG EXIF can be large)."""
+HEAD_SIZE = 2 * 1024 * 1024
+"""Bytes kept from the start of an upload to read an image header from: JPEG EXIF and ICC profiles
+come before the size (a CMYK profile from a prepress tool is over 500 KB)."""
+TAIL_SIZE = 1024 * 1024
+"""Bytes kept from the end of a TIFF upload: TIFF writers often put the header (IFD) after the pixels."""
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 # cargohold enforces IMAGE_MAX_PIXELS itself, with a clear message; Pillow's own global guard would
 # raise its own error (or only warn) at other thresholds.
@@ -35,9 +40,12 @@ class Probe:
     height: int | None = None
 
 
-def probe(name: str, head: bytes, max_pixels: int) -> Probe:
+def probe(name: str, head: bytes, max_pixels: int, tail: bytes = b"", size: int = 0) -> Probe:
+    """``tail``: the last bytes of a ``size``-byte file, for a TIFF whose header is at the end."""
     guessed = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
     image = _image_header(head)
+    if image is None and tail and size > len(head) and head.startswith(TIFF_MAGIC):
+        image = _image_header(_Sparse(head, tail, size))
     if image is not None:
         fmt, width, height = image
         if width * height > max_pixels:
@@ -66,13 +74,48 @@ def probe_name(name: str) -> Probe:
     return _by_suffix(base[dot:].lower() if dot > 0 else "")  # cheaper than a PurePosixPath per link
 
 
-def _image_header(head: bytes) -> tuple[str, int, int] | None:
+class _Sparse(io.RawIOBase):
+    """A file of ``size`` bytes of which only the head and the tail are known; the rest reads as zeros
+    (a header parser that wanders there finds nothing and fails, as it should)."""
+
+    def __init__(self, head: bytes, tail: bytes, size: int) -> None:
+        self.head, self.tail, self.size, self.pos = head, tail, size, 0
+        self.tail_start = size - len(tail)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.size - self.pos))
+        out = bytearray(n)
+        for start, data in ((0, self.head), (self.tail_start, self.tail)):
+            lo, hi = max(self.pos, start), min(self.pos + n, start + len(data))
+            if lo < hi:
+                out[lo - self.pos:hi - self.pos] = data[lo - start:hi - start]
+        buffer[:n] = out
+        self.pos += n
+        return n
+
+
+def _image_header(head: bytes | io.RawIOBase) -> tuple[str, int, int] | None:
     if not head:
         return None  # Pillow would try every format on nothing
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(head)) as im:
+            source = io.BytesIO(head) if isinstance(head, bytes) else io.BufferedReader(head)
+            with Image.open(source) as im:
                 width, height = im.size
                 fmt = im.format or ""
                 try:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..errors import NotFound, TooLarge
-from ..media.probe import HEAD_SIZE, Probe, probe
+from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe
 from ..storage import Store
 
 STAGING_PREFIX = ".staging"
@@ -90,6 +90,8 @@ class _Meter:
         self.size = 0
         self.head = bytearray()
         self.probe: Probe | None = None
+        self.tiff = False
+        self.tail = b""
 
     async def stream(self) -> AsyncIterator[bytes]:
         async for chunk in gathered(self.source):
@@ -97,16 +99,21 @@ class _Meter:
             if self.size > self.max_size:
                 raise TooLarge(f"{self.name!r} is over the upload limit of {self.max_size:,} bytes (UPLOAD_MAX_SIZE)")
             await self.sha.add(chunk)
-            if self.probe is None:
+            if self.probe is None and not self.tiff:
                 self.head += chunk[: HEAD_SIZE - len(self.head)]
                 if len(self.head) >= HEAD_SIZE:
                     # Checked here, mid-stream: a bomb is refused before the rest of it is stored.
                     self.probe = probe(self.name, bytes(self.head), self.max_pixels)
+                    if self.probe.kind != "image" and self.head.startswith(TIFF_MAGIC):
+                        self.probe = None  # its header may be at the end: look again there
+                        self.tiff = True
+            if self.tiff:
+                self.tail = (self.tail + chunk)[-TAIL_SIZE:]
             yield chunk
         await self.sha.done()
 
     def finish(self) -> Probe:
-        return self.probe or probe(self.name, bytes(self.head), self.max_pixels)
+        return self.probe or probe(self.name, bytes(self.head), self.max_pixels, self.tail, self.size)
 
 
 async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_size: int, max_pixels: int) -> Blob:
