@@ -25,7 +25,7 @@ from sqlalchemy import Table, insert, select
 from ..catalog.models import Dataset, Item, utcnow
 from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
 from ..links.parse import Entry, Refused
-from ..media.probe import Probe, probe, probe_name
+from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe, probe_name
 from ..storage import ByteRange, Download, ObjectMeta
 from ..storage.uris import Link, ObjectLink, UrlLink, parse_link, parse_prefix
 from .context import Context
@@ -35,7 +35,7 @@ BATCH = 2000
 VERIFY_CONCURRENCY = 32
 HEAD_READ = 64 * 1024
 """Bytes read from the start of a linked file to learn an image's format and size."""
-BIG_HEAD_READ = 512 * 1024
+BIG_HEAD_READ = HEAD_SIZE
 """Read when the first bytes were not enough (a JPEG with a large EXIF block)."""
 
 
@@ -110,8 +110,11 @@ async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
     checked.size, checked.etag = meta.size, meta.etag
     found = probe(checked.name, head, max_pixels)
     if found.kind != "image" and guessed.startswith("image/") and (meta.size or 0) > HEAD_READ:
-        found = probe(checked.name, await (await open_link(ctx, link, ByteRange(0, BIG_HEAD_READ))).read(),
-                      max_pixels)
+        head = await (await open_link(ctx, link, ByteRange(0, BIG_HEAD_READ))).read()
+        tail = b""
+        if head.startswith(TIFF_MAGIC) and meta.size > BIG_HEAD_READ:  # libtiff writes the header last
+            tail = await (await open_link(ctx, link, ByteRange.last(TAIL_SIZE))).read()
+        found = probe(checked.name, head, max_pixels, tail, meta.size)
     checked.probe = found
 
 
