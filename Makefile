@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench bench-tools clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/cargohold up
@@ -23,6 +23,22 @@ typecheck: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/storage.py
+
+# What bench/cache.py and bench/migrate.py compare against, kept out of the project's venv: wrk, nginx
+# and rclone from Debian, and thumbor (its pins conflict with the project's) in a venv of its own under .bench/.
+THUMBOR_VENV := .bench/thumbor-venv
+
+bench-tools: $(THUMBOR_VENV)/.installed
+	@if ! command -v wrk >/dev/null || ! command -v rclone >/dev/null || \
+		! { command -v nginx >/dev/null || test -x /usr/sbin/nginx; }; then \
+		echo "installing wrk, rclone and nginx-light from Debian"; \
+		apt-get update -qq && apt-get install -y -qq wrk rclone nginx-light >/dev/null; fi
+	@$(THUMBOR_VENV)/bin/python -c 'import importlib.metadata as m; print("thumbor", m.version("thumbor"))'
+
+$(THUMBOR_VENV)/.installed:
+	$(PYTHON) -m venv $(THUMBOR_VENV)
+	$(THUMBOR_VENV)/bin/python -m pip --disable-pip-version-check -q install thumbor
+	touch $@
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -106,9 +106,22 @@ class Migration:
             return self.source.public, self.target.public
         return self.source.private, self.target.private
 
+    async def _target_sizes(self) -> None:
+        """One listing of the target instead of a HEAD per object (what rclone does too)."""
+        self._sizes: dict[tuple[str, str], int] = {}
+        for bucket, store in (("public", self.target.public), ("private", self.target.private)):
+            try:
+                async for page in store.list():
+                    self._sizes.update(((bucket, m.key), m.size) for m in page)
+            except CargoholdError as exc:
+                if exc.code != "not_found":  # a bucket not made yet holds nothing
+                    raise
+
     async def run(self, work: list[Work], verify_only: bool = False) -> Report:
         report = Report(objects=len(work), bytes_total=sum(w.meta.size for w in work))
         started = time.monotonic()
+        if not verify_only:
+            await self._target_sizes()
         queue: asyncio.Queue[Work] = asyncio.Queue()
         for item in work:
             queue.put_nowait(item)
@@ -147,13 +160,17 @@ class Migration:
         return [w for w, present in zip(work, found, strict=True) if not present]
 
     async def _present(self, store: Store, item: Work) -> bool:
-        try:
-            meta = await store.head(item.meta.key)
-        except CargoholdError as exc:
-            if exc.code == "not_found":
-                return False
-            raise
-        if meta.size != item.meta.size:
+        sizes: dict[tuple[str, str], int] | None = getattr(self, "_sizes", None)
+        if sizes is not None:
+            size = sizes.get((item.bucket, item.meta.key))
+        else:
+            try:
+                size = (await store.head(item.meta.key)).size
+            except CargoholdError as exc:
+                if exc.code != "not_found":
+                    raise
+                size = None
+        if size != item.meta.size:
             return False
         if item.bucket == "public" and item.sha256 is not None:
             # A content key is its own checksum, and every put here is all-or-nothing after the hash
