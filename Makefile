@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 run: $(VENV)/.installed
 	$(VENV)/bin/cargohold up
 
-test: $(VENV)/.installed-test node_modules/.installed
+test: $(VENV)/.installed-test node_modules/.installed /usr/bin/chromium
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
@@ -59,6 +59,11 @@ node_modules/.installed: package.json package-lock.json
 		apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`: it downloads).
+/usr/bin/chromium:
+	@echo "installing Chromium from Debian for the web UI tests"
+	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
