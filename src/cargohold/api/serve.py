@@ -112,7 +112,14 @@ def _verified(secret: bytes, path: str, expires: str, signature: str, params: tu
 
 
 def preview_spec(query: dict[str, str]) -> PreviewSpec:
-    unknown = sorted(set(query) - set(PREVIEW_PARAMS) - set(signing.SIGNATURE_PARAMS))
+    return _preview_spec(tuple(sorted(query.items())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _preview_spec(pairs: tuple[tuple[str, str], ...]) -> PreviewSpec:
+    """Parsed once per distinct query: a page of thumbnails asks for the same size again and again."""
+    query = {k: v for k, v in pairs if k not in signing.SIGNATURE_PARAMS}
+    unknown = sorted(set(query) - set(PREVIEW_PARAMS))
     if unknown:
         raise BadInput(f"unknown preview parameter {unknown[0]!r}; use w, h, fit, format, q")
     values: dict[str, Any] = {}

@@ -18,13 +18,14 @@ the same key), the ETag of a linked object, or the size and modification time of
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TypeVar
 
 from ..cache import Entry, Fill, Tier
@@ -159,6 +160,7 @@ async def _remote(provider: str, call: Awaitable[T], timeout: float) -> T:  # no
 # -- content ------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
 def _etag(text: str) -> str:
     return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
 
@@ -305,8 +307,7 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
         entry = await tier.fill(key, make).wait()
         if entry is None:
             raise Unprocessable("the preview is larger than the whole previews tier (CACHE_PREVIEWS_SIZE)")
-    stem = PurePosixPath(item.name).stem
-    return _cached(tier, entry, _etag(key), source.last_modified, spec.media_type, f"{stem}.{spec.format}")
+    return _cached(tier, entry, _etag(key), source.last_modified, spec.media_type, f"{_stem(item.name)}.{spec.format}")
 
 
 async def _converted(ctx: Context, item: ItemView, source: Original, format: ImageFormat) -> Representation | None:
@@ -335,8 +336,13 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
             raise Unprocessable("the conversion is larger than the whole converter tier (CACHE_IMAGE_CONVERTER_SIZE)")
     else:
         tier.stats.hits += 1
-    stem = PurePosixPath(item.name).stem
-    return _cached(tier, entry, _etag(key), source.last_modified, MEDIA_TYPES[format], f"{stem}.{format}")
+    return _cached(tier, entry, _etag(key), source.last_modified, MEDIA_TYPES[format], f"{_stem(item.name)}.{format}")
+
+
+def _stem(name: str) -> str:
+    base = name.rpartition("/")[2]
+    stem, dot, _ = base.rpartition(".")
+    return stem if dot and stem else base
 
 
 def _cached(tier: Tier, entry: Entry, etag: str, last_modified: datetime, content_type: str,
