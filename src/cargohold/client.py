@@ -126,6 +126,18 @@ def _hash_file(path: Path, update: Callable[[bytes], None]) -> None:
             update(chunk)
 
 
+def _exactly(fh: io.RawIOBase, size: int, name: object) -> Iterator[bytes]:
+    """The first ``size`` bytes of ``fh``, the Content-Length announced: a file that grows while it is
+    sent (a log being written) goes as it was when opened; one that shrinks is an error."""
+    left = size
+    while left:
+        chunk = fh.read(min(CHUNK_SIZE, left)) or b""
+        if not chunk:
+            raise BadInput(f"{name}: the file got shorter while it was being sent ({size - left:,} of {size:,} bytes)")
+        left -= len(chunk)
+        yield chunk
+
+
 def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
@@ -412,8 +424,9 @@ class Client:
                 progress(len(source))
         else:
             with _MeteredFile(Path(source), progress) as fh:
-                headers = {"Content-Type": ctype, "Content-Length": str(os.fstat(fh.fileno()).st_size)}
-                answer = self._request("PUT", url, content=iter(lambda: fh.read(CHUNK_SIZE), b""), headers=headers,
+                size = os.fstat(fh.fileno()).st_size
+                headers = {"Content-Type": ctype, "Content-Length": str(size)}
+                answer = self._request("PUT", url, content=_exactly(fh, size, source), headers=headers,
                                        timeout=self._upload_timeout)
                 sha = fh.sha.hexdigest()
         result: Json = answer.json()
@@ -421,26 +434,62 @@ class Client:
             raise ChecksumMismatch(f"team file {path!r}: the server stored SHA-256 {result.get('sha256')}, sent {sha}")
         return result
 
-    def get_file(self, path: str, local_path: str | os.PathLike[str], progress: Progress | None = None) -> Path:
-        """Write the team file ``path`` to ``local_path`` (whole or not at all: by way of a ``.part``)."""
+    def get_file(self, path: str, local_path: str | os.PathLike[str], progress: Progress | None = None,
+                 sha256: str | None = None) -> Path:
+        """Write the team file ``path`` to ``local_path``, whole or not at all: by way of a ``.part``.
+
+        A ``.part`` left by an interrupted call is resumed with a ``Range`` request, and the result is
+        checked against the server's SHA-256 (the ETag); a ``.part`` that does not lead to it is
+        thrown away and the file fetched again from its first byte. ``sha256``, the checksum a listing
+        gave, is the version wanted: it guards the resume (``If-Range``), a ``.part`` already complete
+        with it is used without a request, and a file replaced on the server since the listing raises
+        ``ChecksumMismatch`` (its new bytes are kept in the ``.part`` for the next call)."""
         dest = Path(local_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = _part_path(dest)
+        for attempt in range(2):  # the second one starts from nothing
+            if attempt:
+                part.unlink(missing_ok=True)
+            if self._fetch_file(path, part, sha256, progress):
+                os.replace(part, dest)
+                return dest
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"team file {path!r}: the bytes received do not match the server's SHA-256, twice")
+
+    def _fetch_file(self, path: str, part: Path, expected: str | None, progress: Progress | None) -> bool:
+        """Complete ``part``; True if it then has the server's SHA-256, False to start over."""
+        have = part.stat().st_size if part.is_file() else 0
         sha = hashlib.sha256()
-        with self._stream("GET", f"/files/{quote(path, safe='/')}", {"Accept-Encoding": "identity"}) as response:
+        if have:
+            _hash_file(part, sha.update)  # the resumed bytes are checked along with the new ones
+            if expected and sha.hexdigest() == expected:
+                return True  # complete already: an interrupted call got every byte but did not rename
+        headers = {"Accept-Encoding": "identity"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if expected:
+                headers["If-Range"] = f'"{expected}"'
+        with self._stream("GET", f"/files/{quote(path, safe='/')}", headers) as response:
+            if response.status_code == 416:
+                return False  # the .part is as long as the file, or longer: not these bytes
             _raise_for(response)
-            with part.open("wb") as fh:
+            if response.status_code == 200:
+                have, sha = 0, hashlib.sha256()  # the whole file came (no Range, or If-Range failed)
+            elif _range_start(response) != have:
+                return False
+            with part.open("ab" if have else "wb") as fh:
                 for chunk in response.iter_bytes(CHUNK_SIZE):
                     fh.write(chunk)
                     sha.update(chunk)
                     if progress:
                         progress(len(chunk))
-            etag = response.headers.get("etag", "").strip('"')
-        if etag and etag != sha.hexdigest():  # the ETag of a team file is its SHA-256
-            part.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"team file {path!r}: received SHA-256 {sha.hexdigest()}, the server has {etag}")
-        os.replace(part, dest)
-        return dest
+            etag = response.headers.get("etag", "").strip('"')  # the ETag of a team file is its SHA-256
+        if etag and etag != sha.hexdigest():
+            return False
+        if expected and sha.hexdigest() != expected:
+            raise ChecksumMismatch(f"team file {path!r} changed on the server since it was listed (SHA-256 "
+                                   f"{sha.hexdigest()}, listed {expected}); fetch it again")
+        return True
 
     def files(self, prefix: str = "", page_size: int = 100) -> Iterator[Json]:
         """Every team file whose path starts with ``prefix``."""

@@ -10,6 +10,7 @@ from ..errors import CargoholdError, ConfigError
 from ..storage.connections_file import ConnectionsFileError
 from .admin import gc, token
 from .cache import cache
+from .files import files, workspace
 from .items import items
 from .links import links
 from .migrate import migrate
@@ -24,7 +25,8 @@ def cli() -> None:
     """cargohold: one storage service for images, videos and model files, on disk or in the cloud."""
 
 
-for command in (where, check, up, down, status, token, gc, upload, download, links, cache, migrate, items):
+for command in (where, check, up, down, status, token, gc, upload, download, links, cache, migrate, items, files,
+                workspace):
     cli.add_command(command)
 
 
