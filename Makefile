@@ -5,12 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint typecheck unit bench bench-tools clean
+.PHONY: run test lint typecheck unit bench bench-tools debian-tools clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/cargohold up
 
-test: $(VENV)/.installed-test node_modules/.installed /usr/bin/chromium
+test: $(VENV)/.installed-test node_modules/.installed debian-tools
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
@@ -60,10 +60,16 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The browser tests drive Debian's Chromium through Playwright (never `playwright install`: it downloads).
-/usr/bin/chromium:
-	@echo "installing Chromium from Debian for the web UI tests"
-	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+# Servers the tests start themselves, from Debian: Chromium for the web UI tests (driven by Playwright;
+# never `playwright install`, which downloads), nginx for the front of the replicas, PostgreSQL for the
+# scale-out catalog. Only what is missing is installed.
+debian-tools:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
