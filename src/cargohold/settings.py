@@ -63,6 +63,13 @@ def _port(value: str) -> int | None:
     return int(value)
 
 
+def _accel_prefix(text: str) -> str:
+    text = text.strip()
+    if text and not (text.startswith("/") and text.endswith("/")):
+        raise ValueError(f"{text!r} is not a location path; write it with a leading and a trailing slash")
+    return text
+
+
 def _server_port(value: str) -> int:
     port = _port(value)
     if port is None:
@@ -209,6 +216,12 @@ class Settings:
         "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",
     )
     server_port: int = setting("SERVER_PORT", "8080", "Port the HTTP server listens on.", _server_port)
+    server_accel_redirect: str = setting(
+        "SERVER_ACCEL_REDIRECT", "",
+        "Behind nginx (deploy/nginx.conf): the internal location that maps to `DATA_PATH`; files on local disk "
+        "are then sent by nginx (`X-Accel-Redirect`) and signed answers may be cached by it until they expire.",
+        _accel_prefix, example="/_cargohold/r1/",
+    )
 
     @property
     def storage_root(self) -> Path:

@@ -18,10 +18,12 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from starlette.types import Message, Scope, Send
 
@@ -71,13 +73,14 @@ async def serve(ctx: Context, scope: Scope, send: Send, item_id: int, what: str)
         await send(message)
 
     try:
-        await _authorize(ctx, scope["path"], params, headers)
+        signed_until = await _authorize(ctx, scope["path"], params, headers)
         query = dict(params)
         if what == "preview":
             representation = await serving.preview(ctx, item_id, preview_spec(query))
         else:
             representation = await serving.content(ctx, item_id, content_format(query))
-        await send_representation(tracked, scope["method"] == "HEAD", representation, headers)
+        front = _front(ctx, signed_until)
+        await send_representation(tracked, scope["method"] == "HEAD", representation, headers, front)
     except CargoholdError as exc:
         if exc.http_status >= 500:
             log.warning("%s %s: %s: %s", scope["method"], scope["path"], type(exc).__name__, exc.message)
@@ -86,20 +89,47 @@ async def serve(ctx: Context, scope: Scope, send: Send, item_id: int, what: str)
         await send_error(send, exc)
 
 
-async def _authorize(ctx: Context, path: str, params: list[tuple[str, str]], headers: dict[bytes, bytes]) -> None:
+async def _authorize(ctx: Context, path: str, params: list[tuple[str, str]],
+                     headers: dict[bytes, bytes]) -> int | None:
+    """Checks the token or the signature; a signed URL's expiry (Unix seconds), None for a token."""
     authorization = headers.get(b"authorization")
     if authorization is None:
         query = dict(params)
         signature = query.get("signature")
         if signature is None:
             raise Unauthenticated("send Authorization: Bearer <token>, or use a signed URL (POST .../sign)")
-        if time.time() > _verified(ctx.secret, path, query.get("expires", ""), signature, tuple(params)):
+        expires = _verified(ctx.secret, path, query.get("expires", ""), signature, tuple(params))
+        if time.time() > expires:
             raise Unauthenticated("the signed URL has expired; ask for a new one")
-        return
+        return expires
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <token> (cargohold token create makes one)")
     await authenticate(ctx, token.strip())
+    return None
+
+
+@dataclass(frozen=True)
+class Front:
+    """What nginx in front may do for this answer (deploy/nginx.conf, SERVER_ACCEL_REDIRECT)."""
+
+    redirect: str  # the internal location mapped to DATA_PATH
+    data_path: str
+    cache_for: int | None  # a signed answer: nginx may keep it this many seconds (until the URL expires)
+
+    def location_of(self, path: Path) -> bytes | None:
+        text = os.fspath(path)
+        if not text.startswith(self.data_path):
+            return None  # a server folder (fs://) outside DATA_PATH: sent by cargohold
+        return (self.redirect + quote(text[len(self.data_path):].lstrip("/"))).encode("latin-1")
+
+
+def _front(ctx: Context, signed_until: int | None) -> Front | None:
+    redirect = ctx.settings.server_accel_redirect
+    if not redirect:
+        return None
+    cache_for = max(0, signed_until - int(time.time())) if signed_until is not None else None
+    return Front(redirect, os.fspath(ctx.settings.data_path.resolve()) + "/", cache_for)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -153,7 +183,7 @@ def _disposition(filename: str) -> bytes:
 
 
 async def send_representation(send: Send, head_only: bool, rep: Representation,
-                              headers: dict[bytes, bytes]) -> None:
+                              headers: dict[bytes, bytes], front: Front | None = None) -> None:
     etag = rep.etag
     out = [
         (b"etag", etag.encode()),
@@ -178,6 +208,20 @@ async def send_representation(send: Send, head_only: bool, rep: Representation,
         await send_error(send, exc, out)
         return
     body = await rep.open(byte_range)
+    if front is not None:
+        if front.cache_for is not None:
+            # A signed URL names one representation until it expires: nginx may answer it from its
+            # cache until then (the header is nginx's; it does not reach the client).
+            out.append((b"x-accel-expires", str(front.cache_for).encode()))
+        elif body.path is not None and (location := front.location_of(body.path)) is not None:
+            # Authorised here, sent by nginx from disk (sendfile); nginx applies the Range itself.
+            await _close(body)
+            out = [h for h in out if h[0] != b"accept-ranges"]  # nginx says it for the file
+            out += [(b"content-type", rep.content_type.encode("latin-1", "replace")),
+                    (b"content-disposition", _disposition(rep.filename)), (b"x-accel-redirect", location)]
+            await send({"type": "http.response.start", "status": 200, "headers": out})
+            await send({"type": "http.response.body", "body": b""})
+            return
     out += [
         (b"content-type", rep.content_type.encode("latin-1", "replace")),
         (b"content-length", str(body.end - body.start).encode()),

@@ -52,6 +52,7 @@ class Body:
     end: int
     total: int
     fd: int | None = None
+    path: Path | None = None  # the file behind ``fd``, for a front (nginx) that can send it itself
     chunks: AsyncIterator[bytes] | None = None
     tier: Tier | None = None  # counts the bytes it sends as served
 
@@ -191,7 +192,7 @@ def _open_file(path: Path, size: int, byte_range: ByteRange | None) -> Body | No
         os.close(fd)
         return None
     start, end = byte_range.resolve(size) if byte_range else (0, size)
-    return Body(start, end, size, fd=fd)
+    return Body(start, end, size, fd=fd, path=path)
 
 
 async def _open_original(ctx: Context, source: Original, byte_range: ByteRange | None) -> Body:
