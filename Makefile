@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint typecheck unit bench bench-tools debian-tools clean
+.PHONY: run test lint typecheck unit bench bench-quick bench-tools debian-tools clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/cargohold up
@@ -21,8 +21,13 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.installed-test
-	$(PY) bench/storage.py
+# Every benchmark under bench/, one after the other; their figures go into docs/PERFORMANCE.md (the generated
+# block only). bench-quick: each with its small options, a few minutes in all.
+bench: $(VENV)/.installed-test node_modules/.installed bench-tools
+	$(PY) bench/report.py
+
+bench-quick: $(VENV)/.installed-test node_modules/.installed bench-tools
+	$(PY) bench/report.py --quick
 
 # What bench/cache.py and bench/migrate.py compare against, kept out of the project's venv: wrk, nginx
 # and rclone from Debian, and thumbor (its pins conflict with the project's) in a venv of its own under .bench/.

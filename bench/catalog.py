@@ -7,12 +7,13 @@ the same pages are read with the same SQL through sqlite3 directly. Prints milli
 the ratio, and whether the last page costs what the first does (a cursor, unlike an offset, must not
 get slower deeper into the dataset).
 
-    .venv/bin/python bench/catalog.py [--items 100000] [--runs 50]
+    .venv/bin/python bench/catalog.py [--items 100000] [--runs 50] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import statistics
 import sys
@@ -60,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -75,6 +77,7 @@ def main() -> None:
             client = httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {server.token}"})
             print(f"{'page at':<10} {'API ms':>8} {'SQL ms':>8} {'ratio':>6}")
             results = {}
+            pages = {}
             for label, after in (("start", 0), ("middle", args.items // 2), ("end", args.items - PAGE)):
                 params = {"limit": PAGE, **({"cursor": encode_cursor(after)} if after else {})}
                 page = client.get("/datasets/1/items", params=params)
@@ -83,9 +86,13 @@ def main() -> None:
                 api_ms = timed(lambda p=params: client.get("/datasets/1/items", params=p).raise_for_status(), args.runs)
                 sql_ms = timed(lambda a=after: conn.execute(QUERY, (1, a, PAGE + 1)).fetchall(), args.runs)
                 results[label] = api_ms
+                pages[label] = {"api_ms": api_ms, "sql_ms": sql_ms}
                 print(f"{label:<10} {api_ms:>8.2f} {sql_ms:>8.2f} {api_ms / sql_ms:>6.1f}")
             flat = results["end"] < 2 * results["start"]
             print(f"last page vs first: {results['end'] / results['start']:.2f}x ({'flat' if flat else 'NOT flat'})")
+            if args.json:
+                args.json.write_text(json.dumps({"items": args.items, "runs": args.runs, "page": PAGE, "pages": pages,
+                                                 "end_vs_start": results["end"] / results["start"]}, indent=2) + "\n")
         finally:
             server.stop()
 
