@@ -10,7 +10,9 @@ import pytest
 
 from . import servers
 from .api_server import RunningServer
+from .postgres import PostgresServer
 
+pytest_plugins = ["tests.reliability_report"]  # docs/RELIABILITY.md from @pytest.mark.reliability tests
 _bucket_numbers = itertools.count()
 
 
@@ -40,6 +42,22 @@ def azurite_server(server_dir: Path) -> Iterator[servers.Server]:
 @pytest.fixture(scope="session")
 def gcs_server(server_dir: Path) -> Iterator[servers.Server]:
     yield from _run(servers.fake_gcs(server_dir))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 (Debian's package); ``create_database()`` gives a test its own catalog."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database for one test, as a ``DATABASE_URL``."""
+    return postgres_server.create_database()
 
 
 @pytest.fixture(scope="session")

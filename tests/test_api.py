@@ -1,6 +1,7 @@
 """docs/API.md, route by route and status by status, over HTTP against the real ``cargohold up`` process.
 
-Every test runs twice: on local disk and on the S3 (moto) server. Tests that need a server of their
+Every test runs on local disk and on the S3 (moto) server; those sharing ``shared_server`` also run
+with the catalog in PostgreSQL (``s3-postgres``). Tests that need a server of their
 own (other settings, exact bucket contents) take conftest's ``api_server``; the others share one
 server per provider (``shared_server``, module scope), each in datasets and team-file paths of its
 own, since a server start costs seconds. Every error body is checked by ``assert_error``.
@@ -8,6 +9,7 @@ own, since a server start costs seconds. Every error body is checked by ``assert
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -214,14 +216,17 @@ def unfinished_uploads(server: RunningServer) -> list[str]:
     return sorted(p.name for p in partial.iterdir()) if partial.is_dir() else []
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+@pytest.fixture(scope="module", params=["local", "s3", "s3-postgres"])
 def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """As conftest's ``api_server``, but one per provider for this module's tests that share it."""
+    """As conftest's ``api_server``, but one per provider for this module's tests that share it; the
+    third has its catalog in PostgreSQL (``postgres_server``) instead of SQLite."""
     env: dict[str, str] = {}
-    if request.param == "s3":
+    if request.param.startswith("s3"):
         moto = request.getfixturevalue("moto_server")
         env = {"STORAGE_PROVIDER": "minio", "STORAGE_ENDPOINT": moto.url, "STORAGE_ACCESS_KEY": "testing",
                "STORAGE_SECRET_KEY": "testing", "STORAGE_BUCKET_PREFIX": f"api-shared-{secrets.token_hex(4)}"}
+    if request.param.endswith("postgres"):
+        env["DATABASE_URL"] = request.getfixturevalue("postgres_server").create_database("api")
     server = RunningServer(tmp_path_factory.mktemp("shared-home"), env).start()
     try:
         yield server
@@ -712,6 +717,49 @@ def test_team_files(client: httpx.Client) -> None:
         assert_error(client.get(f"/files/{bad}"), 400)
     assert sorted(paths(prefix="team/")) == ["team/models/config.json", "team/readme.md"]
     assert not [p for p in paths() if ".." in p or p.startswith(("b", "escape", ".staging"))]
+
+
+# --- what one catalog database let through and another refused ------------------------------------------------
+
+
+def test_ids_cursors_and_long_values_answer_alike_on_every_database(client: httpx.Client) -> None:
+    """Ids past 32 bits (PostgreSQL's ``integer``) or 64 bits (SQLite's), 4 KiB link URIs (past a
+    PostgreSQL btree key), over-long Content-Types (past ``varchar(255)``), prefixes differing in case
+    (SQLite's LIKE ignores it): the same answer whatever the catalog is."""
+    ds = create_dataset(client, "edges")["id"]
+    for huge in (2**31, 2**63, 10**30):
+        assert_error(client.get(f"/items/{huge}"), 404, "not_found")
+        assert_error(client.get(f"/items/{huge}/content"), 404)
+        assert_error(client.delete(f"/items/{huge}"), 404, "not_found")
+        assert_error(client.get(f"/datasets/{huge}"), 404, "not_found")
+        assert_error(client.get(f"/datasets/{huge}/items"), 404, "not_found")
+        assert_error(client.post(f"/datasets/{huge}/links", json={"links": []}), 404, "not_found")
+        cursor = base64.urlsafe_b64encode(str(huge).encode()).decode().rstrip("=")
+        assert_error(client.get(f"/datasets/{ds}/items", params={"cursor": cursor}), 400, "bad_input")
+        assert_error(client.get("/files", params={"cursor": cursor}), 400, "bad_input")
+    signed = client.post("/sign", json={"items": [2**31, 2**40]})
+    assert signed.status_code == 200 and signed.json()["urls"] == {}, signed.text
+
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    long_uri = "https://example.com/" + "".join(random.Random(7).choices(letters, k=4000))
+    body = {"links": [{"url": long_uri, "name": "Long.jpg"}, {"url": long_uri + "?v=2", "name": "other.jpg"}]}
+    added = client.post(f"/datasets/{ds}/links", params={"verify": "false"}, json=body)
+    assert added.status_code == 200 and added.json()["added"] == 2, added.text
+    again = client.post(f"/datasets/{ds}/links", params={"verify": "false"}, json=body).json()
+    assert (again["added"], again["unchanged"]) == (0, 2), again
+    found = client.get(f"/datasets/{ds}/items", params={"name": "LONG"}).json()["items"]
+    assert [(i["name"], i["uri"]) for i in found] == [("Long.jpg", long_uri)]
+
+    assert client.put("/files/edges/Case/a.txt", content=b"a").status_code == 201
+    assert client.put("/files/edges/case/b.txt", content=b"b").status_code == 201
+    for prefix, expected in (("edges/Case/", ["edges/Case/a.txt"]), ("edges/case/", ["edges/case/b.txt"]),
+                             ("edges/CASE/", []), ("edges/", ["edges/Case/a.txt", "edges/case/b.txt"])):
+        listed = client.get("/files", params={"prefix": prefix}).json()["files"]
+        assert sorted(f["path"] for f in listed) == expected, prefix
+    long_type = client.put("/files/edges/typed.txt", content=b"x",
+                           headers={"content-type": "text/plain; x=" + "a" * 300})
+    assert_error(long_type, 400, "bad_input")
+    assert_error(client.get("/files/edges/typed.txt"), 404, "not_found")
 
 
 # --- auth -----------------------------------------------------------------------------------------------------------

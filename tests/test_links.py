@@ -131,12 +131,18 @@ server-datasets:
 """)
 
 
-@pytest.fixture
-def linked_server(sources: Sources, moto_server: Server, azurite_server: Server, gcs_server: Server,
-                  gcs_credentials: Path, tmp_path: Path) -> Iterator[RunningServer]:
-    home = tmp_path / "home"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def linked_server(request: pytest.FixtureRequest, sources: Sources, moto_server: Server, azurite_server: Server,
+                  gcs_server: Server, gcs_credentials: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server per catalog database for the module (each test works in datasets of its own names):
+    SQLite, and PostgreSQL (``postgres_server``)."""
+    home = tmp_path_factory.mktemp("linked") / "home"
     remote_links(home, moto_server, azurite_server, gcs_server, gcs_credentials, sources.folder)
-    server = RunningServer(home, {"LINKS_ALLOW_PRIVATE_NETWORKS": "true"}).start()
+    env = {"LINKS_ALLOW_PRIVATE_NETWORKS": "true"}
+    if request.param == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("postgres_server").create_database("links")
+    server = RunningServer(home, env).start()
     try:
         yield server
     finally:
@@ -272,26 +278,28 @@ def test_sync_a_prefix_then_only_new_keys_and_ls(sources: Sources, linked_server
     import subprocess
     import sys
 
+    sync = f"sync-{linked_server.port}"  # the source bucket is the module's: a prefix of this run's own
+
     for i in range(3):
-        sources.s3.put_object(Bucket="src-s3", Key=f"sync/{i}.jpg", Body=jpeg((8 + i, 8), "white"))  # type: ignore[attr-defined]
-    sources.s3.put_object(Bucket="src-s3", Key="sync/notes.txt", Body=b"skip me")  # type: ignore[attr-defined]
+        sources.s3.put_object(Bucket="src-s3", Key=f"{sync}/{i}.jpg", Body=jpeg((8 + i, 8), "white"))  # type: ignore[attr-defined]
+    sources.s3.put_object(Bucket="src-s3", Key=f"{sync}/notes.txt", Body=b"skip me")  # type: ignore[attr-defined]
     with linked_server.client() as client:
         dataset = client.post("/datasets", json={"name": "synced"}).json()["id"]
-        body = {"source": "s3://src-s3/sync/", "filter": r"\.jpg$", "verify": True}
+        body = {"source": f"s3://src-s3/{sync}/", "filter": r"\.jpg$", "verify": True}
         first = client.post(f"/datasets/{dataset}/sync", json=body).json()
         assert (first["listed"], first["added"], first["removed_count"]) == (3, 3, 0), first
         items = client.get(f"/datasets/{dataset}/items").json()["items"]
-        assert sorted((i["name"], i["width"]) for i in items) == [("sync/0.jpg", 8), ("sync/1.jpg", 9),
-                                                                   ("sync/2.jpg", 10)]
-        sources.s3.put_object(Bucket="src-s3", Key="sync/3.jpg", Body=jpeg((4, 4), "black"))  # type: ignore[attr-defined]
-        sources.s3.delete_object(Bucket="src-s3", Key="sync/0.jpg")  # type: ignore[attr-defined]
+        assert sorted((i["name"], i["width"]) for i in items) == [(f"{sync}/0.jpg", 8), (f"{sync}/1.jpg", 9),
+                                                                   (f"{sync}/2.jpg", 10)]
+        sources.s3.put_object(Bucket="src-s3", Key=f"{sync}/3.jpg", Body=jpeg((4, 4), "black"))  # type: ignore[attr-defined]
+        sources.s3.delete_object(Bucket="src-s3", Key=f"{sync}/0.jpg")  # type: ignore[attr-defined]
         before = sources.snapshot()
         second = client.post(f"/datasets/{dataset}/sync", json=body).json()
         assert (second["listed"], second["added"], second["unchanged"]) == (3, 1, 2), second
-        assert second["removed"] == ["s3://src-s3/sync/0.jpg"]
+        assert second["removed"] == [f"s3://src-s3/{sync}/0.jpg"]
         assert client.get(f"/datasets/{dataset}").json()["item_count"] == 4, "gone objects are reported, not deleted"
         assert sources.snapshot() == before
-        bad = client.post(f"/datasets/{dataset}/sync", json={"source": "s3://src-s3/sync/", "filter": "("})
+        bad = client.post(f"/datasets/{dataset}/sync", json={"source": f"s3://src-s3/{sync}/", "filter": "("})
         assert bad.status_code == 400 and "regular expression" in bad.json()["error"]["message"]
         unknown = client.post(f"/datasets/{dataset}/sync", json={"source": "s3://nobody/x/"})
         assert unknown.status_code == 404 and "no connection" in unknown.json()["error"]["message"]
@@ -302,10 +310,10 @@ def test_sync_a_prefix_then_only_new_keys_and_ls(sources: Sources, linked_server
         env={**os.environ, "COLUMNS": "200"},
     )
     assert listing.returncode == 0, listing.stderr
-    assert "s3://src-s3/cars/" in listing.stdout and "s3://src-s3/sync/" in listing.stdout
+    assert "s3://src-s3/cars/" in listing.stdout and f"s3://src-s3/{sync}/" in listing.stdout
     deeper = subprocess.run(
-        [sys.executable, "-m", "cargohold", "links", "ls", "s3://src-s3/sync/", "--url", linked_server.url,
+        [sys.executable, "-m", "cargohold", "links", "ls", f"s3://src-s3/{sync}/", "--url", linked_server.url,
          "--token", linked_server.token], capture_output=True, text=True, timeout=60,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert "s3://src-s3/sync/3.jpg" in deeper.stdout and "s3://src-s3/sync/0.jpg" not in deeper.stdout
+    assert f"s3://src-s3/{sync}/3.jpg" in deeper.stdout and f"s3://src-s3/{sync}/0.jpg" not in deeper.stdout

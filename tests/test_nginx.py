@@ -106,3 +106,38 @@ def test_nothing_is_served_without_authorisation(front: tuple[RunningServer, Ngi
                      "/_cargohold/r1/catalog.sqlite3", "/_cargohold/r1/"):
             answer = anonymous.get(path)
             assert answer.status_code in (401, 404) and b"secret bytes" not in answer.content, path
+
+
+def test_two_replicas_behind_nginx_each_item_on_one_replica(tmp_path: Path, moto_server: Server,
+                                                           postgres_url: str) -> None:
+    shared = {"STORAGE_PROVIDER": "minio", "STORAGE_ENDPOINT": moto_server.url, "STORAGE_ACCESS_KEY": "testing",
+              "STORAGE_SECRET_KEY": "testing", "STORAGE_BUCKET_PREFIX": "nginx-two", "DATABASE_URL": postgres_url,
+              "SECRET_KEY": "the-same-secret-on-every-replica"}
+    replicas = [RunningServer(tmp_path / name, {**shared, "SERVER_ACCEL_REDIRECT": f"/_cargohold/{name}/"})
+                for name in ("r1", "r2")]
+    nginx = NginxFront(tmp_path / "nginx", [Replica(r.home.name, r.port, r.home / "data") for r in replicas])
+    try:
+        replicas[0].start()
+        replicas[1].start()
+        nginx.start()
+        token = replicas[0].token  # the first start made it; it works on every replica
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=nginx.url, headers=auth, timeout=60) as client:
+            ds = client.post("/api/v1/datasets", json={"name": "two"}).json()["id"]
+            blobs = {f"{i}.bin": random.Random(i).randbytes(20_000 + i) for i in range(12)}
+            items = [client.post(f"/api/v1/datasets/{ds}/items", files=[("files", (name, blob))]).json()
+                     ["results"][0]["item"] for name, blob in blobs.items()]
+            for _ in range(3):
+                for item in items:
+                    assert client.get(f"/api/v1/items/{item['id']}/content").content == blobs[item["name"]]
+        # Each item was fetched into exactly one replica's storage tier, and both replicas got some.
+        entries = []
+        for replica in replicas:
+            with replica.client(token) as direct:
+                tiers = {t["name"]: t for t in direct.get("/cache").json()["tiers"]}
+                entries.append(tiers["storage"]["entries"])
+        assert sum(entries) == len(items) and all(n > 0 for n in entries), entries
+    finally:
+        nginx.stop()
+        for replica in replicas:
+            replica.stop()

@@ -343,4 +343,11 @@ def parse_service_account(text: str, where: str, key: str) -> dict[str, Any]:
     if missing:
         raise ConfigError(key, f"{where} lacks {', '.join(missing)}",
                           "use a service-account key file (type service_account), not another kind of JSON")
+    from google.oauth2 import service_account
+
+    try:  # the key itself, now rather than at the first read (where it was a 500)
+        service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
+    except ValueError:
+        raise ConfigError(key, f"{where} cannot be used: its private_key is not a PEM private key, or token_uri is "
+                          "missing", "download the service-account key again") from None
     return cast(dict[str, Any], info)

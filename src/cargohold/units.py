@@ -6,15 +6,16 @@ import re
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_SIZE_RE = re.compile(r"^(\d+)([kmgt]?)$", re.IGNORECASE)
-_DURATION_PART_RE = re.compile(r"(\d+)(ms|[smhdwy]?)", re.IGNORECASE)
+# ASCII digits, and at most 30 of them: \d takes any script's digits, and int() refuses more than 4300.
+_SIZE_RE = re.compile(r"^([0-9]{1,30})([kmgt]?)$", re.IGNORECASE)
+_DURATION_PART_RE = re.compile(r"([0-9]{1,30})(ms|[smhdwy]?)", re.IGNORECASE)
 
 
 def parse_size(text: str) -> int:
     """Bytes in ``text``: a number with an optional k, m, g or t suffix (powers of 1024)."""
     match = _SIZE_RE.match(text.strip())
     if not match:
-        raise ValueError(f"{text!r} is not a size; write a number with an optional unit, as 512m or 10g")
+        raise ValueError(f"{text[:100]!r} is not a size; write a number with an optional unit, as 512m or 10g")
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
@@ -29,7 +30,7 @@ def parse_duration(text: str) -> float:
         total += int(match.group(1)) * _DURATION_UNITS[match.group(2).lower() or "s"]
         pos = match.end()
     if not compact or pos != len(compact):
-        raise ValueError(f"{text!r} is not a duration; write a number with a unit, as 30m, 12h or 7d")
+        raise ValueError(f"{text[:100]!r} is not a duration; write a number with a unit, as 30m, 12h or 7d")
     return total
 
 

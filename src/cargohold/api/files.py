@@ -36,7 +36,8 @@ async def put_file(path: str, request: Request, ctx: Ctx) -> TeamFileOut:
 
 
 @router.get("/files/{path:path}", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"}})
+            responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                       206: {"description": "a byte range", "content": {"*/*": {"schema": {"type": "string"}}}}})
 async def get_file(path: str, request: Request, ctx: Ctx) -> Response:
     row = await svc.get_file(ctx, path)
 

@@ -34,8 +34,9 @@ async def delete_item(item_id: int, ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
+_ANY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}  # the item's own type
 _BYTES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"},
+    200: {"content": _ANY}, 206: {"description": "a byte range", "content": _ANY},
     304: {"description": "not modified"}, 416: {"description": "range not satisfiable"},
     422: {"description": "not an image, or more pixels than IMAGE_MAX_PIXELS"},
     502: {"description": "the remote holding the original failed"},
@@ -67,7 +68,11 @@ async def get_content(
     return _Served(item_id, "content")
 
 
-@router.get("/items/{item_id}/preview", response_class=Response, responses=_BYTES)
+_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+_PREVIEW = {**_BYTES, 200: {"content": {"image/jpeg": _IMAGE, "image/png": _IMAGE, "image/webp": _IMAGE}}}
+
+
+@router.get("/items/{item_id}/preview", response_class=Response, responses=_PREVIEW)
 async def get_preview(
     item_id: int,
     w: Annotated[int, Query(ge=1, le=2048, description="Width of the box")] = 256,

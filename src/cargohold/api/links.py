@@ -57,6 +57,10 @@ async def add_links(
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise BadInput('send {"links": ["s3://bucket/key", {"url": "...", "name": "..."}]}') from None
+        for number, link in enumerate(links, start=1):
+            if not (isinstance(link, str) or (isinstance(link, dict) and isinstance(link.get("url"), str)
+                                              and isinstance(link.get("name", ""), str | None))):
+                raise BadInput(f'links[{number - 1}] must be a URL or {{"url": "...", "name": "..."}}, in text')
         entries = svc.json_entries(links)
     elif kind in ("text/plain", "application/octet-stream", ""):
         entries = parse_stream(request.stream())

@@ -62,7 +62,10 @@ async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> As
         state.header_value.clear()
         state.header_bytes = 0
 
-    parser = MultipartParser(boundary_of(content_type), callbacks={
+    boundary = boundary_of(content_type)
+    if len(boundary) > 200:  # RFC 2046 allows 70; python-multipart refuses more than 256 with its own error
+        raise BadInput("the multipart boundary is longer than 200 characters")
+    parser = MultipartParser(boundary, callbacks={
         "on_part_begin": lambda: state.events.append(("begin", b"")),
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,

@@ -6,8 +6,19 @@ is a header this parser does not understand; a range that no byte of the object 
 
 from __future__ import annotations
 
+import re
+
 from ..errors import RangeNotSatisfiable
 from ..storage import ByteRange
+
+_DIGITS = re.compile(r"[0-9]*")
+_BEYOND = 10**19
+"""Stands for any position past 19 digits: beyond every object (sizes fit in 63 bits)."""
+
+
+def _position(digits: str) -> int:
+    # Python refuses int() of more than 4300 digits; past 19 the exact number no longer matters.
+    return int(digits) if len(digits) <= 19 else _BEYOND
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
@@ -17,17 +28,19 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or first == last == "":
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not dash or not _DIGITS.fullmatch(first) or not _DIGITS.fullmatch(last) or first == last == "":
         return None
     if size == 0:
         raise RangeNotSatisfiable("the object is empty: no byte range can be served")
     if first == "":
-        if int(last) == 0:
+        if _position(last) == 0:
             raise RangeNotSatisfiable("an empty suffix range")
-        return ByteRange.last(int(last))
-    start = int(first)
-    if last != "" and int(last) < start:
+        return ByteRange.last(_position(last))
+    start = _position(first)
+    if last != "" and _position(last) < start:
         return None  # invalid: ignore, as RFC 9110 says
     if start >= size:
-        raise RangeNotSatisfiable(f"the range starts at byte {start} of a {size}-byte object")
-    return ByteRange(start, None if last == "" else int(last) + 1)
+        shown = start if start < _BEYOND else first[:19] + "..."
+        raise RangeNotSatisfiable(f"the range starts at byte {shown} of a {size}-byte object")
+    return ByteRange(start, None if last == "" else _position(last) + 1)

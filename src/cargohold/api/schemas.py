@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import RowMapping
 
 from ..catalog.models import Item, TeamFile
@@ -81,6 +81,7 @@ class UploadOut(BaseModel):
 
 
 class PreviewIn(BaseModel):
+    model_config = ConfigDict(strict=True)  # `true` is not a width, nor `1.5` a quality
     w: int = Field(default=256, ge=1, le=2048)
     h: int = Field(default=256, ge=1, le=2048)
     fit: Literal["contain", "cover", "fill"] = "contain"
@@ -89,6 +90,7 @@ class PreviewIn(BaseModel):
 
 
 class SignIn(BaseModel):
+    model_config = ConfigDict(strict=True)  # `true` is not an expiry, nor an item id (SignManyIn)
     expires_in: int = Field(default=3600, ge=1, le=7 * 86400)
     preview: PreviewIn | None = Field(default=None, description="Sign a preview URL with these parameters")
     format: Literal["jpeg", "png", "webp"] | None = Field(

@@ -38,7 +38,7 @@ from .content import content_disposition, etag_matches
 from .ranges import parse_range
 
 log = logging.getLogger("cargohold")
-ROUTE = re.compile(r"^/api/v1/items/(\d+)/(content|preview)$")
+ROUTE = re.compile(r"^/api/v1/items/([0-9]{1,30})/(content|preview)$")  # ASCII: \d takes any script's digits
 CHUNK = 1024 * 1024
 FORMATS = ("jpeg", "png", "webp")
 PREVIEW_PARAMS = {"w": "width", "h": "height", "fit": "fit", "format": "format", "q": "quality"}
@@ -157,8 +157,9 @@ def _preview_spec(pairs: tuple[tuple[str, str], ...]) -> PreviewSpec:
         if param not in query:
             continue
         if param in ("w", "h", "q"):
-            if not query[param].isdigit():
-                raise BadInput(f"{param} must be a whole number, not {query[param]!r}")
+            # ASCII digits (isdigit() also takes '²', which int() refuses), and few of them.
+            if not re.fullmatch(r"[0-9]{1,9}", query[param]):
+                raise BadInput(f"{param} must be a whole number, not {query[param][:20]!r}")
             values[field] = int(query[param])
         else:
             values[field] = query[param]

@@ -21,6 +21,16 @@ from ..settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+ADVISORY_NAMESPACE = 0x63686431
+"""``"chd1"``: the first key of cargohold's PostgreSQL advisory locks, apart from other programs' locks."""
+MIGRATION_LOCK = "schema migrations"
+
+
+def advisory_key(name: str) -> dict[str, object]:
+    """Parameters for ``pg_*advisory*lock(:ns, hashtext(:name))``: the two-key form, so cargohold's
+    locks never meet another program's that share the database server."""
+    return {"ns": ADVISORY_NAMESPACE, "name": name}
+
 
 @dataclass(frozen=True)
 class DatabaseUrls:
@@ -87,6 +97,7 @@ class Catalog:
 
     def __init__(self, settings: Settings) -> None:
         self.urls = database_urls(settings)
+        self.data_path = settings.data_path
         self.engine = create_engine(self.urls)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

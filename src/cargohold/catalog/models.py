@@ -28,6 +28,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+MAX_ID = 2**31 - 1
+"""The largest id a row can have: ``Integer`` keys are 32-bit on PostgreSQL (``SERIAL``). An id from
+outside (a URL, a cursor) beyond it names no row; it must not reach the database, which refuses it
+(``integer out of range`` on PostgreSQL, ``OverflowError`` past 64 bits on SQLite)."""
+
+
+def is_row_id(value: int) -> bool:
+    return 0 < value <= MAX_ID
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -46,7 +56,11 @@ class Item(Base):
         UniqueConstraint("dataset_id", "name", name="uq_items_dataset_name"),
         Index("ix_items_sha256", "sha256"),
         Index("ix_items_dataset_page", "dataset_id", "id"),  # cursor pages: WHERE dataset_id = ? AND id > ?
-        Index("ix_items_dataset_uri", "dataset_id", "uri"),  # a link already in the dataset is not added twice
+        # A link already in the dataset is not added twice: links are looked up by URI. A URI may have
+        # 4 KiB (MAX_URI_BYTES); PostgreSQL's btree keys stop at about 2.7 kB, so there the index is a
+        # hash index (equality is all the lookup needs), on SQLite a plain one.
+        Index("ix_items_dataset_uri", "dataset_id", "uri").ddl_if(dialect="sqlite"),
+        Index("ix_items_uri_hash", "uri", postgresql_using="hash").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

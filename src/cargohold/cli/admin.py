@@ -1,4 +1,5 @@
-"""``cargohold token ...`` and ``cargohold gc``: admin commands that work on the catalog directly."""
+"""``cargohold token ...`` and ``cargohold gc``: admin commands that work on the catalog directly (on any
+replica's instance home: they meet the others in the shared catalog)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..instance import ADMIN_TOKEN_FILE, write_private_file
 from ..services import gc as gc_service
-from ..services import tokens
+from ..services import locks, tokens
 from ..services.context import Context
 from ..settings import load_settings
 from ..units import parse_duration
@@ -41,9 +43,21 @@ def token() -> None:
 @token.command("create")
 @click.option("--name", required=True, help="A name to tell the token by (unique).")
 @click.option("--admin", is_flag=True, help="Admin role: may also use admin routes.")
-def token_create(name: str, admin: bool) -> None:
+@click.option("--save", is_flag=True,
+              help="With --admin: also write it to this instance home's admin.token (mode 0600), where the CLI "
+                   "and the operator look for it; for a replica whose first start found the admin token made.")
+def token_create(name: str, admin: bool, save: bool) -> None:
     """Print a new token. Only its hash is stored: copy it now."""
+    if save:
+        if not admin:
+            raise click.UsageError("--save writes admin.token: give --admin too")
+        path = load_settings().home / ADMIN_TOKEN_FILE
+        if path.exists():
+            raise click.UsageError(f"{path} exists; its token still works (revoke it first to replace it)")
     value = with_context(lambda ctx: tokens.create_token(ctx, name, "admin" if admin else "user"), storage=False)
+    if save:
+        write_private_file(path, value + "\n")
+        click.echo(f"saved in {path}", err=True)
     click.echo(value)
 
 
@@ -78,18 +92,21 @@ def gc(yes: bool, older_than: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
 
-    async def run(ctx: Context) -> tuple[int, int, int]:
-        garbage = await gc_service.find_garbage(ctx, grace)
-        for store, meta, reason in garbage.found:
-            click.echo(f"{store.name}/{meta.key}\t{meta.size}\t{reason}")
-        for name, size in garbage.unfinished:
-            click.echo(f"{name}\t{size}\tinterrupted upload")
-        deleted = await gc_service.delete_garbage(ctx, garbage) if yes else 0
-        return garbage.count, garbage.size, deleted
+    async def run(ctx: Context) -> tuple[int, int, int, int]:
+        # One gc at a time over the catalog, from whichever replica or host: a second is refused at once.
+        async with locks.exclusive(ctx, "gc"):
+            garbage = await gc_service.find_garbage(ctx, grace)
+            for store, meta, reason in garbage.found:
+                click.echo(f"{store.name}/{meta.key}\t{meta.size}\t{reason}")
+            for name, size in garbage.unfinished:
+                click.echo(f"{name}\t{size}\tinterrupted upload")
+            deleted = await gc_service.delete_garbage(ctx, garbage) if yes else 0
+            return garbage.count, garbage.size, deleted, garbage.deleted_size
 
-    found, size, deleted = with_context(run)
+    found, size, deleted, deleted_size = with_context(run)
     if yes:
-        click.echo(f"deleted {deleted} objects, {size:,} bytes")
+        kept = f" ({found - deleted} came into use or were written again meanwhile: kept)" if deleted < found else ""
+        click.echo(f"deleted {deleted} objects, {deleted_size:,} bytes{kept}")
     else:
         hint = " (run with --yes to delete)" if found else ""
         click.echo(f"found {found} unreferenced objects, {size:,} bytes{hint}")

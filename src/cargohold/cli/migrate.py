@@ -25,6 +25,7 @@ from ..catalog.db import migrate as migrate_catalog
 from ..catalog.models import TeamFile
 from ..errors import ConfigError
 from ..instance import write_private_file
+from ..services import locks
 from ..services.migrate import DEFAULT_JOBS, Migration, Report, Work, plan
 from ..settings import Settings, load_settings
 from ..storage import OwnStorage
@@ -87,8 +88,18 @@ def migrate(to: Path, jobs: int, dry_run: bool, verify_only: bool, switch: bool)
 
 async def _run(current: Settings, target_settings: Settings, jobs: int, dry_run: bool, verify_only: bool,
                console: Console) -> Report | None:
-    source, target = OwnStorage.from_settings(current), OwnStorage.from_settings(target_settings)
     catalog = Catalog(current)
+    try:
+        # One migrate at a time over the catalog, from whichever replica or host: a second is refused at once.
+        async with locks.exclusive(catalog, "migrate"):
+            return await _run_locked(catalog, current, target_settings, jobs, dry_run, verify_only, console)
+    finally:
+        await catalog.close()
+
+
+async def _run_locked(catalog: Catalog, current: Settings, target_settings: Settings, jobs: int, dry_run: bool,
+                      verify_only: bool, console: Console) -> Report | None:
+    source, target = OwnStorage.from_settings(current), OwnStorage.from_settings(target_settings)
     try:
         await asyncio.to_thread(migrate_catalog, catalog.urls)  # a home that never ran a server has no tables yet
         if not dry_run and not verify_only:
@@ -112,7 +123,6 @@ async def _run(current: Settings, target_settings: Settings, jobs: int, dry_run:
             migration.progress = advance
             return await migration.run(work, verify_only=verify_only)
     finally:
-        await catalog.close()
         await source.close()
         await target.close()
 

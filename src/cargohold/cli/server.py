@@ -113,7 +113,9 @@ def _start_background(settings: Settings) -> None:
         click.echo(f"restarting cargohold (pid {old}) so the current settings apply")
         stop_process(old)
     log = log_file(home)
-    with log.open("ab") as out:
+    # Private, as admin.token is: the first start prints the admin token once, and here that goes to the log.
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+        os.fchmod(out.fileno(), 0o600)  # a log made before by an older version
         process = subprocess.Popen(
             [sys.executable, "-m", "cargohold", "up"], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             start_new_session=True, env={**os.environ, "CARGOHOLD_HOME": str(home)},

@@ -32,12 +32,20 @@ class Entry:
     """Size and ETag already known (from a bucket listing): verification then skips its HEAD."""
 
 
+def _too_long(number: int, raw: bytes) -> Refused | None:
+    """A line over MAX_LINE_BYTES (its line ending not counted) is refused whatever it holds, a comment or
+    blanks too: a stream cannot wait for such a line's end to know what it was."""
+    if len(raw.removesuffix(b"\n").removesuffix(b"\r")) <= MAX_LINE_BYTES:
+        return None
+    return Refused(number, raw[:200].decode("utf-8", "replace") + "...", f"line longer than {MAX_LINE_BYTES} bytes")
+
+
 def parse_line(number: int, raw: str) -> Entry | Refused | None:
+    if len(raw) > MAX_LINE_BYTES // 4 and (long := _too_long(number, raw.encode())) is not None:
+        return long
     text = raw.strip().lstrip("\ufeff")
     if not text or text.startswith("#"):
         return None
-    if len(text.encode()) > MAX_LINE_BYTES:
-        return Refused(number, text[:200] + "...", f"line longer than {MAX_LINE_BYTES} bytes")
     try:
         return Entry(number, parse_link(text))
     except BadInput as exc:
@@ -67,10 +75,9 @@ async def parse_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[Entry | Re
             parsed = _decoded(number, raw)
             if parsed is not None:
                 yield parsed
-        if len(buffer) > MAX_LINE_BYTES:
+        if len(buffer) > MAX_LINE_BYTES + 1:  # + 1: the '\r' of a CRLF line ending may be in it
             if not skipping:
-                yield Refused(number + 1, buffer[:200].decode("utf-8", "replace") + "...",
-                              f"line longer than {MAX_LINE_BYTES} bytes")
+                yield _too_long(number + 1, buffer) or Refused(number + 1, "", "line too long")
                 skipping = True
             buffer = b""
     if buffer and not skipping:
@@ -80,6 +87,8 @@ async def parse_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[Entry | Re
 
 
 def _decoded(number: int, raw: bytes) -> Entry | Refused | None:
+    if (long := _too_long(number, raw)) is not None:
+        return long
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

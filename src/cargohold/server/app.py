@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from .. import __version__, web
 from ..api import cache, connections, datasets, files, items, links, system
 from ..api.auth import AuthMiddleware
+from ..api.openapi import describe_errors
 from ..api.serve import hot_route, serve
 from ..errors import CargoholdError
 from ..instance import ADMIN_TOKEN_FILE
@@ -27,6 +28,8 @@ from ..storage import OwnStorage
 
 log = logging.getLogger("cargohold")
 API_PREFIX = "/api/v1"
+MAX_HEADER_BYTES = 64 * 1024
+"""All of a request's header names and values together; nginx's default is 32 KiB."""
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -62,6 +65,11 @@ class CargoholdApp(FastAPI):
     docs/ARCHITECTURE.md, "The hot routes")."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            # uvicorn's httptools parser has no limit of its own (h11's is 16 KiB): refused here.
+            response = _error(431, "headers_too_large", f"the request's headers are over {MAX_HEADER_BYTES:,} bytes")
+            await response(scope, receive, send)
+            return
         hot = hot_route(scope)
         if hot is not None:
             await serve(self.state.ctx, scope, send, *hot)
@@ -89,6 +97,7 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
     app = CargoholdApp(
         title="cargohold", version=__version__, lifespan=lifespan,
         docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here: FastAPI's /docs/oauth2-redirect would be a public page
         description="Own storage on disk, S3, Azure or GCS; datasets of images, videos and files. "
         "Every route but /healthz needs `Authorization: Bearer <token>`.",
     )
@@ -103,4 +112,5 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
                    cache.router):
         app.include_router(router, prefix=API_PREFIX)
     web.mount(app)
+    describe_errors(app)
     return app

@@ -1,9 +1,14 @@
 """Content-addressed objects in ``<prefix>-public``: one object per distinct content.
 
 An upload streams to ``.staging/<random>`` while it is hashed, then is renamed to the key its
-SHA-256 gives (or dropped if that content is already stored). The catalog row comes after, so an
-interrupted upload leaves at most a staging or an unreferenced object, which ``cargohold gc``
-removes; never a row without its bytes.
+SHA-256 gives (or, if that content is already stored, kept until the row is written). The catalog row
+comes after, so an interrupted upload leaves at most a staging or an unreferenced object, which
+``cargohold gc`` removes; never a row without its bytes.
+
+Content already stored may be content no row uses any more, which a ``gc`` running beside the
+server (on any replica) is about to delete. So the row is written under ``locks.content_guard``,
+shared by uploads, exclusive to gc's deletions: inside it, ``ensure_content`` checks the object is
+there, putting it back from the kept staging copy if gc took it first.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..errors import NotFound, TooLarge
+from ..errors import BackendUnavailable, NotFound, TooLarge
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe
 from ..storage import Store
 
@@ -76,6 +81,8 @@ class Blob:
     sha256: str
     size: int
     probe: Probe
+    staging: str | None = None
+    """The upload's own copy, kept when the content was stored already (``ensure_content``)."""
 
 
 class _Meter:
@@ -126,11 +133,31 @@ async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_
         final = content_key(sha256)
         try:
             await store.head(final)
-            await store.delete(staging)  # the same bytes are stored already
+            kept: str | None = staging  # the same bytes are stored already: dropped once the row is written
         except NotFound:
             await store.rename(staging, final)
+            kept = None
     except BaseException:
         with contextlib.suppress(Exception):
             await store.delete(staging)
         raise
-    return Blob(sha256, meter.size, found)
+    return Blob(sha256, meter.size, found, kept)
+
+
+async def ensure_content(store: Store, blob: Blob) -> None:
+    """Make sure the blob's content object exists, under ``content_guard``, before its row is committed."""
+    key = content_key(blob.sha256)
+    try:
+        await store.head(key)
+    except NotFound:
+        if blob.staging is None:  # only a gc with a grace shorter than this upload could do that
+            raise BackendUnavailable("the uploaded content was deleted by `cargohold gc` before it was saved "
+                                     "(is gc run with a very short --older-than?); upload it again") from None
+        await store.rename(blob.staging, key)
+
+
+async def drop_staging(store: Store, blob: Blob) -> None:
+    """Delete the upload's kept copy, if any (after the row is written, or given up)."""
+    if blob.staging is not None:
+        with contextlib.suppress(Exception):  # gc removes what is left over
+            await store.delete(blob.staging)

@@ -3,19 +3,29 @@
 Found: unfinished uploads (``.staging/``), content no item uses any more, team-file objects without
 a row, and probes ``cargohold check`` could not remove. Objects younger than the grace period are
 left alone: an upload may be between storing its bytes and writing its row.
+
+Safe while servers (any number of replicas) keep serving and uploading: what was found is deleted in
+batches, each under ``locks.content_guard`` held alone, which uploads share while they commit a row
+(``blobs.ensure_content``). Inside it, each object of the batch is looked at again, in the catalog
+(a row may have come to use it since it was found) and in the store (written again since: young), and
+only what is still garbage is deleted. ``cargohold gc`` also holds ``locks.exclusive(ctx, "gc")``, so
+two runs never race each other.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from ..catalog.models import Item, TeamFile
+from ..errors import NotFound
 from ..storage import ObjectMeta, Store
 from .blobs import CONTENT_PREFIX, STAGING_PREFIX
 from .context import Context
+from .locks import content_guard
 from .storage_check import PROBE_PREFIX
 
 
@@ -25,6 +35,8 @@ class Garbage:
     unfinished: list[tuple[str, int]] = field(default_factory=list)
     """Interrupted uploads the provider still holds (local ``.partial`` files, S3 multipart parts)."""
     cutoff: datetime = field(default_factory=lambda: datetime.now(UTC))
+    deleted_size: int = 0
+    """Bytes ``delete_garbage`` deleted: what was found, less what came into use meanwhile."""
 
     @property
     def size(self) -> int:
@@ -70,10 +82,56 @@ async def find_garbage(ctx: Context, grace: timedelta = timedelta(hours=1)) -> G
     return garbage
 
 
+DELETE_BATCH = 100
+"""Objects checked again and deleted under one hold of the content guard (uploads wait meanwhile)."""
+DELETE_CONCURRENCY = 16
+
+
 async def delete_garbage(ctx: Context, garbage: Garbage) -> int:
-    for store, meta, _ in garbage.found:
-        await store.delete(meta.key)
+    deleted = 0
+    garbage.deleted_size = 0
+    for pos in range(0, len(garbage.found), DELETE_BATCH):
+        sizes = await _delete_batch(ctx, garbage.found[pos : pos + DELETE_BATCH], garbage.cutoff)
+        deleted += len(sizes)
+        garbage.deleted_size += sum(sizes)
     aborted: set[str] = set()
     for store in ctx.storage.buckets:
         aborted.update(name for name, _ in await store.unfinished_uploads(garbage.cutoff, abort=True))
-    return len(garbage.found) + len(aborted & {name for name, _ in garbage.unfinished})
+    unfinished = {name: size for name, size in garbage.unfinished if name in aborted}
+    garbage.deleted_size += sum(unfinished.values())
+    return deleted + len(unfinished)
+
+
+async def _delete_batch(ctx: Context, batch: list[tuple[Store, ObjectMeta, str]], cutoff: datetime) -> list[int]:
+    """Deletes what is still garbage of ``batch``; returns the sizes deleted."""
+    public, private = ctx.storage.public, ctx.storage.private
+    gate = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+    async def still_old(store: Store, key: str) -> bool:
+        async with gate:
+            try:
+                meta = await store.head(key)
+            except NotFound:
+                return False  # gone already
+            return meta.last_modified is None or meta.last_modified <= cutoff
+
+    async def delete(store: Store, key: str) -> None:
+        async with gate:
+            await store.delete(key)
+
+    async with ctx.catalog.session() as session, content_guard(ctx.catalog, session, shared=False):
+        shas = [meta.key.rsplit("/", 1)[-1] for store, meta, _ in batch
+                if store is public and meta.key.startswith(CONTENT_PREFIX + "/")]
+        paths = [meta.key for store, meta, _ in batch if store is private]
+        used = set((await session.scalars(
+            select(Item.sha256).where(Item.sha256.in_(shas), Item.source == "stored"))).all()) if shas else set()
+        known = set((await session.scalars(
+            select(TeamFile.path).where(TeamFile.path.in_(paths)))).all()) if paths else set()
+        candidates = [(store, meta) for store, meta, _ in batch
+                      if not (store is public and meta.key.rsplit("/", 1)[-1] in used)
+                      and not (store is private and meta.key in known)]
+        old = await asyncio.gather(*(still_old(store, meta.key) for store, meta in candidates))
+        doomed = [candidate for candidate, is_old in zip(candidates, old, strict=True) if is_old]
+        await asyncio.gather(*(delete(store, meta.key) for store, meta in doomed))
+        await session.commit()  # ends the transaction, and with it the guard on PostgreSQL
+    return [meta.size for _, meta in doomed]

@@ -13,11 +13,12 @@ from sqlalchemy import RowMapping, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..catalog.models import Dataset, Item
+from ..catalog.models import MAX_ID, Dataset, Item, is_row_id
 from ..errors import AlreadyExists, BadInput, InvalidKey, NotFound
 from ..storage.base import check_key
-from .blobs import Blob
+from .blobs import Blob, drop_staging, ensure_content
 from .context import Context
+from .locks import content_guard
 
 Conflict = Literal["rename", "skip", "replace"]
 CONFLICTS: tuple[Conflict, ...] = ("rename", "skip", "replace")
@@ -69,11 +70,21 @@ async def list_datasets(ctx: Context) -> list[DatasetInfo]:
         return await _info(session, datasets)
 
 
+def _no_dataset(dataset_id: int) -> NotFound:
+    return NotFound(f"no dataset with id {dataset_id}")
+
+
+def _no_item(item_id: int) -> NotFound:
+    return NotFound(f"no item with id {item_id}")
+
+
 async def get_dataset(ctx: Context, dataset_id: int) -> DatasetInfo:
+    if not is_row_id(dataset_id):
+        raise _no_dataset(dataset_id)
     async with ctx.catalog.session() as session:
         dataset = await session.get(Dataset, dataset_id)
         if dataset is None:
-            raise NotFound(f"no dataset with id {dataset_id}")
+            raise _no_dataset(dataset_id)
         return (await _info(session, [dataset]))[0]
 
 
@@ -81,7 +92,7 @@ async def find_dataset(ctx: Context, id_or_name: str) -> DatasetInfo:
     """A dataset by id or by name, as the CLI takes it."""
     async with ctx.catalog.session() as session:
         dataset = await session.scalar(select(Dataset).where(Dataset.name == id_or_name))
-        if dataset is None and id_or_name.isdigit():
+        if dataset is None and id_or_name.isdigit() and is_row_id(int(id_or_name)):
             dataset = await session.get(Dataset, int(id_or_name))
         if dataset is None:
             raise NotFound(f"no dataset named {id_or_name!r}")
@@ -89,10 +100,12 @@ async def find_dataset(ctx: Context, id_or_name: str) -> DatasetInfo:
 
 
 async def delete_dataset(ctx: Context, dataset_id: int) -> None:
+    if not is_row_id(dataset_id):
+        raise _no_dataset(dataset_id)
     async with ctx.catalog.session() as session:
         dataset = await session.get(Dataset, dataset_id)
         if dataset is None:
-            raise NotFound(f"no dataset with id {dataset_id}")
+            raise _no_dataset(dataset_id)
         await session.execute(delete(Item).where(Item.dataset_id == dataset_id))
         await session.delete(dataset)
         await session.commit()
@@ -107,9 +120,12 @@ def decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        after = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadInput("the cursor is not one this server gave out") from None
+        after = -1
+    if not 0 <= after <= MAX_ID:  # not a row id: not a cursor given out here
+        raise BadInput("the cursor is not one this server gave out")
+    return after
 
 
 async def list_items(
@@ -121,6 +137,8 @@ async def list_items(
     if not 1 <= limit <= 1000:
         raise BadInput("limit must be between 1 and 1000")
     after = decode_cursor(cursor)
+    if not is_row_id(dataset_id):
+        raise _no_dataset(dataset_id)
     query = select(*Item.__table__.columns).where(Item.dataset_id == dataset_id, Item.id > after)
     if name:
         escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -129,36 +147,45 @@ async def list_items(
         result = await session.execute(query.order_by(Item.id).limit(limit + 1))
         rows = list(result.mappings().all())
         if not rows and await session.get(Dataset, dataset_id) is None:
-            raise NotFound(f"no dataset with id {dataset_id}")
+            raise _no_dataset(dataset_id)
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1]["id"]) if more and rows else None
 
 
 async def get_item(ctx: Context, item_id: int) -> Item:
+    if not is_row_id(item_id):
+        raise _no_item(item_id)
     async with ctx.catalog.session() as session:
         item = await session.get(Item, item_id)
         if item is None:
-            raise NotFound(f"no item with id {item_id}")
+            raise _no_item(item_id)
         return item
 
 
 async def existing_item_ids(ctx: Context, item_ids: list[int]) -> set[int]:
+    item_ids = [i for i in item_ids if is_row_id(i)]
+    if not item_ids:
+        return set()
     async with ctx.catalog.session() as session:
         rows = await session.scalars(select(Item.id).where(Item.id.in_(item_ids)))
         return set(rows)
 
 
 async def find_item(ctx: Context, dataset_id: int, name: str) -> Item | None:
+    if not is_row_id(dataset_id):
+        return None
     async with ctx.catalog.session() as session:
         return await session.scalar(select(Item).where(Item.dataset_id == dataset_id, Item.name == name))
 
 
 async def delete_item(ctx: Context, item_id: int) -> None:
+    if not is_row_id(item_id):
+        raise _no_item(item_id)
     async with ctx.catalog.session() as session:
         item = await session.get(Item, item_id)
         if item is None:
-            raise NotFound(f"no item with id {item_id}")
+            raise _no_item(item_id)
         await session.delete(item)
         await session.commit()
     ctx.memo.forget(item_id)
@@ -174,11 +201,25 @@ def _numbered(name: str, n: int) -> str:
 async def add_stored_item(
     ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict
 ) -> tuple[str, Item]:
-    """The catalog row for bytes already stored; returns (created|renamed|replaced|skipped, item)."""
+    """The catalog row for bytes already stored; returns (created|renamed|replaced|skipped, item).
+
+    The row is committed under the content guard, after checking its content object is there: a gc
+    on another replica cannot delete it in between (``blobs.ensure_content``)."""
+    if not is_row_id(dataset_id):
+        raise _no_dataset(dataset_id)
+    try:
+        return await _add_stored_item(ctx, dataset_id, name, blob, conflict)
+    finally:
+        await drop_staging(ctx.storage.public, blob)
+
+
+async def _add_stored_item(
+    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict
+) -> tuple[str, Item]:
     for _attempt in range(100):
         async with ctx.catalog.session() as session:
             if await session.get(Dataset, dataset_id) is None:
-                raise NotFound(f"no dataset with id {dataset_id}")
+                raise _no_dataset(dataset_id)
             existing = await session.scalar(select(Item).where(Item.dataset_id == dataset_id, Item.name == name))
             status, target = "created", name
             if existing is not None:
@@ -186,7 +227,9 @@ async def add_stored_item(
                     return "skipped", existing
                 if conflict == "replace":
                     _fill(existing, blob)
-                    await session.commit()
+                    async with content_guard(ctx.catalog, session, shared=True):
+                        await ensure_content(ctx.storage.public, blob)
+                        await session.commit()
                     ctx.memo.forget(existing.id)
                     return "replaced", existing
                 status, target = "renamed", await free_name(session, dataset_id, name)
@@ -194,7 +237,9 @@ async def add_stored_item(
             _fill(item, blob)
             session.add(item)
             try:
-                await session.commit()
+                async with content_guard(ctx.catalog, session, shared=True):
+                    await ensure_content(ctx.storage.public, blob)
+                    await session.commit()
             except IntegrityError:
                 continue  # a concurrent upload took the name between our look and our write
             return status, item

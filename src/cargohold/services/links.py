@@ -22,7 +22,8 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
 
-from ..catalog.models import Dataset, Item, utcnow
+from ..catalog.models import Dataset, Item, is_row_id, utcnow
+from ..catalog.sql import starts_with
 from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
 from ..links.parse import Entry, Refused
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe, probe_name
@@ -128,7 +129,7 @@ async def add_links(
     progress: Callable[[int], None] | None = None,
 ) -> LinkReport:
     async with ctx.catalog.session() as session:
-        if await session.get(Dataset, dataset_id) is None:
+        if not is_row_id(dataset_id) or await session.get(Dataset, dataset_id) is None:
             raise NotFound(f"no dataset with id {dataset_id}")
     report = LinkReport()
     batch: list[Entry] = []
@@ -213,11 +214,21 @@ async def _add_batch(
     await _write(ctx, dataset_id, checked, conflict, report)
 
 
+ETAG_MAX = 255
+"""The ``etag`` column's size. Cloud stores' ETags are short; a web server may send anything."""
+
+
+def short_etag(etag: str | None) -> str | None:
+    """The ETag to keep in the catalog: none when it does not fit (PostgreSQL refuses a longer value).
+    Only shown, never compared: serving asks the linked object for its current version."""
+    return etag if etag is not None and len(etag) <= ETAG_MAX else None
+
+
 def _row(dataset_id: int, c: _Checked, name: str, now: datetime) -> dict[str, Any]:
     found = c.probe or probe_name(name)
     return {
         "dataset_id": dataset_id, "name": name, "kind": found.kind, "size": c.size, "sha256": None,
-        "etag": c.etag, "mime_type": found.mime_type, "width": found.width, "height": found.height,
+        "etag": short_etag(c.etag), "mime_type": found.mime_type, "width": found.width, "height": found.height,
         "source": "link", "uri": c.entry.link.uri, "created_at": now,
     }
 
@@ -335,7 +346,7 @@ async def sync_prefix(
         async with ctx.catalog.session() as session:
             rows = (await session.execute(
                 select(Item.id, Item.uri).where(Item.dataset_id == dataset_id, Item.source == "link",
-                                                Item.uri.startswith(start, autoescape=True), Item.id > after)
+                                                starts_with(Item.uri, start), Item.id > after)
                 .order_by(Item.id).limit(5000)
             )).all()
         if not rows:

@@ -22,8 +22,9 @@ from ..catalog.models import Item
 from ..errors import CargoholdError, NotFound
 from ..storage.uris import Link, parse_link, parse_prefix
 from . import links as links_svc
-from .blobs import store_blob
+from .blobs import drop_staging, ensure_content, store_blob
 from .context import Context
+from .locks import content_guard
 
 BATCH = 500
 
@@ -64,15 +65,23 @@ async def materialize(ctx: Context, dataset_id: int) -> RelocateReport:
             except CargoholdError as exc:
                 report.failed.append((item.name, exc.message))
                 continue
-            async with ctx.catalog.session() as session:
-                row = await session.get(Item, item.id)
-                if row is None or row.source != "link":  # deleted or changed meanwhile
-                    report.skipped += 1
-                    continue
-                row.source, row.sha256, row.size, row.uri, row.etag = "stored", blob.sha256, blob.size, None, None
-                row.kind, row.mime_type = blob.probe.kind, blob.probe.mime_type
-                row.width, row.height = blob.probe.width, blob.probe.height
-                await session.commit()
+            try:
+                async with ctx.catalog.session() as session:
+                    row = await session.get(Item, item.id)
+                    if row is None or row.source != "link":  # deleted or changed meanwhile
+                        report.skipped += 1
+                        continue
+                    row.source, row.sha256, row.size, row.uri, row.etag = "stored", blob.sha256, blob.size, None, None
+                    row.kind, row.mime_type = blob.probe.kind, blob.probe.mime_type
+                    row.width, row.height = blob.probe.width, blob.probe.height
+                    async with content_guard(ctx.catalog, session, shared=True):  # as an upload: see blobs.py
+                        await ensure_content(ctx.storage.public, blob)
+                        await session.commit()
+            except CargoholdError as exc:
+                report.failed.append((item.name, exc.message))
+                continue
+            finally:
+                await drop_staging(ctx.storage.public, blob)
             ctx.memo.forget(item.id)
             report.moved += 1
             report.bytes += blob.size
@@ -105,7 +114,7 @@ async def relink(ctx: Context, dataset_id: int, target: str) -> RelocateReport:
                 if row is None or row.source != "stored" or row.sha256 != digest:
                     report.skipped += 1
                     continue
-                row.source, row.uri, row.etag, row.size = "link", uri, etag, size
+                row.source, row.uri, row.etag, row.size = "link", uri, links_svc.short_etag(etag), size
                 await session.commit()
             ctx.memo.forget(item.id)
             report.moved += 1

@@ -39,11 +39,12 @@ def sign(secret: bytes, path: str, expires_in: int, now: float | None = None, pa
 
 def verify(secret: bytes, path: str, expires: str, signature: str, now: float | None = None,
            params: Params = ()) -> None:
-    try:
-        when = int(expires)
-    except ValueError:
-        raise Unauthenticated("the signed URL's expiry is not a number") from None
-    if not hmac.compare_digest(_mac(secret, _canonical(path, params), when), signature):
+    # Exactly as signed: int() would also take '017', ' +1_700', fullwidth digits, or fail on 5,000 digits.
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12 and expires == str(int(expires))):
+        raise Unauthenticated("the signed URL's expiry is not a number as it was signed")
+    when = int(expires)
+    # Bytes: compare_digest() raises TypeError for a str with anything but ASCII in it.
+    if not hmac.compare_digest(_mac(secret, _canonical(path, params), when).encode(), signature.encode()):
         raise Unauthenticated("the URL's signature does not match it (altered, or signed for another item)")
     if (now if now is not None else time.time()) > when:
         raise Unauthenticated("the signed URL has expired; ask for a new one")

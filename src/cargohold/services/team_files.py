@@ -10,15 +10,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..catalog.models import TeamFile, utcnow
-from ..errors import BadInput, InvalidKey, NotFound, TooLarge
+from ..catalog.sql import starts_with
+from ..errors import BackendUnavailable, BadInput, InvalidKey, NotFound, TooLarge
 from ..storage.base import ByteRange, Download, check_key
 from .blobs import Hasher, gathered
 from .context import Context
 from .items import decode_cursor, encode_cursor
+from .locks import content_guard
 
 RESERVED = (".staging/", ".cargohold-check/")
+MAX_CONTENT_TYPE = 255
 
 
 def check_path(path: str) -> str:
@@ -55,18 +59,39 @@ async def put_file(ctx: Context, path: str, chunks: AsyncIterator[bytes], conten
     check_path(path)
     hashing = _Hashing(chunks, ctx.settings.upload_max_size, path)
     ctype = content_type or "application/octet-stream"
+    if len(ctype) > MAX_CONTENT_TYPE:  # the column's size: PostgreSQL refuses longer, SQLite would keep it
+        raise BadInput(f"a team file's Content-Type is at most {MAX_CONTENT_TYPE} characters")
     await ctx.storage.private.put(path, hashing.stream(), content_type=ctype)
-    async with ctx.catalog.session() as session:
-        row = await session.scalar(select(TeamFile).where(TeamFile.path == path))
-        if row is None:
-            row = TeamFile(path=path)
-            session.add(row)
-        row.size = hashing.size
-        row.sha256 = hashing.sha.hexdigest()
-        row.content_type = ctype
-        row.updated_at = utcnow()
-        await session.commit()
-        return row
+    for attempt in range(2):
+        async with ctx.catalog.session() as session:
+            row = await session.scalar(select(TeamFile).where(TeamFile.path == path))
+            if row is None:
+                row = TeamFile(path=path)
+                session.add(row)
+            row.size = hashing.size
+            row.sha256 = hashing.sha.hexdigest()
+            row.content_type = ctype
+            row.updated_at = utcnow()
+            try:
+                # As an upload's row (blobs.py): gc may have found an old object at this path without a
+                # row and be deleting it; the row is committed only with the object there.
+                async with content_guard(ctx.catalog, session, shared=True):
+                    await _ensure_object(ctx, path)
+                    await session.commit()
+            except IntegrityError:
+                if attempt:
+                    raise
+                continue  # the same new path written at once through another request (or replica): update it
+            return row
+    raise AssertionError("unreachable")
+
+
+async def _ensure_object(ctx: Context, path: str) -> None:
+    try:
+        await ctx.storage.private.head(path)
+    except NotFound:
+        raise BackendUnavailable(f"{path!r} was deleted by `cargohold gc` before it was saved (is gc run with a "
+                                 "very short --older-than?); upload it again") from None
 
 
 async def get_file(ctx: Context, path: str) -> TeamFile:
@@ -96,8 +121,7 @@ async def list_files(ctx: Context, prefix: str, limit: int, cursor: str | None) 
     after = decode_cursor(cursor)
     query = select(TeamFile).where(TeamFile.id > after)
     if prefix:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(TeamFile.path.like(escaped + "%", escape="\\"))
+        query = query.where(starts_with(TeamFile.path, prefix))
     async with ctx.catalog.session() as session:
         rows = list((await session.scalars(query.order_by(TeamFile.id).limit(limit + 1))).all())
     more = len(rows) > limit

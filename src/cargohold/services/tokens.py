@@ -7,6 +7,7 @@ needed) and lets a request be checked with one indexed lookup.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from ..catalog.models import ApiToken, utcnow
 from ..errors import AlreadyExists, BadInput, NotFound, Unauthenticated
 from ..instance import ADMIN_TOKEN_FILE, write_private_file
 from .context import Context
+
+log = logging.getLogger("cargohold")
 
 PREFIX = "chd_"
 ROLES = ("admin", "user")
@@ -103,13 +106,24 @@ async def _authenticate(ctx: Context, digest: str) -> Principal:
 
 
 async def bootstrap_admin_token(ctx: Context) -> str | None:
-    """On the first start (no token at all), make an admin token and keep it in the instance home."""
+    """On the first start (no token at all), make an admin token and keep it in the instance home.
+
+    Replicas share the catalog: only the first replica's first start makes it (the name is unique, so
+    two starting at once cannot both). Another replica's home gets no admin.token; it says so once, and
+    ``cargohold token create --admin --name NAME --save`` run there makes one for it."""
+    path = ctx.settings.home / ADMIN_TOKEN_FILE
     async with ctx.catalog.session() as session:
-        if await session.scalar(select(ApiToken.id).limit(1)) is not None:
-            return None
-    try:
-        token = await create_token(ctx, "admin", "admin")
-    except AlreadyExists:  # another replica made it first
-        return None
-    write_private_file(ctx.settings.home / ADMIN_TOKEN_FILE, token + "\n")
-    return token
+        has_tokens = await session.scalar(select(ApiToken.id).limit(1)) is not None
+    if not has_tokens:
+        try:
+            token = await create_token(ctx, "admin", "admin")
+        except AlreadyExists:  # another replica made it first
+            token = None
+        if token is not None:
+            write_private_file(path, token + "\n")
+            return token
+    if not path.exists():
+        log.warning("no %s in this instance home: the catalog's admin token was made by another replica's first "
+                    "start (or this home is new). Run `cargohold token create --admin --name NAME --save` here to "
+                    "make one for this home, or use a token you have.", ADMIN_TOKEN_FILE)
+    return None

@@ -109,13 +109,15 @@ def _entry(path: Path, name: str, key_node: yaml.Node, mapping: yaml.MappingNode
         if isinstance(value_node, yaml.SequenceNode):
             items = []
             for item in value_node.value:
+                # An alias (*name) is the node it names, with that node's line: then the field's line is the one.
+                line = max(_line(item), _line(field_node))
                 text = _text(item)
                 if text is None:
-                    raise ConnectionsFileError(path, _line(item), name, f"each entry of {field_name!r} must be text",
+                    raise ConnectionsFileError(path, line, name, f"each entry of {field_name!r} must be text",
                                                f"write {field_name}: [first, second]")
                 items.append(text)
                 if field_name == "buckets":
-                    entry.bucket_lines.append(_line(item))
+                    entry.bucket_lines.append(line)
             entry.fields[field_name] = items
         else:
             text = _text(value_node)

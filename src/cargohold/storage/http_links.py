@@ -28,10 +28,15 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified)
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one (::ffff:a.b.c.d, 6to4, Teredo) is checked as itself too.
+        found += [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour, ip.teredo and ip.teredo[1]) if v4]
+        if ip.is_site_local:
+            return False
+    # is_global: not private, and not the shared 100.64.0.0/10 either (a cloud's metadata can live there).
+    return all(a.is_global and not (a.is_private or a.is_loopback or a.is_link_local or a.is_multicast
+                                    or a.is_reserved or a.is_unspecified) for a in found)
 
 
 class HttpLinks:
@@ -40,13 +45,17 @@ class HttpLinks:
         self._client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
 
     async def check_address(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # a redirect may name anything: '[' without ']', a port of 99999
+        except ValueError as exc:
+            raise BadInput(f"not a usable URL: {url!r}: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadInput(f"not an http(s) URL: {url!r}")
         if self.allow_private:
             return
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
+            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port or 443,
                                                                   type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NotFound(f"host {parts.hostname!r} does not resolve: {exc.strerror}") from None

@@ -64,7 +64,11 @@ def parse_link(text: str) -> Link:
         raise BadInput("not a link: write scheme://bucket/key (s3, azure, google, gs, fs) or an http(s) URL")
     scheme = scheme.lower()
     if scheme in URL_SCHEMES:
-        parts = urlsplit(uri)
+        try:
+            parts = urlsplit(uri)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+        except ValueError as exc:
+            raise BadInput(f"not a usable URL: {exc}") from None
         if not parts.hostname:
             raise BadInput("the URL names no host")
         if parts.username or parts.password:
