@@ -252,8 +252,10 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, duration: float, pin_cpu: int | None) -> WrkRun:
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency", "--timeout", "10s", url]
+def wrk(url: str, duration: float, pin_cpu: int | None, script: Path | None = None) -> WrkRun:
+    """``script``: a wrk Lua script, e.g. one that sets a header."""
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency", "--timeout", "10s",
+               *(["-s", str(script)] if script else []), url]
     if pin_cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", str(pin_cpu), *command]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout

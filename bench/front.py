@@ -125,31 +125,10 @@ def main() -> None:
 
 def wrk_for(side: str, signed: str, token_url: str, alone: str, token_script: Path, duration: float,
             pinned: bool) -> WrkRun:
+    cpu = 0 if pinned else None
     if side == "front, token":
-        return wrk_with_script(token_url, token_script, duration, pinned)
-    return wrk(signed if side == "front, signed URL" else alone, duration, 0 if pinned else None)
-
-
-def wrk_with_script(url: str, script: Path, duration: float, pinned: bool) -> WrkRun:
-    import re
-    import shutil
-    import subprocess
-
-    from cache import CONNECTIONS, _ms
-
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency", "-s", str(script), url]
-    if pinned and shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    assert done and rps, out
-    return WrkRun(float(rps.group(1)), int(done.group(1)), _ms(done.group(2) + done.group(3)) / 1e3,
-                  _ms(p50.group(1)) if p50 else None, _ms(p99.group(1)) if p99 else None,
-                  int(non2xx.group(1)) if non2xx else 0)
+        return wrk(token_url, duration, cpu, script=token_script)
+    return wrk(signed if side == "front, signed URL" else alone, duration, cpu)
 
 
 if __name__ == "__main__":
