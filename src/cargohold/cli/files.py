@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from rich.filesize import decimal
@@ -92,16 +92,22 @@ def pull(remote_dir: str, local_dir: Path, delete: bool, dry_run: bool, exclude:
     `notebooks/alice/a/b.ipynb` lands in LOCAL_DIR/a/b.ipynb. A file is different when its size or
     SHA-256 is. Local files are never deleted unless --delete is given."""
     prefix = _prefix(remote_dir, "REMOTE_DIR")
+    _mirror("pull", local_dir, prefix, delete, dry_run, exclude, url, token,
+            f"pulled {_where(prefix)} into {local_dir}")
+
+
+def _mirror(way: Literal["pull", "push"], local_dir: Path, prefix: str, delete: bool, dry_run: bool,
+            exclude: tuple[str, ...], url: str | None, token: str | None, done: str) -> None:
     with open_client(url, token) as client:
         sync = Sync(client, local_dir, prefix, exclude)
-        plan = sync.plan("pull", delete=delete)
+        plan = sync.plan(way, delete=delete)
         _notes(plan)
         if dry_run:
             _dry_run(plan)
             return
         with bars(plan.bytes, len(plan.transfers)) as shown:
             result = sync.run(plan, shown)
-    finish(f"pulled {_where(prefix)} into {local_dir}: {result.counts()} in {result.seconds:.1f}s", result.failed)
+    finish(f"{done}: {result.counts()} in {result.seconds:.1f}s", result.failed)
 
 
 @files.command("push")
@@ -118,16 +124,7 @@ def push(local_dir: Path, remote_dir: str, delete: bool, dry_run: bool, exclude:
     `LOCAL_DIR/a/b.ipynb` becomes the team file `REMOTE_DIR/a/b.ipynb`. Team files are never deleted
     unless --delete is given. Symlinks that lead outside LOCAL_DIR are skipped."""
     prefix = _prefix(remote_dir, "REMOTE_DIR")
-    with open_client(url, token) as client:
-        sync = Sync(client, local_dir, prefix, exclude)
-        plan = sync.plan("push", delete=delete)
-        _notes(plan)
-        if dry_run:
-            _dry_run(plan)
-            return
-        with bars(plan.bytes, len(plan.transfers)) as shown:
-            result = sync.run(plan, shown)
-    finish(f"pushed {local_dir} to {_where(prefix)}: {result.counts()} in {result.seconds:.1f}s", result.failed)
+    _mirror("push", local_dir, prefix, delete, dry_run, exclude, url, token, f"pushed {local_dir} to {_where(prefix)}")
 
 
 @click.group()
