@@ -56,6 +56,14 @@ def server(tmp_path: Path, proxy: RecordingProxy, request: pytest.FixtureRequest
         running.stop()
 
 
+def write_connection(home: Path, name: str, endpoint: str, bucket: str) -> None:
+    """remote_links.yml with one S3 connection (keys k / s) listing ``bucket``."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "remote_links.yml").write_text(
+        f"{name}:\n  provider: minio\n  endpoint: {endpoint}\n  access_key: k\n  secret_key: s\n"
+        f"  buckets: [{bucket}]\n")
+
+
 def noise(size: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -330,9 +338,7 @@ def test_a_bomb_is_refused_without_decoding(server: RunningServer, moto_server: 
     s3.create_bucket(Bucket="bombs")
     s3.put_object(Bucket="bombs", Key="bomb.png", Body=png_bomb(50_000, 50_000))
     server.stop()
-    (server.home / "remote_links.yml").write_text(
-        f"bombs:\n  provider: minio\n  endpoint: {moto_server.url}\n  access_key: k\n  secret_key: s\n"
-        "  buckets: [bombs]\n")
+    write_connection(server.home, "bombs", moto_server.url, "bombs")
     server.start()
     with server.client() as client:
         ds = dataset(client, "links")
@@ -355,10 +361,7 @@ def test_a_changed_linked_object_is_never_answered_from_a_stale_entry(
     s3.create_bucket(Bucket="changing")
     s3.put_object(Bucket="changing", Key="a.jpg", Body=jpeg(320, 240, (255, 0, 0)))
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "remote_links.yml").write_text(
-        f"src:\n  provider: minio\n  endpoint: {moto_server.url}\n  access_key: k\n  secret_key: s\n"
-        "  buckets: [changing]\n")
+    write_connection(home, "src", moto_server.url, "changing")
     server = start_server(home, proxy, CACHE_LINKS_REVALIDATE="0")
     try:
         with server.client() as client:
@@ -462,10 +465,7 @@ def test_a_remote_that_says_nothing_answers_504_in_cache_fetch_timeout(tmp_path:
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # connections are queued by the kernel and never answered
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "remote_links.yml").write_text(
-        f"silent:\n  provider: minio\n  endpoint: http://127.0.0.1:{silent.getsockname()[1]}\n  access_key: k\n"
-        "  secret_key: s\n  buckets: [quiet]\n")
+    write_connection(home, "silent", f"http://127.0.0.1:{silent.getsockname()[1]}", "quiet")
     server = start_server(home, proxy, CACHE_FETCH_TIMEOUT="1s")
     try:
         with server.client() as client:
