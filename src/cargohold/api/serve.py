@@ -129,7 +129,13 @@ def _front(ctx: Context, signed_until: int | None) -> Front | None:
     if not redirect:
         return None
     cache_for = max(0, signed_until - int(time.time())) if signed_until is not None else None
-    return Front(redirect, os.fspath(ctx.settings.data_path.resolve()) + "/", cache_for)
+    return Front(redirect, _data_root(ctx.settings.data_path), cache_for)
+
+
+@functools.lru_cache(maxsize=8)
+def _data_root(data_path: Path) -> str:
+    """Resolved once, not a realpath walk per request."""
+    return os.fspath(data_path.resolve()) + "/"
 
 
 @functools.lru_cache(maxsize=4096)
