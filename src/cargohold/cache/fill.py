@@ -125,6 +125,13 @@ class Fill:
                     if not chunk:
                         raise BadGateway("the cached copy shrank while being read")
                     pos += len(chunk)
+                    if pos >= end and not self.done:
+                        # The last bytes go out once the entry is in place (or the fill failed): a
+                        # request that follows this one is then a hit, never a second miss.
+                        while not self.done:
+                            await self._changed.wait()
+                        if self.error is not None:
+                            raise self.error
                     yield chunk
             finally:
                 os.close(fd)
