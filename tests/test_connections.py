@@ -515,7 +515,9 @@ def test_api_connections_are_made_tested_browsed_and_deleted(
         assert client.post("/connections/api-gcs/test").json()["buckets"] == [
             {"bucket": f"{bucket_name}-gcs", "list": True, "read": None, "error": None}]
 
-        assert_error(client.put("/connections/x", json={"provider": "fs", "buckets": ["a"]}), 400, "bad_input")
+        no_roots = client.put("/connections/x", json={"provider": "fs", "path": str(server.home / "mount"),
+                                                      "storage_id": "x"})
+        assert "LINKS_FS_ROOTS" in assert_error(no_roots, 400, "bad_input")["message"]
         assert_error(client.put("/connections/x", json={"provider": "minio", "buckets": ["a"], "secret": "s"}), 400)
         assert_error(client.put("/connections/x", json={"provider": "azure", "buckets": ["a"]}), 400, "bad_input")
         not_base64 = {**azure_body, "secret_key": "not-an-account-key"}
@@ -554,3 +556,73 @@ def test_connections_need_an_admin_token(server: RunningServer) -> None:
     assert {p: set(paths[p]) for p in paths if "/connections" in p} == {
         "/api/v1/connections": {"get"}, "/api/v1/connections/{name}": {"put", "delete"},
         "/api/v1/connections/{name}/test": {"post"}, "/api/v1/connections/{name}/browse": {"get"}}
+
+
+@pytest.mark.reliability(kind="attack", what="server folder mounted by an admin token outside LINKS_FS_ROOTS", cases=9)
+def test_server_folders_are_connected_only_under_links_fs_roots(tmp_path: Path) -> None:
+    """An admin token may connect a folder of the server only under one the operator lists in LINKS_FS_ROOTS,
+    never one holding (or inside) the instance home or DATA_PATH, and `..` or a symlink cannot step out."""
+    root = tmp_path / "allowed"
+    (root / "cars" / "red").mkdir(parents=True)
+    (root / "cars" / "red" / "1.jpg").write_bytes(b"red car one")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not for links")
+    (root / "escape").symlink_to(outside)
+    home = root / "instance"  # a root may hold the instance home; mounting the home or above it is refused
+    server = RunningServer(home, {"LINKS_FS_ROOTS": f"{root}, /nonexistent-second-root"}).start()
+    try:
+        with server.client() as client:
+            assert client.get("/connections").json()["fs_roots"] == [str(root), "/nonexistent-second-root"]
+            made = client.put("/connections/nas", json={"provider": "fs", "path": str(root / "cars"),
+                                                        "storage_id": "nas-cars"})
+            assert made.status_code == 201, made.text
+            assert made.json() | {"updated_at": None} == {
+                "name": "nas", "provider": "fs", "origin": "catalog", "read_only": False, "endpoint": None,
+                "region": None, "access_key": None, "iam_role": None, "buckets": ["nas-cars"],
+                "storage_id": "nas-cars", "path": str(root / "cars"), "credentials_path": None, "has_secret": False,
+                "line": None, "updated_at": None, "problem": None}
+            assert client.post("/connections/nas/test").json()["buckets"] == [
+                {"bucket": "nas-cars", "list": True, "read": True, "error": None}]
+            browsed = client.get("/connections/nas/browse", params={"prefix": "red/"}).json()
+            assert [(o["key"], o["size"]) for o in browsed["objects"]] == [("red/1.jpg", 11)]
+            dataset = client.post("/datasets", json={"name": "nas"}).json()["id"]
+            report = client.post(f"/datasets/{dataset}/links", json={"links": ["fs://nas-cars/red/1.jpg"]}).json()
+            assert report["added"] == 1, report
+            item = client.get(f"/datasets/{dataset}/items").json()["items"][0]
+            assert client.get(f"/items/{item['id']}/content").content == b"red car one"
+
+            refused = {
+                "outside the roots": (str(outside), "is not under a folder this server allows"),
+                "dot-dot": (f"{root}/cars/../../outside", "is not under a folder this server allows"),
+                "symlink escape": (str(root / "escape"), f"({outside} once links are followed)"),
+                "the instance home": (str(home), "holds or lies in cargohold's own files"),
+                "above the home": (str(root), "holds or lies in cargohold's own files"),
+                "inside DATA_PATH": (str(home / "data"), "holds or lies in cargohold's own files"),
+                "a file": (str(root / "cars" / "red" / "1.jpg"), "is not an existing folder"),
+                "relative": ("allowed/cars", "is not an absolute path"),
+            }
+            for case, (path, reason) in refused.items():
+                answer = client.put("/connections/bad", json={"provider": "fs", "path": path, "storage_id": "bad"})
+                message = assert_error(answer, 400, "bad_input")["message"]
+                assert reason in message and message.startswith("path:"), (case, message)
+            outside_answer = client.put("/connections/bad", json={"provider": "fs", "path": str(outside),
+                                                                  "storage_id": "bad"})
+            assert "LINKS_FS_ROOTS" in assert_error(outside_answer, 400)["message"], "the fix names the setting"
+            clash = client.put("/connections/again", json={"provider": "fs", "path": str(root / "cars"),
+                                                           "storage_id": "nas-cars"})
+            assert "'nas'" in assert_error(clash, 409, "already_exists")["message"]
+            assert "bad" not in names(client)
+        server.stop()
+
+        # The operator takes the folder off the list: the connection stays listed, unusable, and says why.
+        server = RunningServer(home, {"LINKS_FS_ROOTS": str(tmp_path / "elsewhere")}).start()
+        with server.client() as client:
+            listed = names(client)["nas"]
+            assert listed["path"] == str(root / "cars") and listed["storage_id"] == "nas-cars"
+            assert "is not under a folder this server allows" in listed["problem"]
+            answer = client.get(f"/items/{item['id']}/content")
+            assert answer.status_code >= 400 and answer.status_code != 500, answer.text
+            assert (root / "cars" / "red" / "1.jpg").read_bytes() == b"red car one", "the linked file is untouched"
+    finally:
+        server.stop()

@@ -62,6 +62,7 @@ BAD = [
     ({"SERVER_PORT": "70000"}, "SERVER_PORT", "not a TCP port"),
     ({"STORAGE_BUCKET_PREFIX": "My_Bucket"}, "STORAGE_BUCKET_PREFIX", "cannot name a bucket"),
     ({"STORAGE_JUPYTER_SYNC": "maybe"}, "STORAGE_JUPYTER_SYNC", "not true or false"),
+    ({"LINKS_FS_ROOTS": "/data/datasets, relative/folder"}, "LINKS_FS_ROOTS", "'relative/folder' is not an absolute"),
     ({"STORAGE_PROVIDER": "minio"}, "STORAGE_ACCESS_KEY", "needs static keys or an IAM role"),
     ({"STORAGE_PROVIDER": "minio", "STORAGE_ACCESS_KEY": "a"}, "STORAGE_SECRET_KEY", "needs static keys"),
     ({"STORAGE_PROVIDER": "minio", "STORAGE_ACCESS_KEY": "a", "STORAGE_SECRET_KEY": "b", "STORAGE_IAM_ROLE": "r"},

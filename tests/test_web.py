@@ -97,6 +97,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, moto_server: Server, bucket
     folder = root / "shared"
     (folder / "persons").mkdir(parents=True)
     (folder / "persons" / "1.jpg").write_bytes(jpeg(64, 64, (120, 120, 120)))
+    nas = root / "nas"
+    (nas / "cameras").mkdir(parents=True)
+    (nas / "cameras" / "cam-1.jpg").write_bytes(jpeg(48, 32, (30, 30, 200)))
     home = root / "home"
     home.mkdir()
     (home / "remote_links.yml").write_text(
@@ -104,7 +107,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, moto_server: Server, bucket
         f"  secret_key: {FILE_SECRET}\n  region: us-east-1\n  buckets: [{LINKS_BUCKET}]\n"
         f"server-folder:\n  provider: fs\n  path: {folder}\n  storage_id: web-local\n")
     env = {"STORAGE_PROVIDER": "minio", "STORAGE_ENDPOINT": moto_server.url, "STORAGE_ACCESS_KEY": "testing",
-           "STORAGE_SECRET_KEY": "testing", "STORAGE_BUCKET_PREFIX": f"web-{RUN}", "UPLOAD_MAX_SIZE": "1m"}
+           "STORAGE_SECRET_KEY": "testing", "STORAGE_BUCKET_PREFIX": f"web-{RUN}", "UPLOAD_MAX_SIZE": "1m",
+           "LINKS_FS_ROOTS": str(nas)}
     running = RunningServer(home, env).start()
     try:
         yield running
@@ -481,7 +485,6 @@ def test_add_an_s3_connection_in_the_form_test_edit_and_delete_it(
 
     page.get_by_role("link", name="Add connection").click()
     expect(page.get_by_role("heading", name="Add a connection")).to_be_visible()
-    expect(page.locator("#conn-provider-hint")).to_contain_text("only in remote_links.yml")
     # the fields follow the provider
     provider = page.get_by_label("Provider")
     provider.select_option("azure")
@@ -542,6 +545,44 @@ def test_add_an_s3_connection_in_the_form_test_edit_and_delete_it(
     card.get_by_role("button", name="Delete connection moto-form").click()
     page.locator("dialog#confirm").get_by_role("button", name="Delete connection").click()
     expect(card).to_have_count(0)
+
+
+def test_add_a_server_folder_connection_under_links_fs_roots(page: Page, server: RunningServer) -> None:
+    nas = server.home.parent / "nas"
+    sign_in(page, server, route="#/settings/connections/new")
+    expect(page.get_by_role("heading", name="Add a connection")).to_be_visible()
+    page.get_by_label("Provider").select_option("fs")
+    expect(page.get_by_label("Buckets", exact=True)).to_be_hidden()
+    expect(page.locator("#fs-path-hint")).to_have_text(f"An absolute path under {nas}.")
+    page.get_by_label("Name", exact=True).fill("nas-cameras")
+    page.get_by_label("Storage id", exact=True).fill("web-nas")
+
+    # a folder outside LINKS_FS_ROOTS (the one remote_links.yml mounts) is refused, and the page says why
+    page.get_by_label("Folder on the server", exact=True).fill(str(server.home.parent / "shared"))
+    page.get_by_role("button", name="Add connection").click()
+    expect(page.get_by_role("alert")).to_contain_text("is not under a folder this server allows")
+    expect(page.get_by_role("alert")).to_contain_text("LINKS_FS_ROOTS")
+
+    page.get_by_label("Folder on the server", exact=True).fill(str(nas / "cameras"))
+    page.get_by_role("button", name="Add and test").click()
+    result = page.locator(".test-result")
+    expect(result).to_contain_text("Connection nas-cameras works")
+    row = result.locator("tr[data-bucket='web-nas']")
+    expect(row.locator("td").nth(1)).to_have_text("OK")
+    expect(row.locator("td").nth(2)).to_have_text("OK")
+    expect(page.get_by_label("Folder on the server", exact=True)).to_have_value(str(nas / "cameras"))
+    shot(page, "connection-folder")
+
+    page.goto(f"{server.url}/#/settings/connections")
+    card = page.locator("article.connection[data-name='nas-cameras']")
+    expect(card).to_contain_text("Server folder")
+    expect(card).to_contain_text("made here")
+    expect(card).to_contain_text("fs://web-nas")
+    expect(card).to_contain_text(str(nas / "cameras"))
+    card.get_by_role("button", name="Delete connection nas-cameras").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Delete connection").click()
+    expect(card).to_have_count(0)
+    assert (nas / "cameras" / "cam-1.jpg").exists(), "deleting the connection leaves the folder alone"
 
 
 # -- settings: storage and cache; a user token --------------------------------------------------------------

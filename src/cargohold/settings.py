@@ -55,6 +55,18 @@ def _optional_path(value: str) -> Path | None:
     return _path(value) if value.strip() else None
 
 
+def _folders(value: str) -> tuple[Path, ...]:
+    folders = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        folder = Path(part).expanduser()
+        if not folder.is_absolute():
+            raise ValueError(f"{part!r} is not an absolute path")
+        folders.append(folder)
+    return tuple(folders)
+
+
 def _port(value: str) -> int | None:
     if not value.strip():
         return None
@@ -211,6 +223,12 @@ class Settings:
     links_allow_private_networks: bool = setting(
         "LINKS_ALLOW_PRIVATE_NETWORKS", "false",
         "Let `http(s)://` links reach loopback, private, link-local and cloud-metadata addresses.", _bool,
+    )
+    links_fs_roots: tuple[Path, ...] = setting(
+        "LINKS_FS_ROOTS", "",
+        "Folders of the server under which an admin may connect a server folder (`provider: fs`) from the API or "
+        "the web UI, comma-separated; empty: server folders come from `remote_links.yml` only.", _folders,
+        example="/data/datasets,/mnt/nas",
     )
     server_host: str = setting(
         "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",

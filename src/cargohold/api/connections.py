@@ -20,10 +20,11 @@ Name = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", description="1-128 lette
 
 class ConnectionIn(BaseModel):
     """The fields a provider takes (docs/LINKS.md). Leaving out `secret_key` or `credentials_json` when
-    changing a connection keeps the stored one; `null` removes it."""
+    changing a connection keeps the stored one; `null` removes it. A server folder (`fs`) takes `path` and
+    `storage_id` instead of buckets, and only under one of the folders the server's `LINKS_FS_ROOTS` lists."""
 
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["minio", "azure", "google"]
+    provider: Literal["minio", "azure", "google", "fs"]
     endpoint: str | None = None
     access_key: str | None = None
     secret_key: str | None = Field(default=None, description="write-only")
@@ -31,7 +32,9 @@ class ConnectionIn(BaseModel):
     region: str | None = None
     credentials_json: str | dict[str, Any] | None = Field(
         default=None, description="google: the service-account key file's content (write-only)")
-    buckets: list[str] = Field(min_length=1)
+    buckets: list[str] | None = Field(default=None, min_length=1, description="minio, azure, google")
+    path: str | None = Field(default=None, description="fs: the folder on the server, under LINKS_FS_ROOTS")
+    storage_id: str | None = Field(default=None, description="fs: the host of its links, fs://<storage_id>/...")
 
 
 class ConnectionOut(BaseModel):
@@ -74,6 +77,8 @@ class ConnectionsFile(BaseModel):
 class ConnectionList(BaseModel):
     connections: list[ConnectionOut]
     file: ConnectionsFile
+    fs_roots: list[str]
+    """The folders under which a server folder (`fs`) may be connected here (`LINKS_FS_ROOTS`); empty: none."""
 
 
 class BucketCheckOut(BaseModel):
@@ -114,7 +119,8 @@ async def list_connections(ctx: Ctx) -> ConnectionList:
     found = await ctx.connections.all()
     registry = ctx.connections
     return ConnectionList(connections=[ConnectionOut.of(n) for n in found],
-                          file=ConnectionsFile(path=str(registry.file_path), error=registry.file_error))
+                          file=ConnectionsFile(path=str(registry.file_path), error=registry.file_error),
+                          fs_roots=[str(root) for root in ctx.settings.links_fs_roots])
 
 
 @router.put("/connections/{name}", responses={201: {"model": ConnectionOut}, 409: {}})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, cast
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -20,6 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import AlreadyExists
+from ..settings import Settings
 from ..storage.connection import Connection, ProviderName
 from ..storage.connections import DEFAULT_METADATA_ENDPOINT, FieldProblem, NamedConnection, make_connection
 from .db import Catalog
@@ -58,10 +60,25 @@ class StoredFields:
 
 
 class CatalogConnections:
-    def __init__(self, catalog: Catalog, secret: bytes, metadata_endpoint: str = DEFAULT_METADATA_ENDPOINT) -> None:
+    def __init__(self, catalog: Catalog, secret: bytes, metadata_endpoint: str = DEFAULT_METADATA_ENDPOINT, *,
+                 fs_roots: tuple[Path, ...] = (), fs_protected: tuple[Path, ...] = ()) -> None:
         self.catalog = catalog
         self.box = SecretBox(secret)
         self.metadata_endpoint = metadata_endpoint
+        self.fs_roots = fs_roots
+        self.fs_protected = fs_protected
+
+    @classmethod
+    def of(cls, catalog: Catalog, secret: bytes, settings: Settings) -> CatalogConnections:
+        return cls(catalog, secret, settings.aws_ec2_metadata_service_endpoint, fs_roots=settings.links_fs_roots,
+                   fs_protected=(settings.home, settings.data_path))
+
+    def make(self, name: str, values: dict[str, Any]) -> NamedConnection:
+        """``make_connection`` under this server's rules for connections made through the API. A server
+        folder is checked against ``LINKS_FS_ROOTS`` again each time it is read, so one taken off that
+        list stops working."""
+        return make_connection(name, values, "catalog", metadata_endpoint=self.metadata_endpoint,
+                               fs_roots=self.fs_roots, fs_protected=self.fs_protected)
 
     async def load(self) -> list[NamedConnection]:
         """Every stored connection, as the registry uses them (the loader ``ConnectionRegistry`` calls)."""
@@ -111,8 +128,7 @@ class CatalogConnections:
             return self._unusable(row, settings, "its secrets cannot be decrypted with this server's SECRET_KEY; "
                                   "give every replica the same SECRET_KEY, or enter the secrets again")
         try:
-            named = make_connection(row.name, {"provider": row.provider, **settings, **secrets}, "catalog",
-                                    metadata_endpoint=self.metadata_endpoint)
+            named = self.make(row.name, {"provider": row.provider, **settings, **secrets})
         except FieldProblem as exc:
             return self._unusable(row, settings, f"{exc.field or 'connection'}: {exc.problem}")
         return replace(named, updated_at=row.updated_at)
@@ -122,7 +138,8 @@ class CatalogConnections:
             return str(settings.get(key, ""))
 
         conn = Connection(cast(ProviderName, row.provider), endpoint=text("endpoint"), access_key=text("access_key"),
-                          region=text("region"), iam_role=text("iam_role"))
-        buckets = tuple(str(b) for b in settings.get("buckets", []))
+                          region=text("region"), iam_role=text("iam_role"),
+                          root=Path(text("path")) if row.provider == "fs" and text("path") else None)
+        buckets = (text("storage_id"),) if row.provider == "fs" else tuple(str(b) for b in settings.get("buckets", []))
         return NamedConnection(row.name, conn, buckets, "catalog", updated_at=row.updated_at, problem=problem,
                                usable=False)

@@ -1,6 +1,7 @@
 """Connections as the API and the web UI see them: list, create or change, delete, test, browse.
 
-File connections (``remote_links.yml``) are read-only here. Secrets are write-only: no answer holds
+File connections (``remote_links.yml``) are read-only here. A server folder (``fs``) may be connected
+only under the operator's ``LINKS_FS_ROOTS``. Secrets are write-only: no answer holds
 one, and a change that omits one keeps the stored value. Text a provider sends back (a test's
 error) has every secret of the connection masked out before it leaves.
 """
@@ -17,7 +18,7 @@ from ..catalog.connections import SECRET_FIELDS, CatalogConnections
 from ..errors import AlreadyExists, BadInput, CargoholdError, NotFound, Unsupported
 from ..storage import ByteRange, Store
 from ..storage.base import FolderListing, FolderPage
-from ..storage.connections import PROVIDERS, FieldProblem, NamedConnection, fields_of, make_connection
+from ..storage.connections import PROVIDERS, FieldProblem, NamedConnection, fields_of
 from .context import Context
 
 TEST_TIMEOUT = 20.0
@@ -25,7 +26,7 @@ TEST_TIMEOUT = 20.0
 
 
 def catalog_connections(ctx: Context) -> CatalogConnections:
-    return CatalogConnections(ctx.catalog, ctx.secret, ctx.settings.aws_ec2_metadata_service_endpoint)
+    return CatalogConnections.of(ctx.catalog, ctx.secret, ctx.settings)
 
 
 async def _file_connection(ctx: Context, name: str) -> NamedConnection | None:
@@ -48,11 +49,8 @@ async def put_connection(ctx: Context, name: str, body: Mapping[str, Any]) -> tu
     ctx.connections.invalidate()  # check against what every replica wrote, not what this one read 2 s ago
     await _refuse_file_connection(ctx, name)
     provider = body.get("provider")
-    if provider == "fs":
-        raise BadInput("server folders (provider fs) are connected in remote_links.yml only: reading a folder of "
-                       "the server is the operator's decision, not an API client's")
     if provider not in PROVIDERS:
-        raise BadInput(f"provider: {provider!r} is not one of minio, azure, google")
+        raise BadInput(f"provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
     values: dict[str, Any] = {"provider": provider}
     for field, value in body.items():
         if field == "provider" or value is None or value == "":
@@ -67,8 +65,7 @@ async def put_connection(ctx: Context, name: str, body: Mapping[str, Any]) -> tu
             if field not in body and field in old.secrets and field in fields_of(provider, "catalog"):
                 values[field] = old.secrets[field]
     try:
-        named = make_connection(name, values, "catalog",
-                                metadata_endpoint=ctx.settings.aws_ec2_metadata_service_endpoint)
+        named = rows.make(name, values)
     except FieldProblem as exc:
         raise BadInput(f"{exc.field or 'connection'}: {exc.problem}. Fix: {exc.fix}") from None
     for other in await ctx.connections.all():

@@ -45,7 +45,7 @@ class Context:
         secret = instance_secret(settings)
         metadata = settings.aws_ec2_metadata_service_endpoint
         connections = ConnectionRegistry(settings.remote_links_path, metadata_endpoint=metadata,
-                                         catalog=CatalogConnections(catalog, secret, metadata).load)
+                                         catalog=CatalogConnections.of(catalog, secret, settings).load)
         try:
             await connections.open()  # a bad remote_links.yml stops start-up, naming file, line and connection
             cache = CacheTiers.from_settings(settings)

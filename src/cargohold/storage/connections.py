@@ -100,9 +100,14 @@ class FieldProblem(Exception):
 def make_connection(
     name: str, values: Mapping[str, FieldValue], origin: Origin, *,
     metadata_endpoint: str = DEFAULT_METADATA_ENDPOINT, base_dir: Path | None = None,
+    fs_roots: tuple[Path, ...] = (), fs_protected: tuple[Path, ...] = (),
 ) -> NamedConnection:
     """A connection from its fields as written (in the file or in an API request), every field checked.
-    Raises FieldProblem. Messages never hold a secret's value."""
+    Raises FieldProblem. Messages never hold a secret's value.
+
+    A server folder made through the API (origin ``catalog``) must lie under one of ``fs_roots`` (the
+    operator's ``LINKS_FS_ROOTS``) and neither hold nor sit inside a ``fs_protected`` folder (the instance
+    home, ``DATA_PATH``): which folders of the server may be read is the operator's decision."""
     if not re.fullmatch(NAME_PATTERN, name):
         raise FieldProblem(None, "a name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
                            "rename it, e.g. my-car-datasets")
@@ -121,7 +126,11 @@ def make_connection(
     text = {k: v.strip() for k, v in values.items() if isinstance(v, str)}
     prefix = f"connection {name!r} field "
     if provider == "fs":
-        return NamedConnection(name, _folder(text, prefix), (_storage_id(text),), origin)
+        folder = _folder(text, prefix)
+        if origin == "catalog":
+            assert folder.root is not None
+            _check_mountable(folder.root, fs_roots, fs_protected)
+        return NamedConnection(name, folder, (_storage_id(text),), origin)
     conn = Connection(
         provider,  # type: ignore[arg-type]  # checked against PROVIDERS above
         endpoint=text.get("endpoint", ""), access_key=text.get("access_key", ""),
@@ -210,6 +219,22 @@ def _folder(text: Mapping[str, str], prefix: str) -> Connection:
         raise FieldProblem("path", f"{raw} is not an existing folder on this server",
                            "create it, mount it, or correct the path")
     return Connection("fs", root=path, setting_prefix=prefix)
+
+
+def _check_mountable(folder: Path, roots: tuple[Path, ...], protected: tuple[Path, ...]) -> None:
+    if not roots:
+        raise FieldProblem("path", "this server lets no server folder be connected through the API",
+                           "the operator lists the folders that may be, e.g. LINKS_FS_ROOTS=/data/datasets in .env, "
+                           "or connects it in remote_links.yml")
+    real = folder.resolve()  # symlinks followed: a link inside a root that points elsewhere is not under it
+    if not any(real.is_relative_to(root.resolve()) for root in roots):
+        raise FieldProblem("path", f"{folder} is not under a folder this server allows ({real} once links are "
+                           "followed)" if real != folder else f"{folder} is not under a folder this server allows",
+                           f"choose a folder under {', '.join(str(r) for r in roots)} (LINKS_FS_ROOTS)")
+    for own in (p.resolve() for p in protected):
+        if real.is_relative_to(own) or own.is_relative_to(real):
+            raise FieldProblem("path", f"{folder} holds or lies in cargohold's own files ({own})",
+                               "choose a folder that holds only the data to link")
 
 
 def _storage_id(text: Mapping[str, str]) -> str:

@@ -1,5 +1,6 @@
-// Add or edit a cloud connection (PUT /connections/{name}), with the fields of its provider.
+// Add or edit a connection (PUT /connections/{name}), with the fields of its provider.
 // Secrets are write-only: the form never shows one back; left empty, the stored one is kept.
+// A server folder may be connected only under the folders the operator lists in LINKS_FS_ROOTS.
 import { api } from '../api.js';
 import { h, notice, pageHeader } from '../dom.js';
 import { announce, busy, showError } from '../ui.js';
@@ -24,14 +25,16 @@ export async function render(root, { params, query, signal, navigate }) {
   root.append(header, feedback);
 
   let existing = null;
+  let fsRoots = [];
+  try {
+    const answer = await api('GET', '/connections', { signal });
+    fsRoots = answer.fs_roots || [];
+    existing = editing ? answer.connections.find((c) => c.name === editing) || null : null;
+  } catch (exc) {
+    showError(feedback, exc, editing ? 'The connection could not be read' : 'The connections could not be read');
+    return;
+  }
   if (editing) {
-    try {
-      const answer = await api('GET', '/connections', { signal });
-      existing = answer.connections.find((c) => c.name === editing) || null;
-    } catch (exc) {
-      showError(feedback, exc, 'The connection could not be read');
-      return;
-    }
     if (!existing) {
       feedback.replaceChildren(notice('error', `There is no connection named ${editing}.`));
       return;
@@ -50,15 +53,13 @@ export async function render(root, { params, query, signal, navigate }) {
   const provider = h('select', { id: 'conn-provider', name: 'provider', 'aria-describedby': 'conn-provider-hint' },
     h('option', { value: 'minio', text: 'S3-compatible (AWS S3, MinIO, Ceph…)' }),
     h('option', { value: 'azure', text: 'Azure Blob Storage' }),
-    h('option', { value: 'google', text: 'Google Cloud Storage' }));
+    h('option', { value: 'google', text: 'Google Cloud Storage' }),
+    h('option', { value: 'fs', text: 'Server folder (fs://)' }));
   provider.value = existing ? existing.provider : 'minio';
   const providerField = h('div', { class: 'field' },
     h('label', { for: 'conn-provider', text: 'Provider' }), provider,
-    h('p', { class: 'hint', id: 'conn-provider-hint' },
-      h('strong', { text: 'Server folders ' }),
-      '(fs://) cannot be added here on purpose: which folders of the server may be read is the operator’s decision, '
-      + 'so they are connected only in remote_links.yml on the server (provider: fs, path, storage_id). '
-      + 'They are listed read-only.'));
+    h('p', { class: 'hint', id: 'conn-provider-hint', text: 'Where the linked files are: a cloud bucket, or a '
+      + 'folder on the server itself.' }));
 
   const hasSecret = Boolean(existing && existing.has_secret);
   const value = (key) => (existing && existing[key]) || '';
@@ -105,6 +106,19 @@ export async function render(root, { params, query, signal, navigate }) {
   const google = h('fieldset', { class: 'provider-fields', dataset: { provider: 'google' } },
     h('legend', { text: 'Google Cloud Storage' }), gcEndpoint.wrap, gcFile.wrap);
 
+  // Server folder
+  const fsPath = input('fs-path', 'Folder on the server', { value: value('path'),
+    placeholder: fsRoots.length ? `${fsRoots[0]}/…` : '/data/datasets' },
+    fsRoots.length ? `An absolute path under ${fsRoots.join(', ')}.` : '');
+  const fsId = input('fs-storage-id', 'Storage id', { value: value('storage_id'), placeholder: 'local-datasets' },
+    'The name links use for this folder: fs://<storage id>/path/to/file.jpg');
+  const fsNone = notice('warning', 'This server lets no folder be connected from here. The operator lists the '
+    + 'folders that may be in .env (LINKS_FS_ROOTS=/data/datasets) or connects one in remote_links.yml '
+    + '(provider: fs, path, storage_id).');
+  const folder = h('fieldset', { class: 'provider-fields', dataset: { provider: 'fs' } },
+    h('legend', { text: 'Server folder' }), ...(fsRoots.length
+      ? [h('div', { class: 'form-row' }, fsPath.wrap, fsId.wrap)] : [fsNone]));
+
   const buckets = h('textarea', { id: 'conn-buckets', name: 'buckets', rows: '3', spellcheck: 'false', required: true,
     'aria-describedby': 'conn-buckets-hint' });
   buckets.value = existing ? existing.buckets.join('\n') : '';
@@ -118,7 +132,7 @@ export async function render(root, { params, query, signal, navigate }) {
   const result = h('div', { class: 'test-slot', 'aria-live': 'polite' });
   const form = h('form', { class: 'card stack connection-form', novalidate: true, 'aria-label': 'Connection' },
     h('div', { class: 'form-row' }, name.wrap, providerField),
-    s3, azure, google, bucketsField,
+    s3, azure, google, folder, bucketsField,
     h('div', { class: 'actions' }, save, saveAndTest,
       h('a', { class: 'button subtle', href: '#/settings/connections', text: 'Cancel' })),
     result);
@@ -126,7 +140,7 @@ export async function render(root, { params, query, signal, navigate }) {
 
   function sync() {
     const chosen = provider.value;
-    for (const box of [s3, azure, google]) {
+    for (const box of [s3, azure, google, folder]) {
       const active = box.dataset.provider === chosen;
       box.hidden = !active;
       box.disabled = !active;
@@ -135,6 +149,10 @@ export async function render(root, { params, query, signal, navigate }) {
     keysBox.hidden = role;
     roleBox.hidden = !role;
     bucketsLabel.textContent = chosen === 'azure' ? 'Containers' : 'Buckets';
+    bucketsField.hidden = chosen === 'fs';
+    buckets.disabled = chosen === 'fs';
+    save.disabled = chosen === 'fs' && !fsRoots.length;
+    saveAndTest.disabled = save.disabled;
     // A secret is kept only while the provider stays the same.
     const keeps = hasSecret && existing && existing.provider === chosen;
     s3Secret.hintEl.textContent = keeps ? KEEP : 'Stored encrypted; never shown again.';
@@ -149,6 +167,14 @@ export async function render(root, { params, query, signal, navigate }) {
 
   async function body() {
     const chosen = provider.value;
+    if (chosen === 'fs') {
+      if (!fsRoots.length) throw new Error('This server lets no folder be connected from here.');
+      const path = fsPath.el.value.trim();
+      const storageId = fsId.el.value.trim();
+      if (!path.startsWith('/')) throw new Error(`Give the folder’s absolute path, under ${fsRoots.join(', ')}.`);
+      if (!storageId) throw new Error('Give the storage id that links will use.');
+      return { provider: chosen, path, storage_id: storageId };
+    }
     const keeps = hasSecret && existing && existing.provider === chosen;
     const list = buckets.value.split(/[\s,]+/).map((b) => b.trim()).filter(Boolean);
     if (!list.length) throw new Error(`List at least one ${chosen === 'azure' ? 'container' : 'bucket'}.`);
