@@ -566,7 +566,7 @@ def test_add_a_server_folder_connection_under_links_fs_roots(page: Page, server:
     page.get_by_label("Folder on the server", exact=True).fill(str(nas / "cameras"))
     page.get_by_role("button", name="Add and test").click()
     result = page.locator(".test-result")
-    expect(result).to_contain_text("Connection nas-cameras works")
+    expect(result).to_contain_text("Connection nas-cameras works: 1 folder listed and read.")
     row = result.locator("tr[data-bucket='web-nas']")
     expect(row.locator("td").nth(1)).to_have_text("OK")
     expect(row.locator("td").nth(2)).to_have_text("OK")

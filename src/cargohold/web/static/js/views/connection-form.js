@@ -266,7 +266,7 @@ export async function render(root, { params, query, signal, navigate }) {
     result.replaceChildren(h('p', { class: 'muted', text: 'Testing each bucket…' }));
     try {
       const check = await api('POST', `/connections/${encodeURIComponent(connectionName)}/test`);
-      result.replaceChildren(h('h3', { text: 'Test result' }), testResult(check));
+      result.replaceChildren(h('h3', { text: 'Test result' }), testResult(check, provider.value));
     } catch (exc) {
       showError(result, exc, 'The test could not run');
     }

@@ -19,16 +19,19 @@ function mark(ok) {
   return h('span', { class: `badge ${ok ? 'ok' : 'bad'}`, text: ok ? 'OK' : 'failed' });
 }
 
-export function testResult(check) {
+const NOUNS = { azure: 'container', fs: 'folder' };
+
+export function testResult(check, provider) {
+  const noun = NOUNS[provider] || 'bucket';
   const allOk = check.buckets.every((b) => b.list && b.read !== false);
   return h('div', { class: 'test-result', dataset: { ok: String(allOk) } },
     h('p', { class: allOk ? 'result-ok' : 'result-bad', role: 'status' },
-      allOk ? `Connection ${check.name} works: ${plural(check.buckets.length, 'bucket')} listed and read.`
+      allOk ? `Connection ${check.name} works: ${plural(check.buckets.length, noun)} listed and read.`
         : `Connection ${check.name} has a problem.`),
     h('div', { class: 'table-wrap' }, h('table', { class: 'table test-table' },
-      h('caption', { class: 'visually-hidden', text: `Test of ${check.name}, per bucket` }),
+      h('caption', { class: 'visually-hidden', text: `Test of ${check.name}, per ${noun}` }),
       h('thead', {}, h('tr', {},
-        h('th', { scope: 'col', text: 'Bucket' }),
+        h('th', { scope: 'col', text: noun[0].toUpperCase() + noun.slice(1) }),
         h('th', { scope: 'col', text: 'List' }),
         h('th', { scope: 'col', text: 'Read' }),
         h('th', { scope: 'col', text: 'Error' }))),
@@ -58,7 +61,7 @@ export async function render(root, { signal }) {
       result.replaceChildren(h('p', { class: 'muted', text: 'Testing each bucket…' }));
       try {
         const check = await api('POST', `/connections/${encodeURIComponent(c.name)}/test`);
-        result.replaceChildren(testResult(check));
+        result.replaceChildren(testResult(check, c.provider));
         announce(`Tested ${c.name}.`);
       } catch (exc) {
         showError(result, exc, 'The test could not run');
