@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from click.testing import Result as CliResult
 
 import cargohold
-from cargohold import sync as sync_module
+from cargohold import sync_state
 from cargohold.cli import cli
 from cargohold.client import Client
 from cargohold.sync import STATE_FILE, Sync
@@ -179,7 +179,7 @@ def test_hash_cache_resumed_pulls_and_kept_edits(api_server: RunningServer, clie
     (dest / "big.bin.part").parent.mkdir(parents=True)
     (dest / "big.bin.part").write_bytes(big[: 1024 * KB])
     # The files just written are older than the racy window here, so their hashes are kept at once.
-    monkeypatch.setattr(sync_module, "RACY_NS", 0)
+    monkeypatch.setattr(sync_state, "RACY_NS", 0)
     result = Sync(client, dest, "ws").pull()
     assert sorted(result.moved) == sorted([*FILES, "big.bin"]) and not result.failed
     assert result.bytes == sum(map(len, FILES.values())) + len(big) - 1024 * KB

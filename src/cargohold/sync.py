@@ -14,18 +14,14 @@ Two ways of deciding what moves:
   long-running workspace never puts back an old copy over a file a colleague changed meanwhile. When
   both sides changed a file, the workspace's copy wins and the file is reported as a conflict.
 
-The state file ``LOCAL_DIR/.cargohold-sync.json`` (written atomically) holds a cache of local
+The state file ``LOCAL_DIR/.cargohold-sync.json`` (sync_state.py, written atomically) holds a cache of local
 SHA-256s keyed by (path, size, mtime_ns), so unchanged files are not read again, and per server and
 prefix the SHA-256 both sides had at the last sync, which the ``workspace`` way needs.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
-import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,20 +29,17 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from rich.filesize import decimal
 
 from .client import ChecksumMismatch, Client
 from .errors import BadInput, CargoholdError, NotFound, TooLarge, Unprocessable
+from .sync_state import STATE_FILE, LocalFile, SyncState, excluded, is_state_file, scan_local, within
 
-STATE_FILE = ".cargohold-sync.json"
-STATE_VERSION = 1
+__all__ = ["STATE_FILE", "BackgroundPush", "Plan", "Result", "Sync", "SyncState", "remote_prefix", "scan_local"]
+
 PART_SUFFIX = ".part"  # what Client.get_file writes before the rename
-# A hash is only cached for a file last modified this long before it was read: a write within the same
-# tick of a coarse file-system clock would otherwise go unseen (size and mtime unchanged).
-RACY_NS = 2_000_000_000
-HASH_CHUNK = 1024 * 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Direction = Literal["pull", "push"]
@@ -98,28 +91,6 @@ def check_relative(rel: str) -> str:
     return rel
 
 
-def is_state_file(name: str) -> bool:
-    """The state file, or one of its temporary files: never synced."""
-    return name == STATE_FILE or (name.startswith(STATE_FILE + ".") and name.endswith(".tmp"))
-
-
-def sha256_file(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def _within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(rel, p) or any(fnmatch.fnmatchcase(part, p) for part in rel.split("/"))
-               for p in patterns)
-
-
 @dataclass(frozen=True)
 class RemoteFile:
     rel: str  # the path below the prefix
@@ -137,15 +108,6 @@ class RemoteFile:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return (when - _EPOCH) // timedelta(microseconds=1) * 1000  # exact: a float would round
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    rel: str
-    path: Path
-    size: int
-    mtime_ns: int
-    via_link: bool = False  # reached through a symlinked folder: never deleted by a pull
 
 
 @dataclass
@@ -198,130 +160,6 @@ class Result:
                 f"deleted, {len(self.failed)} failed")
 
 
-class SyncState:
-    """``LOCAL_DIR/.cargohold-sync.json``: the hash cache and, per server and prefix, the last synced SHA-256s.
-
-    A missing or unreadable file is an empty state: the cache only saves work, it decides nothing alone."""
-
-    def __init__(self, root: Path, remote_key: str) -> None:
-        self.path = root / STATE_FILE
-        self.remote_key = remote_key
-        self.hashes: dict[str, tuple[int, int, str]] = {}
-        self.all_synced: dict[str, dict[str, str]] = {}
-        try:
-            data = json.loads(self.path.read_text())
-            if data.get("version") == STATE_VERSION:
-                self.hashes = {rel: (int(v[0]), int(v[1]), str(v[2])) for rel, v in data["hashes"].items()}
-                self.all_synced = {k: {rel: str(s) for rel, s in v.items()} for k, v in data["synced"].items()}
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-            pass
-        self.synced = self.all_synced.setdefault(remote_key, {})
-        self.hashed = 0  # files read to hash them (not answered from the cache)
-        self._recent: dict[str, tuple[int, int, str]] = {}  # this plan's hashes, too fresh to keep
-        self._saved = self._text()  # what the file holds: a run that changes nothing does not write it
-
-    def sha_of(self, local: LocalFile) -> str:
-        for known in (self.hashes.get(local.rel), self._recent.get(local.rel)):
-            if known and known[:2] == (local.size, local.mtime_ns):
-                return known[2]
-        started = time.time_ns()
-        sha = sha256_file(local.path)
-        self.hashed += 1
-        after = local.path.stat()
-        if (after.st_size, after.st_mtime_ns) == (local.size, local.mtime_ns):
-            self.remember(local.rel, local.size, local.mtime_ns, sha, started)
-            self._recent[local.rel] = (local.size, local.mtime_ns, sha)
-        return sha
-
-    def new_plan(self) -> None:
-        self._recent.clear()
-
-    def remember(self, rel: str, size: int, mtime_ns: int, sha: str, observed_ns: int) -> None:
-        """Cache ``sha`` for (rel, size, mtime_ns) as seen at ``observed_ns``, unless the file is too fresh."""
-        if mtime_ns <= observed_ns - RACY_NS:
-            self.hashes[rel] = (size, mtime_ns, sha)
-        else:
-            self.hashes.pop(rel, None)
-
-    def keep_only(self, rels: Iterable[str]) -> None:
-        keep = set(rels)
-        self.hashes = {rel: v for rel, v in self.hashes.items() if rel in keep}
-
-    def _text(self) -> str:
-        data: dict[str, Any] = {
-            "version": STATE_VERSION,
-            "hashes": {rel: list(v) for rel, v in sorted(self.hashes.items())},
-            "synced": {k: dict(sorted(v.items())) for k, v in sorted(self.all_synced.items()) if v},
-        }
-        return json.dumps(data, separators=(",", ":"))
-
-    def save(self) -> None:
-        text = self._text()
-        if text == self._saved and self.path.is_file():
-            return  # a workspace pushes every few seconds: no write when nothing changed
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=STATE_FILE + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._saved = text
-
-
-def scan_local(root: Path, exclude: tuple[str, ...] = ()) -> tuple[dict[str, LocalFile], dict[str, str]]:
-    """Every regular file under ``root`` by its POSIX path there, and what was left out, with why.
-
-    Symlinks are followed when they lead to a place inside ``root`` and skipped when they lead
-    outside it (or in a loop); state files and their temporary files are never listed."""
-    files: dict[str, LocalFile] = {}
-    skipped: dict[str, str] = {}
-    if not root.is_dir():
-        return files, skipped
-    root_real = root.resolve()
-
-    def walk(folder: Path, prefix: str, chain: tuple[Path, ...], via_link: bool) -> None:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            skipped[prefix.rstrip("/") or "."] = f"cannot be listed: {exc.strerror or exc}"
-            return
-        for entry in entries:
-            rel = prefix + entry.name
-            if is_state_file(entry.name):  # at any depth: a folder synced on its own inside this one
-                continue
-            if _excluded(rel, exclude):
-                continue
-            try:
-                is_link = entry.is_symlink()
-                real = Path(os.path.realpath(entry.path)) if is_link else None
-                if real is not None and not _within(real, root_real):
-                    skipped[rel] = "a symlink that leads outside the local folder"
-                    continue
-                if entry.is_dir(follow_symlinks=True):
-                    here = real or Path(os.path.realpath(entry.path))
-                    if here in chain:
-                        skipped[rel] = "a symlink loop"
-                        continue
-                    walk(Path(entry.path), rel + "/", (*chain, here), via_link or is_link)
-                elif entry.is_file(follow_symlinks=True):
-                    st = entry.stat(follow_symlinks=True)
-                    files[rel] = LocalFile(rel, Path(entry.path), st.st_size, st.st_mtime_ns, via_link)
-                elif is_link and not os.path.exists(entry.path):
-                    skipped[rel] = "a broken symlink"
-                else:
-                    skipped[rel] = "not a regular file"
-            except OSError as exc:
-                skipped[rel] = f"cannot be read: {exc.strerror or exc}"
-
-    walk(root, "", (root_real,), False)
-    return files, skipped
-
-
 class Sync:
     """``local_dir`` and the team files under ``remote_dir``, over ``client``."""
 
@@ -348,7 +186,7 @@ class Sync:
             except BadInput as exc:
                 skipped[rel] = exc.message
                 continue
-            if _excluded(rel, self.exclude):
+            if excluded(rel, self.exclude):
                 continue
             if is_state_file(rel.rsplit("/", 1)[-1]):
                 skipped[rel] = "the name of the sync state file"
@@ -366,7 +204,7 @@ class Sync:
         probe = self.root.joinpath(*rel.split("/")).parent
         while not probe.exists() and probe != self.root and probe.parent != probe:
             probe = probe.parent
-        return not _within(probe.resolve(), root_real)
+        return not within(probe.resolve(), root_real)
 
     # -- planning ---------------------------------------------------------------------------------
 
@@ -536,13 +374,13 @@ class Sync:
         assert step.local is not None
         path = step.local.path
         root_real = self.root.resolve()
-        if not _within(Path(os.path.realpath(path.parent)), root_real):
+        if not within(Path(os.path.realpath(path.parent)), root_real):
             raise BadInput("its folder leads outside the local folder; not deleted")
         path.unlink()  # a symlink itself, never what it points to
         self.state.hashes.pop(step.rel, None)
         self.state.synced.pop(step.rel, None)
         folder = path.parent
-        while folder != self.root and _within(folder, self.root):
+        while folder != self.root and within(folder, self.root):
             try:
                 folder.rmdir()  # only folders this deletion left empty
             except OSError:
