@@ -10,6 +10,7 @@ from ..errors import CargoholdError, ConfigError
 from ..storage.connections_file import ConnectionsFileError
 from .admin import gc, token
 from .cache import cache
+from .catalog import catalog
 from .files import files, workspace
 from .items import items
 from .links import links
@@ -26,7 +27,7 @@ def cli() -> None:
 
 
 for command in (where, check, up, down, status, token, gc, upload, download, links, cache, migrate, items, files,
-                workspace):
+                workspace, catalog):
     cli.add_command(command)
 
 

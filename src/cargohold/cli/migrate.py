@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import click
@@ -24,7 +23,7 @@ from ..catalog.db import Catalog
 from ..catalog.db import migrate as migrate_catalog
 from ..catalog.models import TeamFile
 from ..errors import ConfigError
-from ..instance import write_private_file
+from ..instance import update_env
 from ..services import locks
 from ..services.migrate import DEFAULT_JOBS, Migration, Report, Work, plan
 from ..settings import Settings, load_settings
@@ -153,20 +152,5 @@ def _print_report(report: Report, verify_only: bool) -> None:
 
 
 def _switch(current: Settings, new_env: Path) -> None:
-    env_path = current.home / ".env"
-    old_text = env_path.read_text() if env_path.is_file() else ""
     new_values = {k: v or "" for k, v in dotenv_values(new_env).items()}
-    kept = [line for line in old_text.splitlines()
-            if not _line_key(line).startswith("STORAGE_") and _line_key(line) not in new_values]
-    lines = kept + [f"{key}={value}" for key, value in new_values.items()]
-    if old_text:
-        write_private_file(current.home / ".env.bak", old_text)
-    write_private_file(env_path, "\n".join(lines) + "\n")
-    os.chmod(env_path, 0o600)
-
-
-def _line_key(line: str) -> str:
-    text = line.strip()
-    if not text or text.startswith("#") or "=" not in text:
-        return ""
-    return text.split("=", 1)[0].removeprefix("export ").strip()
+    update_env(current.home, new_values, drop_prefix="STORAGE_")
