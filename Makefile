@@ -23,10 +23,10 @@ typecheck: $(VENV)/.installed-test
 
 # Every benchmark under bench/, one after the other; their figures go into docs/PERFORMANCE.md (the generated
 # block only). bench-quick: each with its small options, a few minutes in all.
-bench: $(VENV)/.installed-test node_modules/.installed bench-tools
+bench: $(VENV)/.installed-test node_modules/.installed debian-tools bench-tools
 	$(PY) bench/report.py
 
-bench-quick: $(VENV)/.installed-test node_modules/.installed bench-tools
+bench-quick: $(VENV)/.installed-test node_modules/.installed debian-tools bench-tools
 	$(PY) bench/report.py --quick
 
 # What bench/cache.py and bench/migrate.py compare against, kept out of the project's venv: wrk, nginx

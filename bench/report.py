@@ -1,6 +1,6 @@
 """One performance report: runs every benchmark under bench/ and writes its figures into docs/PERFORMANCE.md.
 
-Each benchmark (storage, upload, catalog, links, cache, migrate, front) runs as a subprocess with ``--json
+Each benchmark (storage, upload, catalog, links, cache, migrate, catalog_copy, front) runs as a subprocess with ``--json
 <tmp file>``, its output streamed through. From the JSON each becomes one table, measurement | cargohold |
 reference | ratio | target | met?, with the command that reproduces it. Only the generated block of
 docs/PERFORMANCE.md, between ``<!-- make bench: begin -->`` and ``<!-- make bench: end -->``, is rewritten
@@ -344,6 +344,16 @@ def migrate_table(f: dict[str, Any]) -> Table:
     return t
 
 
+def catalog_copy_table(f: dict[str, Any]) -> Table:
+    t = Table(f"An SQLite catalog of {f['items']:,} items into an empty PostgreSQL database (Debian's, on 127.0.0.1): "
+              f"`cargohold catalog copy` vs psycopg's `COPY items FROM STDIN` fed by `sqlite3`, median of "
+              f"{f['runs']} run{'s' if f['runs'] != 1 else ''}.")
+    ours, bare = f["copy_s"], f["bare_s"]
+    t.rows.append(Row("SQLite → PostgreSQL, rows/s", f"{f['items'] / ours:,.0f} ({ours:.2f} s)",
+                      f"{f['items'] / bare:,.0f} ({bare:.2f} s): bare COPY, no checks", bare / ours, at_least(0.5)))
+    return t
+
+
 def front_table(f: dict[str, Any]) -> Table:
     t = Table("`deploy/nginx.conf` in front of one replica (`worker_processes 1`, as the reference), a 100 KiB item "
               "in its storage tier; wrk 1 thread, 32 connections, alternating runs, medians.")
@@ -385,6 +395,8 @@ BENCHES: tuple[Bench, ...] = (
     Bench("cache", "Cache and previews", cache_table, quick=("--quick",), tools=("wrk", "nginx")),
     Bench("migrate", "Migration: local disk to S3, against rclone", migrate_table,
           quick=("--runs", "1", "--small", "200", "--large", "1"), tools=("rclone",)),
+    Bench("catalog_copy", "Catalog copy: SQLite to PostgreSQL", catalog_copy_table,
+          quick=("--items", "50000", "--runs", "1")),
     Bench("front", "Behind nginx: cached content through the front vs nginx alone", front_table,
           quick=("--runs", "1", "--duration", "2"), tools=("wrk", "nginx")),
 )

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, select, text
+from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import AlreadyExists, BadInput
@@ -83,9 +83,9 @@ def copy_catalog(source: DatabaseUrls, target: DatabaseUrls,
                 result = reading.execution_options(yield_per=BATCH).execute(select(table).order_by(*table.primary_key))
                 for batch in result.partitions(BATCH):
                     try:
-                        writing.execute(insert(table), [dict(row._mapping) for row in batch])
-                    except DBAPIError as exc:
-                        reason = (str(exc.orig).splitlines() or ["refused"])[0]
+                        _write(writing, table, batch)
+                    except (DBAPIError, writing.dialect.loaded_dbapi.Error) as exc:
+                        reason = (str(getattr(exc, "orig", exc)).splitlines() or ["refused"])[0]
                         raise BadInput(f"{table.name}: {describe(target)} refuses a row ({reason}); nothing was "
                                        "copied: correct that row, then copy again") from None
                     rows += len(batch)
@@ -121,6 +121,22 @@ def _engine(urls: DatabaseUrls) -> Engine:
         def _begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN")
     return engine
+
+
+def _write(writing: Connection, table: Table, rows: Sequence[Row[Any]]) -> None:
+    if writing.dialect.name != "postgresql":
+        writing.execute(insert(table), [dict(row._mapping) for row in rows])
+        return
+    # COPY, in the same transaction: about 4x the rows per second of batched INSERTs (bench/catalog_copy.py).
+    columns = list(table.c)
+    bind = [c.type.bind_processor(writing.dialect) for c in columns]
+    quote = writing.dialect.identifier_preparer.quote
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) FROM STDIN"
+    driver = writing.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([v if process is None else process(v) for process, v in zip(bind, row, strict=True)])
 
 
 def _move_sequence(writing: Connection, table: Table) -> None:
