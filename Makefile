@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint typecheck unit bench bench-quick bench-tools debian-tools clean
+.PHONY: run test soak lint typecheck unit bench bench-quick bench-tools debian-tools clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/cargohold up
@@ -14,6 +14,12 @@ test: $(VENV)/.installed-test node_modules/.installed debian-tools
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
+
+# tests/test_load.py for 5 minutes instead of 20 s (200 locust users against the real server); it prints
+# p50/p99 and throughput. SOAK_SECONDS=N for another length.
+SOAK_SECONDS ?= 300
+soak: $(VENV)/.installed-test
+	CARGOHOLD_LOAD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/test_load.py -p no:cacheprovider
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests bench

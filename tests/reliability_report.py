@@ -7,7 +7,10 @@ A test takes part by its marker::
 ``kind`` is ``attack``, ``bad input``, ``fault``, ``crash`` or ``load``; ``what`` names what was tried (tests
 with the same kind and ``what`` make one row, their cases added up); ``cases`` counts the requests, inputs
 or faults the test tries. A test whose count is known only when it has run (Hypothesis, a fuzzer) adds
-``("reliability_cases", n)`` to ``request.node.user_properties``, which then stands for the marker's.
+``("reliability_cases", n)`` to ``request.node.user_properties``, which then stands for the marker's. A test
+that measured something (a load test's latency and throughput, what a crash left behind) adds
+``("reliability_result", "text")``: when the row passed, its result reads ``passed: text`` (the texts of the
+row's tests one per line); the terminal summary shows them too, in any run.
 
 The document is rewritten at the end of a session only when every marked test of the suite ran: none
 deselected (``-k``, ``-m``), none left out by naming files or tests, none cut short by ``-x``. A failed
@@ -27,7 +30,7 @@ KINDS = ("attack", "bad input", "fault", "crash", "load")
 TESTS = Path(__file__).resolve().parent
 DOC = TESTS.parent / "docs" / "RELIABILITY.md"
 
-HEADER = """# Reliability: attacks, bad input, faults
+HEADER = """# Reliability: attacks, bad input, faults, crashes, load
 
 Written by the test run (`tests/reliability_report.py`), not by hand: every test marked
 `@pytest.mark.reliability(kind=..., what=..., cases=...)` is a row (tests with the same kind and `what`
@@ -45,6 +48,8 @@ class _Test:
     cases: int
     outcome: str = ""
     reason: str = ""
+    found: list[str] = field(default_factory=list)
+    """``reliability_result`` texts: what the test measured or found, for the row's result."""
 
 
 @dataclass
@@ -67,7 +72,8 @@ class _Row:
             return "not tested: " + "; ".join(sorted({t.reason for t in skipped}))
         if skipped:
             return "passed; not tested: " + "; ".join(sorted({t.reason for t in skipped}))
-        return "passed"
+        found = [text for t in self.tests for text in t.found]
+        return "passed: " + "<br>".join(found) if found else "passed"
 
     @property
     def where(self) -> str:
@@ -107,6 +113,10 @@ class ReliabilityReport:
         for name, value in report.user_properties:
             if name == "reliability_cases" and isinstance(value, int):
                 test.cases = value
+            if name == "reliability_result" and isinstance(value, str):
+                text = " ".join(value.split()).replace("|", "\\|")
+                if text not in test.found:
+                    test.found.append(text)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             test.outcome = "error" if report.when == "setup" and report.failed else report.outcome
             if report.skipped and isinstance(report.longrepr, tuple):
@@ -153,6 +163,9 @@ class ReliabilityReport:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.tests:
             return
+        for test in self.tests.values():
+            for text in test.found:
+                terminalreporter.write_line(f"reliability: {test.nodeid}: {text}")
         if self.written is not None:
             terminalreporter.write_line(f"reliability: {DOC.relative_to(TESTS.parent)} written from "
                                         f"{len(self.tests)} marked tests")

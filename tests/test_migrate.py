@@ -1,20 +1,25 @@
 """``cargohold migrate`` between real providers: local disk → S3 (moto) → Azure (Azurite) → GCS
 (fake-gcs-server) → local disk, each hop checked byte for byte with the provider's own SDK and by a
-server started on the new provider; and a migration killed midway, then finished."""
+server started on the new provider; and a migration killed (``kill -9``) in the middle of a multipart copy,
+then finished: every catalog row's bytes on the new provider by SHA-256, and ``cargohold gc`` there
+accounting for what the kill left."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
 import re
-import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import boto3
 import httpx
@@ -210,50 +215,161 @@ def proxy(moto_server: Server) -> Iterator[RecordingProxy]:
         yield recording
 
 
-def test_a_migration_killed_midway_goes_on_where_it_stopped(tmp_path: Path, proxy: RecordingProxy,
-                                                             moto_server: Server) -> None:
+LARGE_SEEDS = (500, 504)
+"""32 MiB items whose SHA-256 starts with 9: the source lists content in key order, so about half the small
+items are copied before them, and each goes to S3 as a multipart upload the kill can cut."""
+
+
+def s3_objects(s3: Any, bucket: str) -> dict[str, int]:
+    try:
+        pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket))
+    except s3.exceptions.NoSuchBucket:
+        return {}
+    return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+
+def s3_uploads(s3: Any, bucket: str) -> list[str]:
+    try:
+        return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    except s3.exceptions.NoSuchBucket:
+        return []
+
+
+def catalog_rows(home: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Straight from the catalog: stored items' content key -> SHA-256, team files' path -> SHA-256."""
+    with contextlib.closing(sqlite3.connect(f"file:{home / 'data' / 'catalog.sqlite3'}?mode=ro", uri=True)) as db:
+        items = {f"sha256/{s[:2]}/{s[2:4]}/{s}": s
+                 for (s,) in db.execute("SELECT sha256 FROM items WHERE source = 'stored'")}
+        files = dict(db.execute("SELECT path, sha256 FROM team_files").fetchall())
+    return items, files
+
+
+@pytest.mark.reliability(kind="crash", what="`kill -9` of `cargohold migrate` (local disk to S3) in the middle of "
+                         "a multipart copy, then run again: every catalog row's bytes on S3 by SHA-256, nothing "
+                         "copied twice or missed, the server serves from S3, `cargohold gc` there finds every orphan "
+                         "(the cut multipart upload, content and team files without rows) and leaves none", cases=1)
+def test_a_migration_killed_midway_goes_on_where_it_stopped(
+        tmp_path: Path, proxy: RecordingProxy, moto_server: Server, request: pytest.FixtureRequest) -> None:
     home = tmp_path / "home"
-    files = {f"batch/{i:04d}.bin": data(20_000 + i, 100 + i) for i in range(300)}
-    bucket = home / "data" / "storage" / "cargohold-private"
-    for key, blob in files.items():
-        (bucket / key).parent.mkdir(parents=True, exist_ok=True)
-        (bucket / key).write_bytes(blob)
+    small = {f"img-{i:03d}.jpg": data(8_000 + 200 * i, 100 + i) for i in range(150)}
+    large = {f"weights-{seed}.bin": data(32 * MB, seed) for seed in LARGE_SEEDS}
+    assert all(sha(blob)[0] == "9" for blob in large.values())
+    team = {f"models/{i:02d}.pt": data(1_000 + 997 * i, 400 + i) for i in range(40)}
+    orphan = data(30_000, 99)
+    server = RunningServer(home, {}).start()
+    try:
+        with server.client() as client:
+            dataset = client.post("/datasets", json={"name": "cv"}).json()["id"]
+            names = list(small.items()) + list(large.items()) + [("deleted.bin", orphan)]
+            for start in range(0, len(names), 50):
+                answer = client.post(f"/datasets/{dataset}/items",
+                                     files=[("files", (n, b)) for n, b in names[start:start + 50]])
+                assert answer.status_code == 201, answer.text
+            deleted = client.get(f"/datasets/{dataset}/items", params={"name": "deleted.bin"}).json()["items"]
+            assert client.delete(f"/items/{deleted[0]['id']}").status_code == 204  # its content stays: gc's to find
+            for path, blob in team.items():
+                assert client.put(f"/files/{path}", content=blob).status_code in (200, 201)
+    finally:
+        server.stop()
+    source = home / "data" / "storage"
+    rowless = {"stray/a.bin": data(5_000, 98), "stray/b.bin": data(6_000, 97)}  # team-file objects without rows
+    for key, blob in rowless.items():
+        (source / "cargohold-private" / key).parent.mkdir(parents=True, exist_ok=True)
+        (source / "cargohold-private" / key).write_bytes(blob)
+    items, files = catalog_rows(home)
+    assert len(items) == len(small) + len(large) and set(files) == set(team)
+    before = on_local(source, "cargohold")
+    total = len(before)
+    assert total == len(items) + 1 + len(files) + len(rowless)
+
     target = write_env(tmp_path / "s3.env", STORAGE_PROVIDER="minio", STORAGE_ENDPOINT=proxy.url,
                        STORAGE_ACCESS_KEY="testing", STORAGE_SECRET_KEY="testing", STORAGE_BUCKET_PREFIX="mig-kill")
     s3 = boto3.client("s3", endpoint_url=moto_server.url, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")
+    buckets = ("mig-kill-public", "mig-kill-private")
 
     def copied() -> int:
-        try:
-            return int(s3.list_objects_v2(Bucket="mig-kill-private").get("KeyCount", 0))
-        except s3.exceptions.NoSuchBucket:
-            return 0
+        return sum(len(s3_objects(s3, bucket)) for bucket in buckets)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STORAGE_", "CACHE_", "DATA_PATH"))}
     env["CARGOHOLD_HOME"] = str(home)
     first = subprocess.Popen([sys.executable, "-m", "cargohold", "migrate", "--to", str(target), "--jobs", "2"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while copied() < 40:
+    while not s3_uploads(s3, "mig-kill-public"):  # a large item is being copied in parts
         assert first.poll() is None, "the migration ended before it could be killed"
         assert time.monotonic() < deadline
-        time.sleep(0.02)
+        time.sleep(0.01)
     first.send_signal(signal.SIGKILL)
     first.wait()
     done_before = copied()
-    assert 40 <= done_before < len(files)
+    assert 40 <= done_before < total, done_before
+    cut = s3_uploads(s3, "mig-kill-public")
+    assert cut and all(key in items for key in cut), cut
 
     second = cargohold_cli(home, "migrate", "--to", str(target), "--jobs", "4")
     assert second.returncode == 0, second.stdout + second.stderr
     match = re.search(r"copied (\d+), skipped (\d+)", second.stdout)
     assert match, second.stdout
-    assert int(match.group(2)) == done_before and int(match.group(1)) == len(files) - done_before
-    puts: dict[str, int] = {}
+    assert int(match.group(2)) == done_before and int(match.group(1)) == total - done_before
+    # Each object went up whole exactly once over both runs: one PUT, or one completed multipart upload.
+    whole: dict[str, int] = {}
     for seen in proxy.requests:
-        if seen.method == "PUT" and seen.status == 200 and "/mig-kill-private/" in seen.path:
-            key = seen.path.split("/mig-kill-private/", 1)[1].split("?", 1)[0]
-            puts[key] = puts.get(key, 0) + 1
-    assert set(puts) == set(files) and set(puts.values()) == {1}, "nothing copied twice, nothing missing"
-    for key, blob in files.items():
-        assert sha(s3.get_object(Bucket="mig-kill-private", Key=key)["Body"].read()) == sha(blob)
-    shutil.rmtree(bucket.parent)  # the source was never touched: removing it is the test's own cleanup
+        bucket, _, rest = seen.path.lstrip("/").partition("/")
+        key, _, query = rest.partition("?")
+        in_parts = "uploadId=" in query
+        whole_put = (seen.method == "PUT" and not in_parts) or (seen.method == "POST" and in_parts)  # or completed
+        if bucket in buckets and key and seen.status == 200 and whole_put:  # not the PUT making the bucket
+            name = f"{bucket.removeprefix('mig-kill-')}/{unquote(key)}"
+            whole[name] = whole.get(name, 0) + 1
+    assert set(whole) == set(before) and set(whole.values()) == {1}, "nothing copied twice, nothing missing"
+    # Every catalog row's bytes are on S3, by the provider's own SDK, with the row's SHA-256.
+    on_target = on_s3(moto_server, "mig-kill")
+    assert on_target == before and on_local(source, "cargohold") == before
+    assert all(on_target[f"public/{key}"] == expected for key, expected in items.items())
+    assert all(on_target[f"private/{path}"] == expected for path, expected in files.items())
+
+    switched = cargohold_cli(home, "migrate", "--to", str(target), "--switch")
+    assert switched.returncode == 0 and f"copied 0, skipped {total}" in switched.stdout, switched.stdout
+    settings = {k: v or "" for k, v in dotenv_values(home / ".env").items() if k != "SERVER_PORT"}
+    server = RunningServer(home, settings).start()
+    try:
+        # On the destination gc finds exactly the orphans: the multipart upload the kill cut, the content of
+        # the deleted item and the team-file objects without rows (copied as they were); then none are left.
+        listed = cargohold_cli(home, "gc", "--older-than", "0")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        lines = listed.stdout.splitlines()
+        orphan_key = f"sha256/{sha(orphan)[:2]}/{sha(orphan)[2:4]}/{sha(orphan)}"
+        expected_lines = {f"mig-kill-public/{orphan_key}\t{len(orphan)}\tno item uses it"}
+        expected_lines |= {f"mig-kill-private/{k}\t{len(b)}\tno team file row" for k, b in rowless.items()}
+        found = set(lines[:-1])
+        interrupted = {line for line in found if line.endswith("\tinterrupted upload")}
+        assert found - interrupted == expected_lines, lines
+        assert len(interrupted) == len(cut) and all(any(f"mig-kill-public/{k} (multipart" in line for line in
+                                                        interrupted) for k in cut), lines
+        assert lines[-1].startswith(f"found {len(found)} unreferenced objects"), lines
+        deleted_lines = cargohold_cli(home, "gc", "--older-than", "0", "--yes").stdout.splitlines()
+        assert deleted_lines[-1].startswith(f"deleted {len(found)} objects"), deleted_lines
+        again = cargohold_cli(home, "gc", "--older-than", "0").stdout.splitlines()
+        assert again == ["found 0 unreferenced objects, 0 bytes"], again
+        assert s3_uploads(s3, "mig-kill-public") == [] and s3_uploads(s3, "mig-kill-private") == []
+        sizes = {f"public/{k}": n for k, n in s3_objects(s3, "mig-kill-public").items()}
+        sizes |= {f"private/{k}": n for k, n in s3_objects(s3, "mig-kill-private").items()}
+        kept = {f"public/{k}" for k in items} | {f"private/{p}" for p in files}
+        assert sizes == {name: (home / "data" / "storage" / f"cargohold-{name}").stat().st_size for name in kept}
+        # The server on S3 lists every item and serves them (a sample; every object was hashed above), after gc.
+        with server.client() as client:
+            page = client.get(f"/datasets/{dataset}/items", params={"limit": 1000}).json()["items"]
+            assert {i["name"] for i in page} == set(small) | set(large)
+            for item in page[::15]:
+                assert sha(client.get(f"/items/{item['id']}/content").content) == item["sha256"], item["name"]
+            for path in list(team)[::8]:
+                assert client.get(f"/files/{path}").content == team[path]
+    finally:
+        server.stop()
+    assert on_local(source, "cargohold") == before, "the source is untouched"
+    request.node.user_properties.append(("reliability_result", (
+        f"killed with {done_before} of {total} objects copied and {len(cut)} multipart upload(s) cut; the second run "
+        f"copied {total - done_before}, skipped {done_before}; {len(items) + len(files)} rows verified on S3; "
+        f"gc there found {len(found)} orphans ({len(interrupted)} multipart upload(s), {len(found) - len(interrupted)} "
+        "objects without rows), then none")))

@@ -154,12 +154,27 @@ class LocalStore:
                 if attempt == 2:  # a concurrent delete kept removing the emptied parent folder
                     raise
             except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+                # mkdir(exist_ok=True) raises FileExistsError also when the folder it found is removed before it
+                # looks again (a concurrent delete or rename emptied it, e.g. `.staging/` between two uploads):
+                # only a file where a folder must be, or a folder where the file must be, is a clash.
+                if attempt < 2 and not self._clashes(path):
+                    continue
                 raise BadInput(
                     f"object key {key!r} clashes with another key on disk (one names a file, the other a "
                     "folder); local disk cannot hold both"
                 ) from exc
             except PermissionError as exc:
                 raise Forbidden(f"cannot write {path}: {exc.strerror}") from exc
+
+    def _clashes(self, path: Path) -> bool:
+        if path.is_dir():
+            return True
+        parent = path.parent
+        while parent != self.root and parent.is_relative_to(self.root):
+            if parent.exists() and not parent.is_dir():
+                return True
+            parent = parent.parent
+        return False
 
     async def delete(self, key: str) -> None:
         self._writable()
