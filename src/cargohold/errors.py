@@ -12,6 +12,7 @@
     ├── AlreadyExists
     ├── Forbidden              credentials missing, wrong, or not allowed to do this
     ├── BackendUnavailable     the storage service did not answer usefully
+    │   └── StoreTimeout       ... or not at all, within the time a request may take (504)
     ├── BadGateway             a remote store answered with an error, or could not be reached (502)
     ├── GatewayTimeout         a remote store sent nothing for CACHE_FETCH_TIMEOUT (504)
     └── Unsupported            the provider has no such capability
@@ -90,6 +91,14 @@ class Forbidden(CargoholdError):
 class BackendUnavailable(CargoholdError):
     code = "backend_unavailable"
     http_status = 503
+
+
+class StoreTimeout(BackendUnavailable):
+    """A store sent no answer within the time one request may take, its retries included
+    (``storage/base.py``: ``META_TIMEOUT`` for listings, HEAD and DELETE)."""
+
+    code = "gateway_timeout"
+    http_status = 504
 
 
 class BadGateway(CargoholdError):

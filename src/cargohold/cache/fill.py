@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +43,14 @@ class Fill:
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self._write_fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._read_fd = os.open(self.tmp, os.O_RDONLY)
+
+    def probe(self, size: int) -> None:
+        """Writes ``size`` zero bytes and takes them back: raises the disk's OSError if it refuses them."""
+        assert self._write_fd is not None
+        written = 0
+        while written < size:
+            written += os.pwrite(self._write_fd, bytes(min(size - written, 65536)), written)
+        os.ftruncate(self._write_fd, 0)
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._write_fd is not None
@@ -103,14 +111,14 @@ class Fill:
         if self.error is not None:
             raise self.error
 
-    def follow(self, start: int, end: int) -> AsyncIterator[bytes]:
+    def follow(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes ``[start, end)`` as the writer lands them. Takes its descriptor now, while the fill is
         still running (the caller checks ``done`` first)."""
         if self._read_fd is None:
             raise RuntimeError("the fill is over; read its entry instead")
         fd = os.dup(self._read_fd)
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncGenerator[bytes, None]:
             try:
                 pos = start
                 while pos < end:

@@ -37,6 +37,8 @@ Writer = Callable[[Fill], Awaitable[None]]
 INDEX_FILE = "index.sqlite3"
 TMP_DIR = ".tmp"
 FLUSH_EVERY = 1.0
+DISK_PROBE = 64 * 1024
+"""Bytes a fill writes first, and takes back, while the tier's disk refuses writes (full, read-only)."""
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Tier:
         self._flusher: asyncio.Task[None] | None = None
         self._db: sqlite3.Connection | None = None
         self._flush_lock = asyncio.Lock()
+        self._disk_error: OSError | None = None  # the last write the disk refused, until a fill lands again
+        self._index_error = False
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -199,8 +203,13 @@ class Tier:
         self.stats.fills += 1
         try:
             fill.create()  # now, not in the task: a reader may follow the fill before its writer first runs
+            if self._disk_error is not None:
+                # The disk refused a write before: try it with a few bytes before the source is read for a
+                # fill bound to fail (and read again for the answer).
+                fill.probe(DISK_PROBE)
         except OSError as exc:  # the cache's disk (full, read-only): handed to the waiters like any failure
             self.stats.fill_errors += 1
+            self._disk_failed(exc)
             fill.fail(exc)
             fill.release()
             with contextlib.suppress(OSError):
@@ -229,8 +238,11 @@ class Tier:
             fill.entry = self._admit(fill)
         except BaseException as exc:  # handed to every waiter; re-raised only if cancelled
             self.stats.fill_errors += 1
+            if isinstance(exc, OSError):
+                self._disk_failed(exc)
             fill.fail(exc)
-            fill.tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                fill.tmp.unlink(missing_ok=True)
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
@@ -255,7 +267,18 @@ class Tier:
         self._entries[fill.key] = entry
         self._bytes += size
         self._dirty[path.name] = entry
+        if self._disk_error is not None:
+            log.warning("cache %s: %s takes writes again; copies are kept again", self.name, self.root)
+            self._disk_error = None
         return entry
+
+    def _disk_failed(self, exc: OSError) -> None:
+        """A write to the tier's disk failed (full, read-only, gone). Logged once, not per request, until
+        a fill lands again; meanwhile answers come from the source and nothing is kept."""
+        if self._disk_error is None:
+            log.error("cache %s: cannot write to %s (%s); answering from the source without keeping copies "
+                      "until it can", self.name, self.root, exc.strerror or exc)
+        self._disk_error = exc
 
     # -- eviction ---------------------------------------------------------------------------------
 
@@ -334,5 +357,11 @@ class Tier:
                 next_sweep = time.monotonic() + sweep_every
             try:
                 await self.flush()
-            except sqlite3.Error as exc:  # a full disk, say: the cache goes on, the index catches up later
-                log.warning("cache %s: index not written: %s", self.name, exc)
+            except (sqlite3.Error, OSError) as exc:  # a full disk, say: the cache goes on, the index catches up
+                if not self._index_error:  # logged once, not every second
+                    log.warning("cache %s: index not written: %s (retried every %g s)", self.name, exc, FLUSH_EVERY)
+                self._index_error = True
+            else:
+                if self._index_error:
+                    log.warning("cache %s: index written again", self.name)
+                self._index_error = False

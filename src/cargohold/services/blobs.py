@@ -126,7 +126,11 @@ class _Meter:
 async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_size: int, max_pixels: int) -> Blob:
     meter = _Meter(chunks, name, max_size, max_pixels)
     staging = f"{STAGING_PREFIX}/{secrets.token_hex(16)}"
-    await store.put(staging, meter.stream())
+    try:
+        await store.put(staging, meter.stream())  # all-or-nothing: a failed put leaves no object
+    except BackendUnavailable as exc:
+        # The store's own retries (per request, per part) are spent; the client may send it again.
+        raise type(exc)(f"{name!r} was not stored, nothing of it is kept; send it again: {exc.message}") from exc
     try:
         found = meter.finish()
         sha256 = meter.sha.hexdigest()

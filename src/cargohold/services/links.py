@@ -201,14 +201,22 @@ async def _add_batch(
     if verify:
         gate = asyncio.Semaphore(VERIFY_CONCURRENCY)
 
+        timeout = ctx.settings.cache_fetch_timeout
+
         async def one(c: _Checked) -> _Checked | None:
             async with gate:
                 try:
-                    await _verify(ctx, c, ctx.settings.image_max_pixels)
+                    # Bounded: a store that does not answer refuses the line, it does not hold the batch.
+                    async with asyncio.timeout(timeout):
+                        await _verify(ctx, c, ctx.settings.image_max_pixels)
                     return c
+                except TimeoutError:
+                    report.refuse(Refused(c.entry.line, c.entry.link.uri,
+                                          f"no answer from its store within {timeout:g} s (CACHE_FETCH_TIMEOUT); "
+                                          "nothing was added for it"))
                 except CargoholdError as exc:
                     report.refuse(Refused(c.entry.line, c.entry.link.uri, exc.message))
-                    return None
+                return None
 
         checked = [c for c in await asyncio.gather(*(one(c) for c in checked)) if c is not None]
     await _write(ctx, dataset_id, checked, conflict, report)

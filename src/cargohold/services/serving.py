@@ -18,9 +18,14 @@ the same key), the ETag of a linked object, or the size and modification time of
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import errno
 import functools
 import hashlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..cache import Entry, Fill, Tier
-from ..errors import BackendUnavailable, BadGateway, GatewayTimeout, NotFound, Unprocessable
+from ..errors import BackendUnavailable, BadGateway, GatewayTimeout, NotFound, StoreTimeout, Unprocessable
 from ..media.convert import convert_image, needs_conversion
 from ..media.preview import MEDIA_TYPES, ImageFormat, PreviewSpec, make_preview
 from ..storage import ByteRange, Download
@@ -75,6 +80,7 @@ class Original:
     path: Path | None  # on local disk: read in place
     get: Getter | None  # on a remote
     provider: str
+    etag: str | None = None  # a linked object's, to check a read resumed after a fault is of the same version
 
 
 async def item_view(ctx: Context, item_id: int) -> ItemView:
@@ -132,9 +138,16 @@ async def _linked(ctx: Context, item: ItemView) -> Original:
         provider = link.provider
     else:
         provider = "https"
+    last_key = f"link-last:{item.uri}"
     meta = ctx.link_versions.get(item.uri)
     if meta is None:
-        meta = await _remote(provider, links_svc.head_link(ctx, link), ctx.settings.cache_fetch_timeout)
+        try:
+            meta = await _remote(provider, links_svc.head_link(ctx, link), ctx.settings.cache_fetch_timeout)
+        except (BadGateway, GatewayTimeout) as exc:
+            last: Original | None = ctx.memo.originals.get(last_key)
+            if last is None:
+                raise
+            return _stale(last, exc)
         ctx.link_versions.put(item.uri, meta)
     linked = link
 
@@ -142,8 +155,21 @@ async def _linked(ctx: Context, item: ItemView) -> Original:
         return await links_svc.open_link(ctx, linked, byte_range)
 
     version = meta.etag or f"{meta.size}-{meta.last_modified.timestamp() if meta.last_modified else 0}"
-    return Original(f"link:{item.uri}@{version}", meta.size, meta.last_modified or item.created_at, None, get,
-                    provider)
+    found = Original(f"link:{item.uri}@{version}", meta.size, meta.last_modified or item.created_at, None, get,
+                     provider, meta.etag)
+    ctx.memo.remember(last_key, found)
+    return found
+
+
+def _stale(last: Original, error: BadGateway | GatewayTimeout) -> Original:
+    """The version a linked object had when last asked, while its store cannot say its current one (as
+    nginx's ``proxy_cache_use_stale error timeout``): what the cache holds of it is served; anything
+    that needs the store fails at once with the store's error, without asking it a second time."""
+
+    async def unreachable(byte_range: ByteRange | None) -> Download:
+        raise type(error)(error.message)
+
+    return dataclasses.replace(last, get=unreachable)
 
 
 async def _remote(provider: str, call: Awaitable[T], timeout: float) -> T:  # noqa: ASYNC109 - a setting
@@ -154,6 +180,8 @@ async def _remote(provider: str, call: Awaitable[T], timeout: float) -> T:  # no
             return await call
     except TimeoutError:
         raise GatewayTimeout(f"the {provider} store sent nothing for {timeout:g} s (CACHE_FETCH_TIMEOUT)") from None
+    except StoreTimeout as exc:
+        raise GatewayTimeout(f"the {provider} store did not answer: {exc.message}") from exc
     except BackendUnavailable as exc:
         raise BadGateway(f"the {provider} store is unreachable: {exc.message}") from exc
 
@@ -226,7 +254,29 @@ async def _open_original(ctx: Context, source: Original, byte_range: ByteRange |
             if body is not None:
                 return body
         return await _from_remote(ctx, source, None)
-    return Body(0, source.size, source.size, chunks=fill.follow(0, source.size))
+    return Body(0, source.size, source.size, chunks=_follow(ctx, source, fill))
+
+
+async def _follow(ctx: Context, source: Original, fill: Fill) -> AsyncIterator[bytes]:
+    """The fill's bytes as they land; if the cache's disk fails under it (full), the rest straight from
+    the remote, from where the fill stopped: the client's answer goes on, whole, and nothing is kept."""
+    sent = 0
+    async with contextlib.aclosing(fill.follow(0, source.size)) as chunks:
+        try:
+            async for chunk in chunks:
+                sent += len(chunk)
+                yield chunk
+            return
+        except OSError:
+            pass
+    assert source.get is not None
+    if sent >= source.size:
+        return
+    rest = await _remote(source.provider, source.get(ByteRange(sent, None)), ctx.settings.cache_fetch_timeout)
+    if rest.meta.size != source.size or (source.etag and rest.meta.etag and rest.meta.etag != source.etag):
+        raise BadGateway("the remote object changed while it was being read; ask again")
+    async for chunk in rest.chunks:
+        yield chunk
 
 
 async def _from_remote(ctx: Context, source: Original, byte_range: ByteRange | None) -> Body:
@@ -294,21 +344,121 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
     source = await original(ctx, item)
     key = f"{source.cache_key}/{spec.name}"
     tier = ctx.cache.previews
+    filename = f"{_stem(item.name)}.{spec.format}"
     entry = tier.lookup(key)
     if entry is None:
         max_pixels = ctx.settings.image_max_pixels
 
+        def made(path: Path, dest: Path) -> None:
+            make_preview(path, dest, spec, max_pixels)
+
         async def make(fill: Fill) -> None:
             path = await local_copy(ctx, source)
             started = time.monotonic()
-            await asyncio.to_thread(make_preview, path, fill.tmp, spec, max_pixels)
+            await asyncio.to_thread(_write_image, made, path, fill.tmp)
             ctx.metrics.generate_seconds.labels("preview").observe(time.monotonic() - started)
             ctx.metrics.previews_made.labels(spec.format).inc()
 
-        entry = await tier.fill(key, make).wait()
+        try:
+            entry = await tier.fill(key, make).wait()
+        except OSError:
+            # The cache's disk cannot take it (full, read-only; the tier logs that once): made in the
+            # temporary folder from the original, sent from memory, kept nowhere.
+            data = await _made_without_cache(ctx, source, made, PREVIEW_MEMORY_LIMIT, "preview")
+            ctx.metrics.previews_made.labels(spec.format).inc()
+            return _in_memory(data, _etag(key), source.last_modified, spec.media_type, filename)
         if entry is None:
             raise Unprocessable("the preview is larger than the whole previews tier (CACHE_PREVIEWS_SIZE)")
-    return _cached(tier, entry, _etag(key), source.last_modified, spec.media_type, f"{_stem(item.name)}.{spec.format}")
+    return _cached(tier, entry, _etag(key), source.last_modified, spec.media_type, filename)
+
+
+PREVIEW_MEMORY_LIMIT = 64 * 1024 * 1024
+"""Largest image made without the cache (its disk full) and sent from memory; a larger conversion
+answers 503 until the disk takes writes again. Previews are far smaller (2048 px at most)."""
+
+
+def _write_image(make: Callable[[Path, Path], None], path: Path, dest: Path) -> None:
+    """``make(path, dest)``, where a failure of libvips' saver to write ``dest`` (a full or read-only
+    disk: the image was read, its output could not be written) is the disk's ``OSError``, not a bad image."""
+    try:
+        make(path, dest)
+    except Unprocessable as exc:
+        cause = exc.__cause__
+        failed = f"{getattr(cause, 'message', '')} {getattr(cause, 'detail', '')}".lower()
+        if "save" in failed and "write" in failed:
+            raise OSError(errno.EIO, f"libvips could not write the image in {dest.parent}") from exc
+        raise
+
+
+@contextlib.asynccontextmanager
+async def _scratch() -> AsyncIterator[Path]:
+    """A folder of its own in the temporary folder (``TMPDIR``, outside the cache), removed after."""
+    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="cargohold-"))
+    try:
+        yield folder
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+async def _original_file(ctx: Context, source: Original, scratch: Path) -> Path:
+    """A file with the original's bytes without writing to the cache: the original in place, the
+    storage tier's copy, or else a copy fetched into ``scratch``."""
+    if source.path is not None:
+        return source.path
+    tier = ctx.cache.storage
+    entry = tier.lookup(source.cache_key, count=False)
+    if entry is not None:
+        return entry.path
+    if source.size > tier.max_size:
+        raise Unprocessable(f"the original ({source.size} bytes) is larger than the whole storage tier "
+                            "(CACHE_STORAGE_SIZE); it cannot be copied here to make an image of it")
+    assert source.get is not None
+    timeout = ctx.settings.cache_fetch_timeout
+    download = await _remote(source.provider, source.get(None), timeout)
+    dest = scratch / "original"
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while (chunk := await _remote(source.provider, anext(download.chunks, None), timeout)) is not None:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    if dest.stat().st_size != download.meta.size:
+        raise BadGateway(f"the source sent {dest.stat().st_size} of {download.meta.size} bytes")
+    return dest
+
+
+async def _made_without_cache(ctx: Context, source: Original, make: Callable[[Path, Path], None],
+                              limit: int, what: str) -> bytes:
+    try:
+        async with _scratch() as folder:
+            path = await _original_file(ctx, source, folder)
+            dest = folder / "made"
+            started = time.monotonic()
+            await asyncio.to_thread(make, path, dest)
+            ctx.metrics.generate_seconds.labels(what).observe(time.monotonic() - started)
+            size = dest.stat().st_size
+            if size > limit:
+                raise BackendUnavailable(f"the cache's disk takes no writes (full or read-only, see the log) and "
+                                         f"this image ({size:,} bytes) is too large to send from memory; ask again "
+                                         "once the disk has room")
+            return await asyncio.to_thread(dest.read_bytes)
+    except OSError as exc:
+        raise BackendUnavailable(f"the cache's disk takes no writes (full or read-only), nor does the temporary "
+                                 f"folder {tempfile.gettempdir()}: {exc}") from exc
+
+
+def _in_memory(data: bytes, etag: str, last_modified: datetime, content_type: str, filename: str) -> Representation:
+    async def open_(byte_range: ByteRange | None) -> Body:
+        start, end = byte_range.resolve(len(data)) if byte_range else (0, len(data))
+        return Body(start, end, len(data), chunks=_once(data[start:end]))
+
+    return Representation(len(data), etag, last_modified, content_type, filename, open_)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _converted(ctx: Context, item: ItemView, source: Original, format: ImageFormat) -> Representation | None:
@@ -318,26 +468,56 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
     _check_pixels(ctx, item)
     key = f"{source.cache_key}/{format}"
     tier = ctx.cache.converter
+    filename = f"{_stem(item.name)}.{format}"
+    max_pixels = ctx.settings.image_max_pixels
+
+    def made(path: Path, dest: Path) -> None:
+        convert_image(path, dest, format, max_pixels)
+
     entry = tier.lookup(key, count=False)
     if entry is None:
-        path = await local_copy(ctx, source)
+        try:
+            path = await local_copy(ctx, source)
+        except OSError:  # the cache's disk takes no writes: made without it, as previews are
+            return await _converted_without_cache(ctx, item, source, format, made, key, filename)
         if not await asyncio.to_thread(needs_conversion, path, item.mime_type, format):
             return None
         tier.stats.misses += 1
-        max_pixels = ctx.settings.image_max_pixels
 
         async def convert(fill: Fill) -> None:
             started = time.monotonic()
-            await asyncio.to_thread(convert_image, path, fill.tmp, format, max_pixels)
+            await asyncio.to_thread(_write_image, made, path, fill.tmp)
             ctx.metrics.generate_seconds.labels("conversion").observe(time.monotonic() - started)
             ctx.metrics.conversions_made.labels(format).inc()
 
-        entry = await tier.fill(key, convert).wait()
+        try:
+            entry = await tier.fill(key, convert).wait()
+        except OSError:
+            return await _converted_without_cache(ctx, item, source, format, made, key, filename)
         if entry is None:
             raise Unprocessable("the conversion is larger than the whole converter tier (CACHE_IMAGE_CONVERTER_SIZE)")
     else:
         tier.stats.hits += 1
-    return _cached(tier, entry, _etag(key), source.last_modified, MEDIA_TYPES[format], f"{_stem(item.name)}.{format}")
+    return _cached(tier, entry, _etag(key), source.last_modified, MEDIA_TYPES[format], filename)
+
+
+async def _converted_without_cache(ctx: Context, item: ItemView, source: Original, format: ImageFormat,
+                                   made: Callable[[Path, Path], None], key: str,
+                                   filename: str) -> Representation | None:
+    converted: list[bool] = []
+
+    def make(path: Path, dest: Path) -> None:
+        if needs_conversion(path, item.mime_type, format):
+            made(path, dest)
+            converted.append(True)
+        else:
+            dest.write_bytes(b"")
+
+    data = await _made_without_cache(ctx, source, make, PREVIEW_MEMORY_LIMIT, "conversion")
+    if not converted:
+        return None  # the original itself is sent, straight from the remote
+    ctx.metrics.conversions_made.labels(format).inc()
+    return _in_memory(data, _etag(key), source.last_modified, MEDIA_TYPES[format], filename)
 
 
 def _stem(name: str) -> str:

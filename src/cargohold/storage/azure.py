@@ -14,7 +14,7 @@ from obstore.store import AzureStore
 
 from ..errors import BackendUnavailable, ConfigError, Forbidden
 from .connection import Connection
-from .obstore_store import ObstoreStore
+from .obstore_store import ObstoreStore, meta_client_options
 
 
 def account_url(conn: Connection) -> str:
@@ -33,14 +33,19 @@ def open_azure(conn: Connection, container: str, *, retries: int = 3) -> Obstore
         raise ConfigError(conn.key("access_key"), "Azure needs the account name and key",
                           "set the access key to the storage account name and the secret key to its key")
     url = account_url(conn)
+    allow_http = url.startswith("http://")
     raw = AzureStore(
         container,
         account_name=conn.access_key,
         account_key=conn.secret_key,
         endpoint=url,
-        client_options={"allow_http": url.startswith("http://"), "connect_timeout": "5s", "timeout": "300s"},
+        client_options={"allow_http": allow_http, "connect_timeout": "5s", "timeout": "300s"},
         retry_config={"max_retries": retries, "retry_timeout": timedelta(seconds=30)},
     )
+    # HEAD, listings (a browse) and DELETE with short limits: a dead endpoint fails them in seconds,
+    # not after obstore's 300 s request timeout and retries.
+    meta = AzureStore(container, account_name=conn.access_key, account_key=conn.secret_key, endpoint=url,
+                      **meta_client_options(allow_http))
 
     async def create_container() -> None:
         await asyncio.to_thread(_create_container, conn, url, container)
@@ -50,7 +55,7 @@ def open_azure(conn: Connection, container: str, *, retries: int = 3) -> Obstore
 
     return ObstoreStore(
         raw, name=container, provider="azure", create_bucket=create_container, sign_url=sign_url,
-        suffix_ranges=False,
+        suffix_ranges=False, meta=meta,
     )
 
 

@@ -22,6 +22,13 @@ CHUNK_SIZE = 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 """Bytes per part of a multipart upload; also the largest object uploaded in one request."""
 
+META_TIMEOUT = 6.0
+"""Seconds one metadata request (HEAD, a page of a listing, DELETE) may take, and seconds after the
+first try past which no retry starts. A store that does not answer such a call (a dead endpoint, a
+host that swallows packets) fails it within about twice this, with ``StoreTimeout``: a browse, a link's
+HEAD or a health check answers in seconds, where the libraries' defaults retried for 60 to 300 s.
+Data requests (downloads, uploads, copies) keep their long limits: their time grows with their size."""
+
 Data = bytes | AsyncIterable[bytes]
 UnfinishedUploads = list[tuple[str, int]]
 """(description, bytes held) per interrupted upload; an alias because ``Store.list`` shadows ``list``."""

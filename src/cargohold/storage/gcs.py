@@ -19,16 +19,27 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
-from ..errors import BackendUnavailable, BadInput, CargoholdError, Forbidden, NotFound, RangeNotSatisfiable
+from ..errors import (
+    BackendUnavailable,
+    BadInput,
+    CargoholdError,
+    Forbidden,
+    NotFound,
+    RangeNotSatisfiable,
+    StoreTimeout,
+)
 from ..settings import parse_service_account, read_service_account
 from .base import (
     CHUNK_SIZE,
+    META_TIMEOUT,
     PART_SIZE,
     ByteRange,
     Data,
@@ -46,6 +57,12 @@ from .connection import Connection
 T = TypeVar("T")
 DOWNLOAD_CHUNK = 8 * CHUNK_SIZE
 
+# The SDK's defaults (60 s a request, retried for 120 s) kept a browse of a dead endpoint waiting for
+# two minutes. Metadata calls (HEAD, listings, DELETE) get META_TIMEOUT a request and retries within
+# it; reads of data 60 s a request, retried for 30 s, as obstore's stores are.
+META = {"timeout": (META_TIMEOUT, META_TIMEOUT), "retry": DEFAULT_RETRY.with_timeout(META_TIMEOUT)}
+DATA = {"timeout": (5.0, 60.0), "retry": DEFAULT_RETRY.with_timeout(30.0)}
+
 
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
@@ -59,6 +76,14 @@ def translated(what: str) -> Iterator[None]:
         raise Forbidden(f"{what}: the credentials are refused ({exc})") from exc
     except gexc.RequestRangeNotSatisfiable as exc:
         raise RangeNotSatisfiable(f"{what}: the range is outside the object") from exc
+    except requests.Timeout as exc:
+        raise StoreTimeout(f"{what}: no answer in time ({exc})") from exc
+    except gexc.RetryError as exc:  # retried until its time was up; the cause says what kept failing
+        cause = exc.cause
+        if isinstance(cause, requests.Timeout):
+            raise StoreTimeout(f"{what}: no answer in time ({cause})") from exc
+        message = f"{what}: no success in the time its retries may take; last error: {cause or exc}"
+        raise BackendUnavailable(message[:600]) from exc
     except (gexc.GoogleAPIError, OSError, ValueError) as exc:
         raise BackendUnavailable(f"{what}: {exc}") from exc
     except Exception as exc:  # requests' and urllib3's connection errors
@@ -103,27 +128,29 @@ class GcsStore:
 
     async def ensure_bucket(self, create: bool = True) -> None:
         what = f"bucket {self.name!r}"
-        exists = await self._run(what, self._bucket.exists)
+        exists = await self._run(what, self._bucket.exists, **META)
         if not exists:
             if not create:
                 raise NotFound(f"{what} does not exist")
             try:
-                await self._run(f"create {what}", self._client.create_bucket, self.name, project=self._project)
+                await self._run(f"create {what}", self._client.create_bucket, self.name, project=self._project,
+                                timeout=META["timeout"])  # not retried: a second create of the same bucket is a 409
             except BackendUnavailable as exc:
                 if not isinstance(exc.__cause__, gexc.Conflict):
                     raise
-        await self._run(f"list {what}", lambda: next(iter(self._client.list_blobs(self.name, max_results=1)), None))
+        await self._run(f"list {what}", lambda: next(iter(self._client.list_blobs(self.name, max_results=1, **META)),
+                                                     None))
 
     async def head(self, key: str) -> ObjectMeta:
         what = f"{self.name}/{check_key(key)}"
-        blob = await self._run(what, self._bucket.get_blob, key)
+        blob = await self._run(what, self._bucket.get_blob, key, **META)
         if blob is None:
             raise NotFound(f"{what}: not found")
         return _meta(blob)
 
     async def get(self, key: str, byte_range: ByteRange | None = None) -> Download:
         what = f"{self.name}/{check_key(key)}"
-        blob = await self._run(what, self._bucket.get_blob, key)
+        blob = await self._run(what, self._bucket.get_blob, key, **META)
         if blob is None:
             raise NotFound(f"{what}: not found")
         meta = _meta(blob)
@@ -137,7 +164,7 @@ class GcsStore:
         pos = start
         while pos < end:
             stop = min(end, pos + DOWNLOAD_CHUNK)
-            chunk = await self._run(what, pinned.download_as_bytes, start=pos, end=stop - 1, checksum=None)
+            chunk = await self._run(what, pinned.download_as_bytes, start=pos, end=stop - 1, checksum=None, **DATA)
             if not chunk:
                 raise BackendUnavailable(f"{what}: object ended early at byte {pos}")
             pos += len(chunk)
@@ -166,12 +193,12 @@ class GcsStore:
 
     async def delete(self, key: str) -> None:
         with contextlib.suppress(NotFound):
-            await self._run(f"delete {self.name}/{check_key(key)}", self._bucket.delete_blob, key)
+            await self._run(f"delete {self.name}/{check_key(key)}", self._bucket.delete_blob, key, **META)
 
     async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
         folder = folder_prefix(prefix)
         what = f"list {self.name}/{folder}"
-        iterator = self._client.list_blobs(self.name, prefix=folder or None, page_size=page_size)
+        iterator = self._client.list_blobs(self.name, prefix=folder or None, page_size=page_size, **META)
         pages = await self._run(what, lambda: iterator.pages)
         while True:
             page = await self._run(what, lambda: [_meta(b) for b in next(pages, [])])
@@ -185,7 +212,7 @@ class GcsStore:
 
         def first_page() -> FolderPage:
             iterator = self._client.list_blobs(self.name, prefix=folder or None, delimiter="/", page_size=page_size,
-                                               page_token=cursor or None)
+                                               page_token=cursor or None, **META)
             try:
                 page = next(iterator.pages, None)
             except gexc.BadRequest as exc:

@@ -23,9 +23,11 @@ from ..errors import (
     InvalidKey,
     NotFound,
     RangeNotSatisfiable,
+    StoreTimeout,
 )
 from .base import (
     CHUNK_SIZE,
+    META_TIMEOUT,
     PART_SIZE,
     ByteRange,
     Data,
@@ -86,12 +88,34 @@ def translated(what: str) -> Iterator[None]:
             raise Forbidden(f"{what}: the credentials are refused ({_first_line(exc)})") from exc
         if "Range" in text and ("416" in text or "not satisfiable" in text.lower() or "InvalidRange" in text):
             raise RangeNotSatisfiable(f"{what}: the range is outside the object") from exc
+        if any(marker in text for marker in _TIMED_OUT):
+            raise StoreTimeout(f"{what}: no answer in time ({_first_line(exc)})") from exc
         raise BackendUnavailable(f"{what}: {_first_line(exc)}") from exc
 
 
+# reqwest's timeouts, as obstore's debug text shows them (its message says only "error sending request").
+_TIMED_OUT = ("kind: Timeout", "TimedOut", "operation timed out")
+
+
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    """The message without obstore's "Debug source:" dump (a struct over many lines)."""
+    lines = []
+    for line in str(exc).splitlines():
+        if line.strip().startswith("Debug source"):
+            break
+        if line.strip():
+            lines.append(line.strip())
     return " ".join(lines[:3])[:500] if lines else type(exc).__name__
+
+
+def meta_client_options(allow_http: bool) -> dict[str, Any]:
+    """obstore client and retry options for the metadata store (``ObstoreStore(meta=...)``): each
+    request bounded by ``META_TIMEOUT``, retried only within it."""
+    return {
+        "client_options": {"allow_http": allow_http, "connect_timeout": f"{META_TIMEOUT:g}s",
+                           "timeout": f"{META_TIMEOUT:g}s"},
+        "retry_config": {"max_retries": 3, "retry_timeout": timedelta(seconds=META_TIMEOUT)},
+    }
 
 
 def _meta(raw: Any) -> ObjectMeta:
@@ -112,8 +136,12 @@ class ObstoreStore:
         suffix_ranges: bool = True,
         unfinished: Unfinished | None = None,
         large_copy: tuple[int, LargeCopy] | None = None,
+        meta: RawStore | None = None,
     ) -> None:
+        """``meta``: the same bucket with short time limits (``meta_client_options``), for HEAD, listings
+        and DELETE; ``raw`` keeps long ones for data, whose time grows with its size."""
         self.raw = raw
+        self.meta = meta if meta is not None else raw
         self.name = name
         self.provider = provider
         self._create_bucket = create_bucket
@@ -133,13 +161,13 @@ class ObstoreStore:
 
     async def _probe_list(self) -> None:
         with translated(f"list bucket {self.name!r}"):
-            stream = obstore.list(self.raw, chunk_size=1)
+            stream = obstore.list(self.meta, chunk_size=1)
             async for _page in stream:
                 break
 
     async def head(self, key: str) -> ObjectMeta:
         with translated(f"{self.name}/{check_key(key)}"):
-            return _meta(await obstore.head_async(self.raw, key))
+            return _meta(await obstore.head_async(self.meta, key))
 
     async def get(self, key: str, byte_range: ByteRange | None = None) -> Download:
         what = f"{self.name}/{check_key(key)}"
@@ -179,12 +207,12 @@ class ObstoreStore:
 
     async def delete(self, key: str) -> None:
         with contextlib.suppress(NotFound), translated(f"delete {self.name}/{check_key(key)}"):
-            await obstore.delete_async(self.raw, key)
+            await obstore.delete_async(self.meta, key)
 
     async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
         folder = folder_prefix(prefix).rstrip("/") or None
         with translated(f"list {self.name}/{folder or ''}"):
-            stream = obstore.list(self.raw, prefix=folder, chunk_size=page_size)
+            stream = obstore.list(self.meta, prefix=folder, chunk_size=page_size)
             async for page in stream:
                 yield [_meta(m) for m in page]
 
@@ -193,7 +221,7 @@ class ObstoreStore:
         # the folder whole; each page is cut from it after the cursor (the last key sent).
         folder = folder_prefix(prefix)
         with translated(f"list {self.name}/{folder}"):
-            result = await obstore.list_with_delimiter_async(self.raw, prefix=folder.rstrip("/") or None)
+            result = await obstore.list_with_delimiter_async(self.meta, prefix=folder.rstrip("/") or None)
         entries: FolderEntries = [(p.rstrip("/") + "/", None) for p in result["common_prefixes"]]
         entries += [(m["path"], _meta(m)) for m in result["objects"]]
         return page_after(entries, cursor, page_size)

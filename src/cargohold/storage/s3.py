@@ -16,7 +16,7 @@ from obstore.store import S3Store
 from ..errors import AlreadyExists, BackendUnavailable, ConfigError, Forbidden
 from .connection import Connection
 from .imds import ImdsCredentials
-from .obstore_store import ObstoreStore, translated
+from .obstore_store import ObstoreStore, meta_client_options, translated
 
 DEFAULT_REGION = "us-east-1"
 
@@ -45,13 +45,15 @@ def open_s3(
     elif credentials is None:
         raise ConfigError(conn.key("access_key"), "S3 needs static keys or an IAM role",
                           "set access and secret keys, or an IAM role on an AWS instance")
+    allow_http = endpoint.startswith("http://")
     raw = S3Store(
         bucket,
-        client_options={"allow_http": endpoint.startswith("http://"), "connect_timeout": "5s", "timeout": "300s"},
+        client_options={"allow_http": allow_http, "connect_timeout": "5s", "timeout": "300s"},
         retry_config={"max_retries": retries, "retry_timeout": timedelta(seconds=30)},
         credential_provider=credentials,
         **options,
     )
+    meta = S3Store(bucket, credential_provider=credentials, **meta_client_options(allow_http), **options)
 
     async def create_bucket() -> None:
         keys = await credentials() if credentials else None
@@ -66,7 +68,7 @@ def open_s3(
         await asyncio.to_thread(_multipart_copy, conn, bucket, endpoint, region, keys, src, dst)
 
     return ObstoreStore(raw, name=bucket, provider="minio", create_bucket=create_bucket, unfinished=unfinished,
-                        large_copy=(copy_limit, large_copy))
+                        large_copy=(copy_limit, large_copy), meta=meta)
 
 
 SINGLE_COPY_LIMIT = 5 * 1024**3
