@@ -440,3 +440,111 @@ def test_kill_during_100_concurrent_uploads_keeps_every_row_whole_and_gc_account
         f"{provider}: {CONCURRENT - len(in_flight)} answered before the kill, {len(in_flight)} cut; "
         f"{items_before_gc + files_before_gc} rows verified; gc found {len(found) - 1} orphans ("
         + ", ".join(f"{n} {GC_REASONS[reason]}" for reason, n in sorted(reasons.items())) + "), then none")))
+
+
+# --- team files replaced while the server is killed ------------------------------------------------------------
+
+OVERWRITTEN = 20
+WRITERS = 3  # per path, at once
+
+
+def pending_writes(server: RunningServer) -> int:
+    path = server.home / "data" / "catalog.sqlite3"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT count(*) FROM team_file_writes").fetchone()[0])
+
+
+@pytest.mark.reliability(kind="crash", what="`kill -9` of the server during 60 concurrent replacements of 20 team "
+                         "files (three writers a path, some trickling): after a restart every row names the bytes at "
+                         "its path, which are one whole version", cases=OVERWRITTEN * WRITERS)
+def test_kill_during_concurrent_team_file_replacements_keeps_each_row_on_its_bytes(
+        api_server: RunningServer, request: pytest.FixtureRequest) -> None:
+    paths = [f"models/m{n:02d}.pt" for n in range(OVERWRITTEN)]
+    versions = {path: [random_bytes(64 * 1024 + n * 4096, seed=2000 + n)] for n, path in enumerate(paths)}
+    with api_server.client() as client:
+        for path in paths:
+            assert client.put(f"/files/{path}", content=versions[path][0]).status_code == 201
+    rng = random.Random(11)
+    writes: list[Sent] = []
+    for n, path in enumerate(paths):
+        for w in range(WRITERS):
+            data = random_bytes(rng.randint(16, 3 * 1024) * 1024, seed=3000 + n * WRITERS + w)
+            trickle = w == 0 and n % 4 == 0
+            writes.append(Sent(f"{path}#{w}", data, path=path, fast=len(data) // 2 if trickle else None))
+            if not trickle:
+                versions[path].append(data)
+    killed = threading.Event()
+    threads = [threading.Thread(target=send_one, args=(api_server, s, killed), daemon=True) for s in writes]
+    for thread in threads:
+        thread.start()
+    whole = [s for s in writes if s.fast is None]
+    deadline = time.monotonic() + 60
+    while sum(1 for s in whole if s.status is not None or s.error is not None) < len(whole) // 3:
+        assert time.monotonic() < deadline, "no kill point"
+        time.sleep(0.005)
+    api_server.kill()
+    killed.set()
+    for thread in threads:
+        thread.join(30)
+    refused = [(s.name, s.status, s.answer) for s in writes if s.status is not None and s.status >= 300]
+    assert not refused, refused
+    answered = sum(1 for s in writes if s.status is not None)
+    announced = pending_writes(api_server)
+
+    api_server.start()
+    assert pending_writes(api_server) == 0, "the start finished every announced write"
+    _, files = catalog_rows(api_server)
+    assert set(files) == set(paths)
+    verify_every_row(api_server)  # each row's size and SHA-256 are those of the bytes at its path
+    for path, (_, sha) in files.items():
+        assert sha in {sha256(v) for v in versions[path]}, f"{path}: a whole version sent, or the first"
+    with api_server.client() as client:
+        for path in paths:
+            listed = client.get(f"/files/{path}")
+            assert sha256(listed.content) == files[path][1] == listed.headers["etag"].strip('"')
+
+    found = gc_lines(api_server)
+    assert all(line.split("\t")[0].startswith(f"{bucket_name(api_server, 'private')}/.staging/")
+               or line.split("\t")[2] == "interrupted upload" for line in found[:-1]), found
+    gc_lines(api_server, "--yes")
+    assert gc_lines(api_server) == ["found 0 unreferenced objects, 0 bytes"]
+    verify_every_row(api_server)
+    provider = "S3" if is_s3(api_server) else "local disk"
+    request.node.user_properties.append(("reliability_result", (
+        f"{provider}: {answered} of {len(writes)} answered before the kill, {announced} announced writes finished "
+        f"at the restart; {len(files)} rows verified; gc found {len(found) - 1} staged or unfinished objects")))
+
+
+@pytest.mark.reliability(kind="crash", what="the three states a crash can leave a team-file replacement in "
+                         "(announced; moved but not recorded; staged bytes lost), finished or dropped at the start",
+                         cases=3)
+def test_an_interrupted_team_file_write_is_finished_or_dropped_at_the_start(tmp_path: Path) -> None:
+    """Each state is made as a `kill -9` leaves it (a row in team_file_writes, files in the bucket folder),
+    then the server starts on it."""
+    server = RunningServer(tmp_path / "home", {}).start()
+    old, new = b"old weights " * 1000, b"new weights " * 2000
+    with server.client() as client:
+        for path in ("announced.pt", "moved.pt", "lost.pt"):
+            assert client.put(f"/files/{path}", content=old).status_code == 201
+    server.kill()
+    bucket = local_bucket(server, "private")
+    (bucket / ".staging").mkdir(exist_ok=True)
+    (bucket / ".staging" / "a1").write_bytes(new)  # announced: the staged bytes wait to be moved
+    (bucket / "moved.pt").write_bytes(new)  # moved before the kill; the row still says old
+    catalog = server.home / "data" / "catalog.sqlite3"
+    with contextlib.closing(sqlite3.connect(catalog)) as db, db:
+        for path, staged in (("announced.pt", ".staging/a1"), ("moved.pt", ".staging/m1"), ("lost.pt", ".staging/l1")):
+            db.execute("INSERT INTO team_file_writes (path, staged_key, size, sha256, content_type, created_at) "
+                       "VALUES (?, ?, ?, ?, 'application/octet-stream', '2026-11-29 00:00:00.000000')",
+                       (path, staged, len(new), sha256(new)))
+    server.start()
+    try:
+        assert pending_writes(server) == 0
+        _, files = catalog_rows(server)
+        assert files == {"announced.pt": (len(new), sha256(new)), "moved.pt": (len(new), sha256(new)),
+                         "lost.pt": (len(old), sha256(old))}
+        verify_every_row(server)
+        assert not (bucket / ".staging" / "a1").exists()
+        assert "finished 3 team-file writes the last stop interrupted" in server.log.read_text()
+    finally:
+        server.stop()

@@ -89,6 +89,22 @@ class TeamFile(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
+class TeamFileWrite(Base):
+    """A team file's new bytes, whole in ``staged_key`` (``.staging/`` of the private bucket), announced
+    before they are moved to the path and the row changed: a crash between the two is finished from
+    here (services/team_files.py), so a row never names bytes other than those at its path."""
+
+    __tablename__ = "team_file_writes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), index=True)
+    staged_key: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
 
@@ -116,4 +132,4 @@ class ConnectionRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["ApiToken", "Base", "ConnectionRecord", "Dataset", "Item", "TeamFile", "func"]
+__all__ = ["ApiToken", "Base", "ConnectionRecord", "Dataset", "Item", "TeamFile", "TeamFileWrite", "func"]

@@ -16,6 +16,7 @@ from ..instance import ADMIN_TOKEN_FILE, write_private_file
 from ..services import gc as gc_service
 from ..services import locks, tokens
 from ..services.context import Context
+from ..services.team_files import finish_writes
 from ..settings import load_settings
 from ..units import parse_duration
 
@@ -95,6 +96,9 @@ def gc(yes: bool, older_than: str) -> None:
     async def run(ctx: Context) -> tuple[int, int, int, int]:
         # One gc at a time over the catalog, from whichever replica or host: a second is refused at once.
         async with locks.exclusive(ctx, "gc"):
+            finished = await finish_writes(ctx)  # their staged bytes are not garbage: finish them first
+            if finished:
+                click.echo(f"finished {finished} team-file writes a stop had interrupted")
             garbage = await gc_service.find_garbage(ctx, grace)
             for store, meta, reason in garbage.found:
                 click.echo(f"{store.name}/{meta.key}\t{meta.size}\t{reason}")

@@ -22,6 +22,7 @@ from ..errors import CargoholdError
 from ..instance import ADMIN_TOKEN_FILE
 from ..services.context import Context
 from ..services.health import Health
+from ..services.team_files import finish_writes
 from ..services.tokens import bootstrap_admin_token
 from ..settings import Settings
 from ..storage import OwnStorage
@@ -89,6 +90,14 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
             # Printed this once; the file keeps it for the CLI and for the operator.
             print(f"cargohold: first start, admin token created: {token}\n"
                   f"           (kept in {settings.home / ADMIN_TOKEN_FILE}, mode 0600)", file=sys.stderr, flush=True)
+        try:
+            finished = await finish_writes(ctx)  # team-file writes a crash cut between announcing and publishing
+            if finished:
+                log.warning("finished %d team-file writes the last stop interrupted (or dropped those whose "
+                            "bytes were lost)", finished)
+        except CargoholdError as exc:
+            log.warning("team-file writes interrupted by the last stop are left for the next start or `cargohold "
+                        "gc`: %s", exc.message)
         try:
             yield
         finally:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..catalog.models import Item, TeamFile
+from ..catalog.models import Item, TeamFile, TeamFileWrite
 from ..errors import NotFound
 from ..storage import ObjectMeta, Store
 from .blobs import CONTENT_PREFIX, STAGING_PREFIX
@@ -68,7 +69,7 @@ async def find_garbage(ctx: Context, grace: timedelta = timedelta(hours=1)) -> G
     async for page in private.list():
         candidates = {m.key: m for m in page if old(m)}
         async with ctx.catalog.session() as session:
-            known = set((await session.scalars(select(TeamFile.path).where(TeamFile.path.in_(list(candidates))))).all())
+            known = await _team_file_keys(session, list(candidates))
         for key, meta in candidates.items():
             if key not in known:
                 reason = "left-over check probe" if key.startswith(PROBE_PREFIX + "/") else "no team file row"
@@ -125,8 +126,7 @@ async def _delete_batch(ctx: Context, batch: list[tuple[Store, ObjectMeta, str]]
         paths = [meta.key for store, meta, _ in batch if store is private]
         used = set((await session.scalars(
             select(Item.sha256).where(Item.sha256.in_(shas), Item.source == "stored"))).all()) if shas else set()
-        known = set((await session.scalars(
-            select(TeamFile.path).where(TeamFile.path.in_(paths)))).all()) if paths else set()
+        known = await _team_file_keys(session, paths) if paths else set()
         candidates = [(store, meta) for store, meta, _ in batch
                       if not (store is public and meta.key.rsplit("/", 1)[-1] in used)
                       and not (store is private and meta.key in known)]
@@ -135,3 +135,10 @@ async def _delete_batch(ctx: Context, batch: list[tuple[Store, ObjectMeta, str]]
         await asyncio.gather(*(delete(store, meta.key) for store, meta in doomed))
         await session.commit()  # ends the transaction, and with it the guard on PostgreSQL
     return [meta.size for _, meta in doomed]
+
+
+async def _team_file_keys(session: AsyncSession, keys: list[str]) -> set[str]:
+    """Those of ``keys`` a team file's row names, or a team-file write still to finish (its staged bytes)."""
+    paths = (await session.scalars(select(TeamFile.path).where(TeamFile.path.in_(keys)))).all()
+    staged = (await session.scalars(select(TeamFileWrite.staged_key).where(TeamFileWrite.staged_key.in_(keys)))).all()
+    return set(paths) | set(staged)

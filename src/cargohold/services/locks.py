@@ -30,6 +30,7 @@ import json
 import os
 import re
 import socket
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -192,17 +193,36 @@ def _file_holder(fd: int, name: str) -> Holder | None:
 # --- the guard between uploads and gc ---------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def content_guard(catalog: Catalog, session: AsyncSession, *, shared: bool) -> AsyncIterator[None]:
+Guard = contextlib.AbstractAsyncContextManager[None]
+
+
+def content_guard(catalog: Catalog, session: AsyncSession, *, shared: bool) -> Guard:
     """Wait for, then hold, the guard between uploads (``shared``: any number at once) and gc's
     deletions (not shared). On PostgreSQL it is part of ``session``'s transaction and ends with it (the
     caller commits or rolls back inside the block); on SQLite it is a file lock held for the block."""
+    return _guard(catalog, session, CONTENT, CONTENT, shared)
+
+
+TEAM_FILE_SLOTS = 64
+"""SQLite: team-file paths share this many lock files (two paths may wait for each other, rarely)."""
+
+
+def team_file_guard(catalog: Catalog, session: AsyncSession, path: str) -> Guard:
+    """Held alone by whoever publishes a team file's bytes at ``path`` and writes its row, so the bytes
+    and the row always come from the same write (services/team_files.py), as ``content_guard`` is."""
+    slot = zlib.crc32(path.encode()) % TEAM_FILE_SLOTS
+    return _guard(catalog, session, f"team file {path}", f"team files {slot}", False)
+
+
+@contextlib.asynccontextmanager
+async def _guard(catalog: Catalog, session: AsyncSession, name: str, file_name: str, shared: bool
+                 ) -> AsyncIterator[None]:
     if not catalog.urls.is_sqlite:
         call = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        await session.execute(text(f"SELECT {call}(:ns, hashtext(:name))"), advisory_key(CONTENT))
+        await session.execute(text(f"SELECT {call}(:ns, hashtext(:name))"), advisory_key(name))
         yield
         return
-    fd = _open(lock_path(catalog, CONTENT))
+    fd = _open(lock_path(catalog, file_name))
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         while True:  # polled, not a blocking flock in a thread: a cancelled wait must leave nothing behind
