@@ -49,8 +49,8 @@ class RunningServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STORAGE_", "CACHE_", "DATA_PATH", "SERVER_"))}
         env["CARGOHOLD_HOME"] = str(self.home)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "cargohold", "up"], env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -62,6 +62,10 @@ class RunningServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"cargohold did not answer within {timeout}s:\n{self.log.read_text()}")
+
+    def command(self) -> list[str]:
+        """What starts the server (a subclass may wrap it)."""
+        return [sys.executable, "-m", "cargohold", "up"]
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no cleanup, as a crash or a power cut."""

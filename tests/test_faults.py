@@ -577,29 +577,14 @@ class CacheOnTmpfs(RunningServer):
         return Path(f"/proc/{self.process.pid}/root") / str(self.cache_dir).lstrip("/")
 
     def start(self, timeout: float = 30) -> CacheOnTmpfs:
-        self.home.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        settings = {**self.env, "SERVER_PORT": str(self.port)}
-        (self.home / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("STORAGE_", "CACHE_", "DATA_PATH", "SERVER_"))}
-        env["CARGOHOLD_HOME"] = str(self.home)
+        super().start(timeout)
+        return self
+
+    def command(self) -> list[str]:
         script = (f'mount -t tmpfs -o size={self.size} tmpfs "{self.cache_dir}" && '
                   f'exec "{sys.executable}" -m cargohold up')
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"cargohold exited with {self.process.returncode}:\n{self.log.read_text()}")
-            try:
-                httpx.get(self.url + "/healthz", timeout=2)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"cargohold did not answer within {timeout}s:\n{self.log.read_text()}")
+        return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
 
     def fill(self, leave: int = 0) -> None:
         """Fills the tmpfs until ``leave`` bytes are free (0: until it refuses a write: ENOSPC)."""
