@@ -20,21 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import functools
 import hashlib
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from ..cache import Entry, Fill, Tier
-from ..errors import BackendUnavailable, BadGateway, GatewayTimeout, NotFound, StoreTimeout, Unprocessable
+from ..errors import BadGateway, GatewayTimeout, NotFound, Unprocessable
 from ..media.convert import convert_image, needs_conversion
 from ..media.preview import MEDIA_TYPES, ImageFormat, PreviewSpec, make_preview
 from ..storage import ByteRange, Download
@@ -44,43 +39,8 @@ from . import links as links_svc
 from .blobs import content_key
 from .context import Context
 from .memo import ItemView
-
-Getter = Callable[[ByteRange | None], Awaitable[Download]]
-T = TypeVar("T")
-
-
-@dataclass
-class Body:
-    """Bytes ``[start, end)`` of a representation of ``total`` bytes: an open file or a stream."""
-
-    start: int
-    end: int
-    total: int
-    fd: int | None = None
-    path: Path | None = None  # the file behind ``fd``, for a front (nginx) that can send it itself
-    chunks: AsyncIterator[bytes] | None = None
-    tier: Tier | None = None  # counts the bytes it sends as served
-
-
-@dataclass
-class Representation:
-    size: int
-    etag: str
-    last_modified: datetime
-    content_type: str
-    filename: str
-    open: Callable[[ByteRange | None], Awaitable[Body]]
-
-
-@dataclass
-class Original:
-    cache_key: str  # "<where>@<version>"
-    size: int
-    last_modified: datetime
-    path: Path | None  # on local disk: read in place
-    get: Getter | None  # on a remote
-    provider: str
-    etag: str | None = None  # a linked object's, to check a read resumed after a fault is of the same version
+from .representation import Body, Original, Representation, in_memory, remote
+from .uncached import MEMORY_LIMIT, made_without_cache, write_image
 
 
 async def item_view(ctx: Context, item_id: int) -> ItemView:
@@ -142,7 +102,7 @@ async def _linked(ctx: Context, item: ItemView) -> Original:
     meta = ctx.link_versions.get(item.uri)
     if meta is None:
         try:
-            meta = await _remote(provider, links_svc.head_link(ctx, link), ctx.settings.cache_fetch_timeout)
+            meta = await remote(provider, links_svc.head_link(ctx, link), ctx.settings.cache_fetch_timeout)
         except (BadGateway, GatewayTimeout) as exc:
             last: Original | None = ctx.memo.originals.get(last_key)
             if last is None:
@@ -170,20 +130,6 @@ def _stale(last: Original, error: BadGateway | GatewayTimeout) -> Original:
         raise type(error)(error.message)
 
     return dataclasses.replace(last, get=unreachable)
-
-
-async def _remote(provider: str, call: Awaitable[T], timeout: float) -> T:  # noqa: ASYNC109 - a setting
-    """A call to a remote, with the errors a reader of the cache should see: 502 when it cannot be
-    reached or answers an error, 504 when it says nothing in time."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await call
-    except TimeoutError:
-        raise GatewayTimeout(f"the {provider} store sent nothing for {timeout:g} s (CACHE_FETCH_TIMEOUT)") from None
-    except StoreTimeout as exc:
-        raise GatewayTimeout(f"the {provider} store did not answer: {exc.message}") from exc
-    except BackendUnavailable as exc:
-        raise BadGateway(f"the {provider} store is unreachable: {exc.message}") from exc
 
 
 # -- content ------------------------------------------------------------------------------------------
@@ -239,21 +185,21 @@ async def _open_original(ctx: Context, source: Original, byte_range: ByteRange |
         tier.discard(source.cache_key)
     assert source.get is not None
     if source.size > tier.max_size:  # could never be kept: straight from the remote
-        return await _from_remote(ctx, source, byte_range)
+        return await _fromremote(ctx, source, byte_range)
     fill = _fetch(ctx, source)
     if byte_range is not None:  # the whole object comes in the background; this range straight away
-        return await _from_remote(ctx, source, byte_range)
+        return await _fromremote(ctx, source, byte_range)
     try:
         await fill.started()
     except OSError:  # the cache's disk (full, read-only): serve from the remote, keep nothing
-        return await _from_remote(ctx, source, byte_range)
+        return await _fromremote(ctx, source, byte_range)
     if fill.done:
         entry = fill.entry
         if entry is not None:
             body = _open_file(entry.path, entry.size, None)
             if body is not None:
                 return body
-        return await _from_remote(ctx, source, None)
+        return await _fromremote(ctx, source, None)
     return Body(0, source.size, source.size, chunks=_follow(ctx, source, fill))
 
 
@@ -272,16 +218,16 @@ async def _follow(ctx: Context, source: Original, fill: Fill) -> AsyncIterator[b
     assert source.get is not None
     if sent >= source.size:
         return
-    rest = await _remote(source.provider, source.get(ByteRange(sent, None)), ctx.settings.cache_fetch_timeout)
+    rest = await remote(source.provider, source.get(ByteRange(sent, None)), ctx.settings.cache_fetch_timeout)
     if rest.meta.size != source.size or (source.etag and rest.meta.etag and rest.meta.etag != source.etag):
         raise BadGateway("the remote object changed while it was being read; ask again")
     async for chunk in rest.chunks:
         yield chunk
 
 
-async def _from_remote(ctx: Context, source: Original, byte_range: ByteRange | None) -> Body:
+async def _fromremote(ctx: Context, source: Original, byte_range: ByteRange | None) -> Body:
     assert source.get is not None
-    download = await _remote(source.provider, source.get(byte_range), ctx.settings.cache_fetch_timeout)
+    download = await remote(source.provider, source.get(byte_range), ctx.settings.cache_fetch_timeout)
     return Body(download.start, download.end, download.meta.size, chunks=download.chunks)
 
 
@@ -293,11 +239,11 @@ def _fetch(ctx: Context, source: Original) -> Fill:
 
     async def write(fill: Fill) -> None:
         started = time.monotonic()
-        download = await _remote(source.provider, get(None), timeout)
+        download = await remote(source.provider, get(None), timeout)
         fill.expected = download.meta.size
         chunks = download.chunks
         while True:
-            chunk = await _remote(source.provider, anext(chunks, None), timeout)
+            chunk = await remote(source.provider, anext(chunks, None), timeout)
             if chunk is None:
                 break
             fill.write(chunk)
@@ -355,7 +301,7 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
         async def make(fill: Fill) -> None:
             path = await local_copy(ctx, source)
             started = time.monotonic()
-            await asyncio.to_thread(_write_image, made, path, fill.tmp)
+            await asyncio.to_thread(write_image, made, path, fill.tmp)
             ctx.metrics.generate_seconds.labels("preview").observe(time.monotonic() - started)
             ctx.metrics.previews_made.labels(spec.format).inc()
 
@@ -364,101 +310,12 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
         except OSError:
             # The cache's disk cannot take it (full, read-only; the tier logs that once): made in the
             # temporary folder from the original, sent from memory, kept nowhere.
-            data = await _made_without_cache(ctx, source, made, PREVIEW_MEMORY_LIMIT, "preview")
+            data = await made_without_cache(ctx, source, made, MEMORY_LIMIT, "preview")
             ctx.metrics.previews_made.labels(spec.format).inc()
-            return _in_memory(data, _etag(key), source.last_modified, spec.media_type, filename)
+            return in_memory(data, _etag(key), source.last_modified, spec.media_type, filename)
         if entry is None:
             raise Unprocessable("the preview is larger than the whole previews tier (CACHE_PREVIEWS_SIZE)")
     return _cached(tier, entry, _etag(key), source.last_modified, spec.media_type, filename)
-
-
-PREVIEW_MEMORY_LIMIT = 64 * 1024 * 1024
-"""Largest image made without the cache (its disk full) and sent from memory; a larger conversion
-answers 503 until the disk takes writes again. Previews are far smaller (2048 px at most)."""
-
-
-def _write_image(make: Callable[[Path, Path], None], path: Path, dest: Path) -> None:
-    """``make(path, dest)``, where a failure of libvips' saver to write ``dest`` (a full or read-only
-    disk: the image was read, its output could not be written) is the disk's ``OSError``, not a bad image."""
-    try:
-        make(path, dest)
-    except Unprocessable as exc:
-        cause = exc.__cause__
-        failed = f"{getattr(cause, 'message', '')} {getattr(cause, 'detail', '')}".lower()
-        if "save" in failed and "write" in failed:
-            raise OSError(errno.EIO, f"libvips could not write the image in {dest.parent}") from exc
-        raise
-
-
-@contextlib.asynccontextmanager
-async def _scratch() -> AsyncIterator[Path]:
-    """A folder of its own in the temporary folder (``TMPDIR``, outside the cache), removed after."""
-    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="cargohold-"))
-    try:
-        yield folder
-    finally:
-        await asyncio.to_thread(shutil.rmtree, folder, True)
-
-
-async def _original_file(ctx: Context, source: Original, scratch: Path) -> Path:
-    """A file with the original's bytes without writing to the cache: the original in place, the
-    storage tier's copy, or else a copy fetched into ``scratch``."""
-    if source.path is not None:
-        return source.path
-    tier = ctx.cache.storage
-    entry = tier.lookup(source.cache_key, count=False)
-    if entry is not None:
-        return entry.path
-    if source.size > tier.max_size:
-        raise Unprocessable(f"the original ({source.size} bytes) is larger than the whole storage tier "
-                            "(CACHE_STORAGE_SIZE); it cannot be copied here to make an image of it")
-    assert source.get is not None
-    timeout = ctx.settings.cache_fetch_timeout
-    download = await _remote(source.provider, source.get(None), timeout)
-    dest = scratch / "original"
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        while (chunk := await _remote(source.provider, anext(download.chunks, None), timeout)) is not None:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    if dest.stat().st_size != download.meta.size:
-        raise BadGateway(f"the source sent {dest.stat().st_size} of {download.meta.size} bytes")
-    return dest
-
-
-async def _made_without_cache(ctx: Context, source: Original, make: Callable[[Path, Path], None],
-                              limit: int, what: str) -> bytes:
-    try:
-        async with _scratch() as folder:
-            path = await _original_file(ctx, source, folder)
-            dest = folder / "made"
-            started = time.monotonic()
-            await asyncio.to_thread(make, path, dest)
-            ctx.metrics.generate_seconds.labels(what).observe(time.monotonic() - started)
-            size = dest.stat().st_size
-            if size > limit:
-                raise BackendUnavailable(f"the cache's disk takes no writes (full or read-only, see the log) and "
-                                         f"this image ({size:,} bytes) is too large to send from memory; ask again "
-                                         "once the disk has room")
-            return await asyncio.to_thread(dest.read_bytes)
-    except OSError as exc:
-        raise BackendUnavailable(f"the cache's disk takes no writes (full or read-only), nor does the temporary "
-                                 f"folder {tempfile.gettempdir()}: {exc}") from exc
-
-
-def _in_memory(data: bytes, etag: str, last_modified: datetime, content_type: str, filename: str) -> Representation:
-    async def open_(byte_range: ByteRange | None) -> Body:
-        start, end = byte_range.resolve(len(data)) if byte_range else (0, len(data))
-        return Body(start, end, len(data), chunks=_once(data[start:end]))
-
-    return Representation(len(data), etag, last_modified, content_type, filename, open_)
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 async def _converted(ctx: Context, item: ItemView, source: Original, format: ImageFormat) -> Representation | None:
@@ -486,7 +343,7 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
 
         async def convert(fill: Fill) -> None:
             started = time.monotonic()
-            await asyncio.to_thread(_write_image, made, path, fill.tmp)
+            await asyncio.to_thread(write_image, made, path, fill.tmp)
             ctx.metrics.generate_seconds.labels("conversion").observe(time.monotonic() - started)
             ctx.metrics.conversions_made.labels(format).inc()
 
@@ -513,11 +370,11 @@ async def _converted_without_cache(ctx: Context, item: ItemView, source: Origina
         else:
             dest.write_bytes(b"")
 
-    data = await _made_without_cache(ctx, source, make, PREVIEW_MEMORY_LIMIT, "conversion")
+    data = await made_without_cache(ctx, source, make, MEMORY_LIMIT, "conversion")
     if not converted:
         return None  # the original itself is sent, straight from the remote
     ctx.metrics.conversions_made.labels(format).inc()
-    return _in_memory(data, _etag(key), source.last_modified, MEDIA_TYPES[format], filename)
+    return in_memory(data, _etag(key), source.last_modified, MEDIA_TYPES[format], filename)
 
 
 def _stem(name: str) -> str:
