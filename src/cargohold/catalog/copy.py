@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,6 @@ from .db import DatabaseUrls, migrate
 from .models import Base
 
 BATCH = 5000
-
-
-@dataclass(frozen=True)
-class TableCopy:
-    table: str
-    rows: int
 
 
 def server_running(data_path: Path) -> bool:
@@ -61,7 +54,7 @@ def count_rows(urls: DatabaseUrls) -> dict[str, int]:
 
 
 def copy_catalog(source: DatabaseUrls, target: DatabaseUrls,
-                 progress: Callable[[str, int], None] = lambda table, rows: None) -> list[TableCopy]:
+                 progress: Callable[[str, int], None] = lambda table, rows: None) -> None:
     """Every row of every catalog table from ``source`` into ``target``, which must hold none yet.
     Both are brought to the newest schema first. ``progress(table, rows)`` is called per batch."""
     if describe(source) == describe(target):
@@ -77,7 +70,6 @@ def copy_catalog(source: DatabaseUrls, target: DatabaseUrls,
                 if held:
                     raise AlreadyExists(f"{describe(target)} already holds {held} rows in {table.name}: copy into "
                                         "an empty database (create a new one, or drop this one's tables)")
-            copied = []
             for table in _tables():
                 rows = 0
                 result = reading.execution_options(yield_per=BATCH).execute(select(table).order_by(*table.primary_key))
@@ -93,11 +85,9 @@ def copy_catalog(source: DatabaseUrls, target: DatabaseUrls,
                 written = writing.scalar(select(func.count()).select_from(table)) or 0
                 if written != rows:
                     raise AssertionError(f"{table.name}: {rows} rows read but {written} in the target")
-                copied.append(TableCopy(table.name, rows))
             if dst.dialect.name == "postgresql":
                 for table in _tables():
                     _move_sequence(writing, table)
-        return copied
     finally:
         src.dispose()
         dst.dispose()
