@@ -32,6 +32,7 @@ from PIL import Image
 from .api_server import RunningServer
 from .fake_services import Fault, FaultProxy
 from .servers import AZURITE_ACCOUNT, AZURITE_KEY, Server
+from .test_api import create_dataset, upload_one
 
 MB = 1024 * 1024
 FETCH_TIMEOUT = 2  # CACHE_FETCH_TIMEOUT of the servers here, in seconds
@@ -96,19 +97,6 @@ def link_bucket(home: Path, moto: Server, proxy: FaultProxy) -> str:
         f"src:\n  provider: minio\n  endpoint: {proxy.url}\n  access_key: testing\n  secret_key: testing\n"
         f"  buckets: [{bucket}]\n")
     return bucket
-
-
-def new_dataset(client: httpx.Client, name: str = "d") -> int:
-    answer = client.post("/datasets", json={"name": name})
-    assert answer.status_code == 201, answer.text
-    return int(answer.json()["id"])
-
-
-def upload(client: httpx.Client, dataset: int, name: str, data: bytes) -> dict[str, Any]:
-    answer = client.post(f"/datasets/{dataset}/items", files=[("files", (name, data))])
-    assert answer.status_code == 201, answer.text
-    item: dict[str, Any] = answer.json()["results"][0]["item"]
-    return item
 
 
 def add_links(client: httpx.Client, dataset: int, uris: list[str], verify: bool = True) -> dict[str, Any]:
@@ -233,9 +221,9 @@ class Reads:
         self.pictures = {name: noisy_jpeg(480 + i * 16, 360, n * 10 + i)
                          for i, name in enumerate((*self.NAMES, self.SPARE))}
         client = shared.client
-        ds = new_dataset(client, f"reads-{n}")
+        ds = create_dataset(client, f"reads-{n}")["id"]
         for name in ("stored-cached", "stored-missed", self.SPARE):
-            upload(client, ds, f"{name}.jpg", self.pictures[name])
+            upload_one(client, ds, f"{name}.jpg", self.pictures[name])
         linked = ("linked-cached", "linked-missed")
         uris = shared.put_linked({f"{n}/{name}.jpg": self.pictures[name] for name in linked})
         assert add_links(client, ds, uris)["added"] == 2
@@ -386,9 +374,9 @@ def staging_keys(shared: Shared) -> list[str]:
                          "upload succeeds", cases=2)
 def test_s3_returning_503_during_upload_is_retried_per_part_and_succeeds(shared: Shared) -> None:
     data = noise(20 * MB, next(_numbers))  # three parts of 8 MiB
-    ds = new_dataset(shared.client, f"upload-{next(_numbers)}")
+    ds = create_dataset(shared.client, f"upload-{next(_numbers)}")["id"]
     shared.proxy.fail(Fault.answer(503), method="PUT", path=r"partNumber=2&", times=2)
-    item = upload(shared.client, ds, "weights.bin", data)
+    item = upload_one(shared.client, ds, "weights.bin", data)
     assert shared.proxy.faults("status") == 2
     assert item["sha256"] == sha(data)
     assert shared.client.get(f"/items/{item['id']}/content").content == data
@@ -413,7 +401,7 @@ def failed_upload(shared: Shared, ds: int, name: str, data: bytes) -> str:
                          "error, no catalog row, nothing visible, the upload again after recovery succeeds", cases=4)
 def test_s3_returning_503_throughout_an_upload_gives_a_clear_error_nothing_visible_then_retry_succeeds(
         shared: Shared) -> None:
-    ds = new_dataset(shared.client, f"upload-{next(_numbers)}")
+    ds = create_dataset(shared.client, f"upload-{next(_numbers)}")["id"]
     small, large = noise(300_000, next(_numbers)), noise(20 * MB, next(_numbers))
     shared.proxy.fail(Fault.answer(503), method="PUT")
     assert "503" in failed_upload(shared, ds, "small.bin", small)
@@ -421,7 +409,7 @@ def test_s3_returning_503_throughout_an_upload_gives_a_clear_error_nothing_visib
     assert staging_keys(shared) == [] and unfinished_uploads(shared.moto, f"{shared.prefix}-public") == []
     shared.proxy.heal()
     for name, data in (("small.bin", small), ("large.bin", large)):
-        item = upload(shared.client, ds, name, data)
+        item = upload_one(shared.client, ds, name, data)
         assert item["sha256"] == sha(data) and shared.client.get(f"/items/{item['id']}/content").content == data
 
 
@@ -430,7 +418,7 @@ def test_s3_returning_503_throughout_an_upload_gives_a_clear_error_nothing_visib
                          "lists and removes; the upload again after recovery succeeds", cases=3)
 def test_s3_cut_mid_upload_gives_a_clear_error_nothing_visible_gc_clears_the_parts_then_retry_succeeds(
         shared: Shared) -> None:
-    ds = new_dataset(shared.client, f"upload-{next(_numbers)}")
+    ds = create_dataset(shared.client, f"upload-{next(_numbers)}")["id"]
     data = noise(20 * MB, next(_numbers))
     bucket = f"{shared.prefix}-public"
     # Part 2 cut after 1 MB of its body, every time; the abort of the multipart upload reset.
@@ -447,7 +435,7 @@ def test_s3_cut_mid_upload_gives_a_clear_error_nothing_visible_gc_clears_the_par
     cleared = cargohold(shared.server.home, "gc", "--older-than", "0s", "--yes")
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
     assert unfinished_uploads(shared.moto, bucket) == []
-    item = upload(shared.client, ds, "cut.bin", data)
+    item = upload_one(shared.client, ds, "cut.bin", data)
     assert item["sha256"] == sha(data) and shared.client.get(f"/items/{item['id']}/content").content == data
 
 
@@ -468,7 +456,7 @@ def test_s3_failing_during_link_verification_refuses_each_line_with_its_reason_t
     n = next(_numbers)
     files = {f"verify-{n}/{i}.jpg": jpeg(64 + i, 48, (200, 10 * i, 30)) for i in range(3)}
     uris = shared.put_linked(files)
-    ds = new_dataset(shared.client, f"links-{n}")
+    ds = create_dataset(shared.client, f"links-{n}")["id"]
     faults: list[tuple[Callable[[], None], str]] = [
         (shared.proxy.down, "error sending request"),
         (lambda: shared.proxy.fail(Fault.delay(NO_HANG * 2)), "CACHE_FETCH_TIMEOUT"),
@@ -631,10 +619,10 @@ def test_cache_disk_full_serves_from_source(tmp_path: Path, moto_server: Server)
     server = CacheOnTmpfs(tmp_path / "home", env).start()
     try:
         with server.client() as client:
-            ds = new_dataset(client)
+            ds = create_dataset(client, "d")["id"]
             photos = {f"p{i}.jpg": noisy_jpeg(320 + 16 * i, 240, 900 + i) for i in range(5)}
             blobs = {f"b{i}.bin": noise(3 * MB, 950 + i) for i in range(3)}
-            items = {name: upload(client, ds, name, data)["id"] for name, data in {**photos, **blobs}.items()}
+            items = {name: upload_one(client, ds, name, data)["id"] for name, data in {**photos, **blobs}.items()}
 
             def content(name: str, **headers: str) -> httpx.Response:
                 answer = client.get(f"/items/{items[name]}/content", headers=headers)
