@@ -15,11 +15,11 @@ test: $(VENV)/.installed-test node_modules/.installed debian-tools
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
-# tests/test_load.py for 5 minutes instead of 20 s (200 locust users against the real server); it prints
+# tests/system/test_load.py for 5 minutes instead of 20 s (200 locust users against the real server); it prints
 # p50/p99 and throughput. SOAK_SECONDS=N for another length.
 SOAK_SECONDS ?= 300
 soak: $(VENV)/.installed-test
-	CARGOHOLD_LOAD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/test_load.py -p no:cacheprovider
+	CARGOHOLD_LOAD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/system/test_load.py -p no:cacheprovider
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests bench

@@ -2,7 +2,7 @@
 
 Everything runs in one go on 127.0.0.1. The bench makes its test images itself (deterministic: seeded noise
 and gradients that compress like a photo) and uploads them, with one 100 KiB file of seeded random bytes,
-into a real ``cargohold up`` process (tests/api_server.py) on S3: a moto server started here, the server
+into a real ``cargohold up`` process (tests/support/api_server.py) on S3: a moto server started here, the server
 pointed at it with ``STORAGE_PROVIDER=minio``, so content is served from the storage cache tier. Three
 comparisons, each side by side with its reference and the ratio:
 
@@ -79,9 +79,9 @@ from PIL import Image as PILImage
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cargohold.client import Client  # noqa: E402
-from tests.api_server import RunningServer  # noqa: E402
-from tests.servers import Server, free_port, moto  # noqa: E402
+from cargohold.sdk.client import Client  # noqa: E402
+from tests.support.api_server import RunningServer  # noqa: E402
+from tests.support.servers import Server, free_port, moto  # noqa: E402
 
 KiB = 1024
 SERVE_TARGET = 0.5

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cargohold.catalog.db import database_urls, migrate
 from cargohold.services.items import encode_cursor
 from cargohold.settings import load_settings
-from tests.api_server import RunningServer
+from tests.support.api_server import RunningServer
 
 PAGE = 100
 QUERY = "SELECT * FROM items WHERE dataset_id = ? AND id > ? ORDER BY id LIMIT ?"

@@ -29,7 +29,7 @@ from bench.catalog import fill
 from cargohold.catalog.copy import copy_catalog
 from cargohold.catalog.db import DatabaseUrls, database_urls, migrate
 from cargohold.settings import load_settings
-from tests.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 COLUMNS = "id, dataset_id, name, kind, size, sha256, etag, mime_type, width, height, source, uri, created_at"
 

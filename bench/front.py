@@ -1,7 +1,7 @@
 """cargohold behind nginx (deploy/nginx.conf) vs nginx alone, for a cached 100 KiB item.
 
 A moto server, one cargohold replica on it (``STORAGE_PROVIDER=minio``, ``SERVER_ACCEL_REDIRECT``), and
-Debian's nginx started with deploy/nginx.conf in front (tests/nginx_front.py fills in ports and folders;
+Debian's nginx started with deploy/nginx.conf in front (tests/support/nginx_front.py fills in ports and folders;
 ``worker_processes 1``, as the reference). The item is read once so that it sits in the storage tier.
 Then wrk (1 thread, 32 connections, ``--duration`` s per run, ``--runs`` runs alternating, medians):
 
@@ -37,9 +37,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from cache import WrkRun, nginx, pin, tree, wrk  # noqa: E402
 
-from tests.api_server import RunningServer  # noqa: E402
-from tests.nginx_front import NginxFront, Replica  # noqa: E402
-from tests.servers import moto  # noqa: E402
+from tests.support.api_server import RunningServer  # noqa: E402
+from tests.support.nginx_front import NginxFront, Replica  # noqa: E402
+from tests.support.servers import moto  # noqa: E402
 
 TARGET = 0.8
 

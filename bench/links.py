@@ -1,6 +1,6 @@
 """Adding links through cargohold's HTTP API vs the bare cost of the same work, in the same run.
 
-Two measurements, each against a real ``cargohold up`` process (tests/api_server.py, SQLite catalog, default
+Two measurements, each against a real ``cargohold up`` process (tests/support/api_server.py, SQLite catalog, default
 settings, local-disk own storage) on 127.0.0.1, whose ``remote_links.yml`` lists one ``minio`` connection for
 the bucket ``bench-src`` on a moto server started here:
 
@@ -72,8 +72,8 @@ from cargohold.catalog.db import database_urls, migrate  # noqa: E402
 from cargohold.media.probe import probe_name  # noqa: E402
 from cargohold.services.links import BATCH, HEAD_READ, VERIFY_CONCURRENCY  # noqa: E402
 from cargohold.settings import load_settings  # noqa: E402
-from tests.api_server import RunningServer  # noqa: E402
-from tests.servers import Server, moto  # noqa: E402
+from tests.support.api_server import RunningServer  # noqa: E402
+from tests.support.servers import Server, moto  # noqa: E402
 
 BUCKET = "bench-src"
 FS_ID = "bench-fs"

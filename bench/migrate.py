@@ -43,7 +43,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.servers import moto  # noqa: E402
+from tests.support.servers import moto  # noqa: E402
 
 MiB = 1024 * 1024
 RATIO_TARGET = 1.0

@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from cargohold.storage import Connection, Store, open_store  # noqa: E402
 from cargohold.storage.base import CHUNK_SIZE  # noqa: E402
-from tests.servers import moto  # noqa: E402
+from tests.support.servers import moto  # noqa: E402
 
 BUCKET = "bench"
 KEY = "big/object.bin"

@@ -1,7 +1,7 @@
 """Upload and download throughput through cargohold's HTTP API vs the bare library on the same storage.
 
 One source file (``--size-mb``, default 2048 MiB, deterministic bytes written in 1 MiB chunks) is made
-once in a temporary folder. For each backend a real ``cargohold up`` process is started (tests/api_server.py,
+once in a temporary folder. For each backend a real ``cargohold up`` process is started (tests/support/api_server.py,
 a fresh home each) and the file goes up and comes back down, alternating cargohold and bare runs:
 
 - cargohold, upload: ``POST /api/v1/datasets/{id}/items``, httpx streaming a ``multipart/form-data`` body
@@ -72,8 +72,8 @@ sys.path.insert(0, str(REPO))
 
 from cargohold.services.blobs import STAGING_PREFIX, content_key  # noqa: E402
 from cargohold.storage.base import PART_SIZE  # noqa: E402
-from tests.api_server import RunningServer  # noqa: E402
-from tests.servers import Server, moto  # noqa: E402
+from tests.support.api_server import RunningServer  # noqa: E402
+from tests.support.servers import Server, moto  # noqa: E402
 
 MiB = 1024 * 1024
 RATIO_TARGET = 0.8

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from . import servers
-from .api_server import RunningServer
-from .postgres import PostgresServer
+from .support import servers
+from .support.api_server import RunningServer
+from .support.postgres import PostgresServer
 
-pytest_plugins = ["tests.reliability_report"]  # docs/RELIABILITY.md from @pytest.mark.reliability tests
+pytest_plugins = ["tests.support.reliability_report"]  # docs/RELIABILITY.md from @pytest.mark.reliability tests
 _bucket_numbers = itertools.count()
 
 

@@ -39,3 +39,15 @@ def format_size(size: int) -> str:
         if size and size % _SIZE_UNITS[unit] == 0:
             return f"{size // _SIZE_UNITS[unit]}{unit}"
     return str(size)
+
+
+def human_size(size: int) -> str:
+    """``size`` for people, in powers of 1000 as file managers show it: ``1.5 MB``, ``340 bytes``."""
+    if size < 1000:
+        return "1 byte" if size == 1 else f"{size:,} bytes"
+    value = float(size)
+    for unit in ("kB", "MB", "GB", "TB", "PB", "EB"):
+        value /= 1000
+        if value < 1000 or unit == "EB":
+            return f"{value:,.1f} {unit}"
+    raise AssertionError("unreachable")

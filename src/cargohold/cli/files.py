@@ -17,11 +17,11 @@ from types import FrameType
 from typing import Any, Literal, TypeVar
 
 import click
-from rich.filesize import decimal
 
 from ..errors import BadInput, CargoholdError
+from ..sdk.sync import BackgroundPush, Plan, Result, Sync, remote_prefix
 from ..settings import load_settings
-from ..sync import BackgroundPush, Plan, Result, Sync, remote_prefix
+from ..units import human_size
 from .transfer import bars, connection_options, finish, open_client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,9 +66,9 @@ def _notes(plan: Plan, *, quiet_kept: set[str] | None = None) -> None:
 
 def _dry_run(plan: Plan) -> None:
     for step in plan.steps:
-        size = f" ({decimal(step.size)})" if step.action in ("download", "upload") else ""
+        size = f" ({human_size(step.size)})" if step.action in ("download", "upload") else ""
         click.echo(f"would {step.action} {step.rel}{size}")
-    click.echo(f"dry run: {len(plan.transfers)} to move ({decimal(plan.bytes)}), {plan.unchanged} unchanged, "
+    click.echo(f"dry run: {len(plan.transfers)} to move ({human_size(plan.bytes)}), {plan.unchanged} unchanged, "
                f"{len(plan.deletions)} to delete; nothing was changed")
 
 
@@ -180,7 +180,7 @@ def start(directory: Path, command: tuple[str, ...], remote_dir: str, every: flo
             for rel, message in result.failed:
                 click.echo(f"cargohold: push failed: {rel}: {message}", err=True)
             if result.moved:
-                click.echo(f"cargohold: pushed {len(result.moved)} file(s) ({decimal(result.bytes)}) from "
+                click.echo(f"cargohold: pushed {len(result.moved)} file(s) ({human_size(result.bytes)}) from "
                            f"{directory} to {_where(prefix)}", err=True)
 
         def failed(exc: Exception) -> None:

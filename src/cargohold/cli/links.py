@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from ..client import CONFLICTS
+from ..sdk.client import CONFLICTS
 from ..storage.uris import parse_prefix
 from .transfer import connection_options, open_client
 

@@ -91,7 +91,7 @@ def up(detach: bool) -> None:
         return
     import uvicorn
 
-    from ..server.app import create_app
+    from ..http.app import create_app
 
     if settings.remote_links_path.exists():  # a bad file stops start-up here, with the CLI's message
         load_file(settings.remote_links_path, settings.aws_ec2_metadata_service_endpoint)

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -27,10 +26,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..client import CONFLICTS, ChecksumMismatch, Client, Conflict, Json
 from ..errors import BadInput, CargoholdError, NotFound, Unauthenticated, Unsupported
 from ..instance import ADMIN_TOKEN_FILE
+from ..sdk.client import CONFLICTS, ChecksumMismatch, Client, Conflict, Json
 from ..settings import instance_home, load_settings
+from ..units import human_size
 from .server import base_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -162,7 +162,7 @@ def upload(dataset: str, paths: tuple[Path, ...], conflict: Conflict, create: bo
                         continue
                 counts[result["status"]] += 1
     statuses = ", ".join(f"{counts[s]} {s}" for s in ("created", "renamed", "replaced", "skipped"))
-    finish(f"uploaded {decimal(shown.moved)} to dataset {target['name']!r} in {time.monotonic() - started:.1f}s: "
+    finish(f"uploaded {human_size(shown.moved)} to dataset {target['name']!r} in {time.monotonic() - started:.1f}s: "
            f"{statuses}, {len(failures)} failed", failures)
 
 
@@ -204,5 +204,5 @@ def download(dataset: str, dest_dir: Path, url: str | None, token: str | None) -
                         failures.append((item["name"], getattr(exc, "message", str(exc))))
                         continue
                 done += 1
-    finish(f"downloaded {done} files ({decimal(shown.moved)} transferred) to {dest_dir} in "
+    finish(f"downloaded {done} files ({human_size(shown.moved)} transferred) to {dest_dir} in "
            f"{time.monotonic() - started:.1f}s, {complete} already complete, {len(failures)} failed", failures)

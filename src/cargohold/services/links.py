@@ -25,9 +25,9 @@ from sqlalchemy import Table, insert, select
 from ..catalog.models import Dataset, Item, is_row_id, utcnow
 from ..catalog.sql import starts_with
 from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
-from ..links.parse import Entry, Refused
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe, probe_name
 from ..storage import ByteRange, Download, ObjectMeta
+from ..storage.links_file import Entry, Refused
 from ..storage.uris import Link, ObjectLink, UrlLink, parse_link, parse_prefix
 from .context import Context
 from .items import Conflict, check_name, free_name

@@ -1,0 +1,123 @@
+"""Single items: metadata, content, previews, signed URLs."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.types import Receive, Scope, Send
+
+from ...services import items as svc
+from ...services import signing
+from ...services.context import Context
+from ..auth import context, require_user
+from ..hot import serve
+from ..schemas import ItemOut, SignIn, SignManyIn, SignManyOut, SignOut
+
+router = APIRouter(tags=["items"])
+Ctx = Annotated[Context, Depends(context)]
+
+
+@router.get("/items/{item_id}", dependencies=[Depends(require_user)])
+async def get_item(item_id: int, ctx: Ctx) -> ItemOut:
+    return ItemOut.of(await svc.get_item(ctx, item_id))
+
+
+@router.delete("/items/{item_id}", status_code=204, dependencies=[Depends(require_user)])
+async def delete_item(item_id: int, ctx: Ctx) -> Response:
+    """Removes the item from the catalog. Stored bytes no other item uses are left to `cargohold gc`;
+    a linked file is never touched."""
+    await svc.delete_item(ctx, item_id)
+    return Response(status_code=204)
+
+
+_ANY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}  # the item's own type
+_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"content": _ANY}, 206: {"description": "a byte range", "content": _ANY},
+    304: {"description": "not modified"}, 416: {"description": "range not satisfiable"},
+    422: {"description": "not an image, or more pixels than IMAGE_MAX_PIXELS"},
+    502: {"description": "the remote holding the original failed"},
+    504: {"description": "the remote holding the original sent nothing in time"},
+}
+
+
+class _Served(Response):
+    """Answers through the hot route's code (api/serve.py), which normally takes these paths before
+    FastAPI sees them; the routes below describe them in the OpenAPI document."""
+
+    def __init__(self, item_id: int, what: str) -> None:
+        super().__init__()
+        self.item_id, self.what = item_id, what
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve(scope["app"].state.ctx, scope, send, self.item_id, self.what)
+
+
+@router.get("/items/{item_id}/content", response_class=Response, responses=_BYTES)
+async def get_content(
+    item_id: int,
+    format: Annotated[Literal["jpeg", "png", "webp"] | None, Query(
+        description="A full-size version a browser can show (TIFF, 16-bit PNG, CMYK JPEG, BMP...), "
+        "made once and kept in the image-converter tier; the original itself when it already is one.")] = None,
+) -> Response:
+    """The item's bytes: ``Range``, ``If-None-Match`` and ``If-Range`` honoured. Remote originals come
+    through the storage cache tier. Opens with a token or with a signed URL (``POST .../sign``)."""
+    return _Served(item_id, "content")
+
+
+_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+_PREVIEW = {**_BYTES, 200: {"content": {"image/jpeg": _IMAGE, "image/png": _IMAGE, "image/webp": _IMAGE}}}
+
+
+@router.get("/items/{item_id}/preview", response_class=Response, responses=_PREVIEW)
+async def get_preview(
+    item_id: int,
+    w: Annotated[int, Query(ge=1, le=2048, description="Width of the box")] = 256,
+    h: Annotated[int, Query(ge=1, le=2048, description="Height of the box")] = 256,
+    fit: Annotated[Literal["contain", "cover", "fill"], Query(
+        description="contain: inside the box; cover: fill the box, centre cropped; fill: stretched")] = "contain",
+    format: Literal["jpeg", "webp", "png"] = "jpeg",
+    q: Annotated[int, Query(ge=1, le=100, description="Quality (jpeg, webp)")] = 80,
+) -> Response:
+    """A preview of an image item, made once and kept in the previews tier. EXIF orientation applied;
+    never larger than the original."""
+    return _Served(item_id, "preview")
+
+
+def _signed_url(request: Request, ctx: Context, item_id: int, body: SignIn) -> tuple[str, int]:
+    params: dict[str, str] = {}
+    if body.preview is not None:
+        path = request.app.url_path_for("get_preview", item_id=str(item_id))
+        params = {k: str(v) for k, v in body.preview.model_dump().items()}
+    else:
+        path = request.app.url_path_for("get_content", item_id=str(item_id))
+        if body.format is not None:
+            params = {"format": body.format}
+    expires, signature = signing.sign(ctx.secret, path, body.expires_in, params=params)
+    query = urlencode({**params, "expires": expires, "signature": signature})
+    return str(request.base_url).rstrip("/") + f"{path}?{query}", expires
+
+
+@router.post("/items/{item_id}/sign", dependencies=[Depends(require_user)])
+async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx) -> SignOut:
+    """A URL that opens the item's content, a conversion (``format``) or a preview (``preview``) without a
+    token until it expires: HMAC over the path, its parameters and the expiry."""
+    await svc.get_item(ctx, item_id)
+    url, expires = _signed_url(request, ctx, item_id, body)
+    return SignOut(url=url, expires_at=datetime.fromtimestamp(expires, UTC))
+
+
+@router.post("/sign", dependencies=[Depends(require_user)])
+async def sign_items(body: SignManyIn, request: Request, ctx: Ctx) -> SignManyOut:
+    """Signed URLs for many items at once (a page of thumbnails): one per item that exists; ids of
+    items that do not are left out."""
+    found = await svc.existing_item_ids(ctx, body.items)
+    urls: dict[str, str] = {}
+    expires = 0
+    for item_id in body.items:
+        if item_id in found:
+            urls[str(item_id)], expires = _signed_url(request, ctx, item_id, body)
+    return SignManyOut(urls=urls, expires_at=datetime.fromtimestamp(expires or time.time() + body.expires_in, UTC))

@@ -1,0 +1,88 @@
+"""Adding links to a dataset: a links file (text/plain) or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from ...errors import BadInput
+from ...services import items as items_svc
+from ...services import links as svc
+from ...services.context import Context
+from ...storage.links_file import parse_stream
+from ..auth import context, require_user
+
+router = APIRouter(tags=["links"], dependencies=[Depends(require_user)])
+Ctx = Annotated[Context, Depends(context)]
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+LINKS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/plain": {"schema": {"type": "string"}, "example": "# one link a line\ns3://cars/2020/a.jpg\n"},
+            "application/json": {"schema": {
+                "type": "object",
+                "properties": {"links": {"type": "array", "items": {"oneOf": [
+                    {"type": "string"},
+                    {"type": "object", "properties": {"url": {"type": "string"}, "name": {"type": "string"}}},
+                ]}}},
+            }},
+        },
+    }
+}
+
+
+@router.post("/datasets/{dataset_id}/links", openapi_extra=LINKS_BODY)
+async def add_links(
+    dataset_id: int, request: Request, ctx: Ctx, conflict: items_svc.Conflict = "rename", verify: bool = True
+) -> dict[str, Any]:
+    """Register files that stay where they are. Good lines are added even when others are refused;
+    every refused line is reported with its number, URL and reason. Nothing is copied."""
+    await items_svc.get_dataset(ctx, dataset_id)
+    kind = request.headers.get("content-type", "text/plain").split(";")[0].strip().lower()
+    if kind == "application/json":
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BYTES:
+                raise BadInput("a JSON links body is limited to 64 MiB; send a links file as text/plain instead")
+        try:
+            payload = json.loads(body)
+            links = payload["links"]
+            if not isinstance(links, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise BadInput('send {"links": ["s3://bucket/key", {"url": "...", "name": "..."}]}') from None
+        for number, link in enumerate(links, start=1):
+            if not (isinstance(link, str) or (isinstance(link, dict) and isinstance(link.get("url"), str)
+                                              and isinstance(link.get("name", ""), str | None))):
+                raise BadInput(f'links[{number - 1}] must be a URL or {{"url": "...", "name": "..."}}, in text')
+        entries = svc.json_entries(links)
+    elif kind in ("text/plain", "application/octet-stream", ""):
+        entries = parse_stream(request.stream())
+    else:
+        raise BadInput("send a links file as text/plain, or JSON {\"links\": [...]}")
+    report = await svc.add_links(ctx, dataset_id, entries, verify=verify, conflict=conflict)
+    return report.as_dict()
+
+
+class SyncIn(BaseModel):
+    source: str = Field(description="s3://bucket/prefix/ (or azure://, google://, gs://, fs://)")
+    filter: str | None = Field(default=None, description="a regular expression the key must match")
+    verify: bool = Field(default=False, description="read each image's header for its size (sizes and ETags "
+                         "come from the listing either way)")
+
+
+@router.post("/datasets/{dataset_id}/sync")
+async def sync(
+    dataset_id: int, body: SyncIn, ctx: Ctx, conflict: items_svc.Conflict = "rename"
+) -> dict[str, Any]:
+    """Register every object under a bucket prefix as a link; again later, only the new keys are added,
+    and links whose objects are gone are reported (never deleted, in the bucket or here)."""
+    await items_svc.get_dataset(ctx, dataset_id)
+    report = await svc.sync_prefix(ctx, dataset_id, body.source, body.filter, verify=body.verify, conflict=conflict)
+    return report.as_dict()
