@@ -1,27 +1,37 @@
-"""cargohold's one exception family.
+"""cargohold's one exception family, and the one error envelope every door answers with.
 
     CargoholdError
     ├── ConfigError            a setting is missing or wrong (names the key and the fix)
-    ├── BadInput               a request or argument cannot be used as given
+    │   └── ConnectionsFileError   remote_links.yml: names the file, the line and the connection
+    ├── BadInput               a request or argument cannot be used as given (400)
     │   ├── InvalidKey         an object key no provider could store unchanged
-    │   └── RangeNotSatisfiable
+    │   ├── FieldProblem       one field of a connection (or the connection as a whole)
+    │   ├── RangeNotSatisfiable    no byte of the object is in the asked range (416)
     │   ├── TooLarge           an upload over UPLOAD_MAX_SIZE (413)
     │   └── Unprocessable      well-formed but refused: an image over the pixel limit (422)
     ├── Unauthenticated        no token, an unknown one, a bad or expired signature (401)
-    ├── NotFound
-    ├── AlreadyExists
-    ├── Forbidden              credentials missing, wrong, or not allowed to do this
-    ├── BackendUnavailable     the storage service did not answer usefully
+    ├── Forbidden              credentials missing, wrong, or not allowed to do this (403)
+    ├── NotFound               (404)
+    ├── AlreadyExists          (409)
+    ├── Locked                 gc or migrate already runs on this catalog (409)
+    ├── ChecksumMismatch       the bytes that arrived are not those sent: size or SHA-256 differ (502)
+    ├── ChangedWhileSent       a local file changed while it was uploaded; the next push sends it
+    ├── BackendUnavailable     the storage service did not answer usefully (503)
     │   └── StoreTimeout       ... or not at all, within the time a request may take (504)
     ├── BadGateway             a remote store answered with an error, or could not be reached (502)
     ├── GatewayTimeout         a remote store sent nothing for CACHE_FETCH_TIMEOUT (504)
-    └── Unsupported            the provider has no such capability
+    └── Unsupported            the provider has no such capability (501)
 
 Errors from libraries are translated where they enter (``raise X(...) from exc``), so callers
-above ``storage/`` never see a boto, azure, google or obstore exception.
+above ``storage/`` never see a boto, azure, google or obstore exception. ``error_body`` is the JSON
+every HTTP answer of an error carries: ``{"error": {"code": ..., "message": ...}}``.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 
 class CargoholdError(Exception):
@@ -44,6 +54,17 @@ class ConfigError(CargoholdError):
         self.fix = fix
 
 
+class ConnectionsFileError(ConfigError):
+    """``remote_links.yml`` cannot be used: names the file, the line (from 1) and the connection."""
+
+    def __init__(self, path: Path, line: int | None, connection: str | None, problem: str, fix: str) -> None:
+        where = str(path) + (f", line {line}" if line else "") + (f", connection {connection!r}" if connection else "")
+        super().__init__(where, problem, fix)
+        self.path = path
+        self.line = line
+        self.connection = connection
+
+
 class BadInput(CargoholdError):
     code = "bad_input"
     http_status = 400
@@ -51,6 +72,16 @@ class BadInput(CargoholdError):
 
 class InvalidKey(BadInput):
     code = "invalid_key"
+
+
+class FieldProblem(BadInput):
+    """A connection's field cannot be used; ``field`` is None when the connection as a whole is wrong."""
+
+    def __init__(self, field: str | None, problem: str, fix: str) -> None:
+        super().__init__(f"{field or 'connection'}: {problem}. Fix: {fix}")
+        self.field = field
+        self.problem = problem
+        self.fix = fix
 
 
 class RangeNotSatisfiable(BadInput):
@@ -88,6 +119,24 @@ class Forbidden(CargoholdError):
     http_status = 403
 
 
+class Locked(CargoholdError):
+    code = "locked"
+    http_status = 409
+
+
+class ChecksumMismatch(CargoholdError):
+    """The bytes that arrived are not the bytes that were sent (size or SHA-256 differ)."""
+
+    code = "checksum_mismatch"
+    http_status = 502
+
+
+class ChangedWhileSent(CargoholdError):
+    """A local file changed while it was being uploaded (a log being written): the next push sends it."""
+
+    code = "changed_while_sent"
+
+
 class BackendUnavailable(CargoholdError):
     code = "backend_unavailable"
     http_status = 503
@@ -114,3 +163,12 @@ class Unsupported(CargoholdError):
 class GatewayTimeout(CargoholdError):
     code = "gateway_timeout"
     http_status = 504
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The one error envelope of every HTTP answer (docs/API.md, "Errors")."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_json(exc: CargoholdError) -> bytes:
+    return json.dumps(error_body(exc.code, exc.message)).encode()

@@ -24,10 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from cargohold.errors import ConfigError, NotFound
+from cargohold.errors import ConfigError, ConnectionsFileError, NotFound
 from cargohold.storage.base import FolderListing, ObjectMeta
 from cargohold.storage.connections import ConnectionRegistry, load_file
-from cargohold.storage.connections_file import ConnectionsFileError
 
 from ..support.api import assert_error, cli
 from ..support.api_server import RunningServer

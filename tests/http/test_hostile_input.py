@@ -39,9 +39,8 @@ import psutil
 import pytest
 from PIL import Image
 
-from cargohold.errors import BadGateway, BadInput, Forbidden, NotFound
+from cargohold.errors import BadGateway, BadInput, ConnectionsFileError, Forbidden, NotFound
 from cargohold.storage.connections import load_file
-from cargohold.storage.connections_file import ConnectionsFileError
 from cargohold.storage.http_links import HttpLinks
 
 from ..support.api import assert_error, png_declaring

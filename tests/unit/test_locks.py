@@ -66,6 +66,7 @@ import asyncio, sys
 from cargohold.catalog.db import Catalog
 from cargohold.services import locks
 from cargohold.settings import load_settings
+from cargohold.errors import Locked
 
 async def main():
     catalog = Catalog(load_settings(home=__import__("pathlib").Path(sys.argv[1])))

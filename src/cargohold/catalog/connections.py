@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import AlreadyExists
+from ..errors import AlreadyExists, FieldProblem
 from ..settings import Settings
 from ..storage.connection import Connection, ProviderName
-from ..storage.connections import DEFAULT_METADATA_ENDPOINT, FieldProblem, NamedConnection, make_connection
+from ..storage.connections import DEFAULT_METADATA_ENDPOINT, NamedConnection, make_connection
 from .db import Catalog
 from .models import ConnectionRecord, utcnow
 

@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from ..errors import CargoholdError, ConfigError
-from ..storage.connections_file import ConnectionsFileError
+from ..errors import CargoholdError, ConfigError, ConnectionsFileError
 from .admin import gc, token
 from .cache import cache
 from .catalog import catalog

@@ -26,9 +26,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..errors import BadInput, CargoholdError, NotFound, Unauthenticated, Unsupported
+from ..errors import BadInput, CargoholdError, ChecksumMismatch, NotFound, Unauthenticated, Unsupported
 from ..instance import ADMIN_TOKEN_FILE
-from ..sdk.client import CONFLICTS, ChecksumMismatch, Client, Conflict, Json
+from ..sdk.client import CONFLICTS, Client, Conflict, Json
 from ..settings import instance_home, load_settings
 from ..units import human_size
 from .server import base_url

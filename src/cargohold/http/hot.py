@@ -31,7 +31,7 @@ from ..errors import BadInput, CargoholdError, RangeNotSatisfiable, Unauthentica
 from ..media.preview import PreviewSpec
 from ..services import serving, signing
 from ..services.context import Context
-from ..services.representation import Body, Representation
+from ..services.serving import Body, Representation
 from ..services.tokens import authenticate
 from ..storage.local import in_page_cache
 from .ranges import parse_range

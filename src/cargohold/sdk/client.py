@@ -28,6 +28,7 @@ from ..errors import (
     BadGateway,
     BadInput,
     CargoholdError,
+    ChecksumMismatch,
     Forbidden,
     GatewayTimeout,
     InvalidKey,
@@ -64,13 +65,6 @@ _BY_STATUS: dict[int, type[CargoholdError]] = {
     416: RangeNotSatisfiable, 422: Unprocessable, 501: Unsupported, 502: BadGateway, 503: BackendUnavailable,
 }
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-class ChecksumMismatch(CargoholdError):
-    """The bytes that arrived are not the bytes that were sent (size or SHA-256 differ)."""
-
-    code = "checksum_mismatch"
-    http_status = 502
 
 
 def error_from(response: httpx.Response) -> CargoholdError:

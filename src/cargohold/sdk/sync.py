@@ -31,9 +31,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
-from ..errors import BadInput, CargoholdError, NotFound, TooLarge, Unprocessable
+from ..errors import BadInput, CargoholdError, ChangedWhileSent, ChecksumMismatch, NotFound, TooLarge, Unprocessable
 from ..units import human_size
-from .client import ChecksumMismatch, Client
+from .client import Client
 from .sync_state import STATE_FILE, LocalFile, SyncState, excluded, is_state_file, scan_local, within
 
 __all__ = ["STATE_FILE", "BackgroundPush", "Plan", "Result", "Sync", "SyncState", "remote_prefix", "scan_local"]
@@ -44,12 +44,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Direction = Literal["pull", "push"]
 Mode = Literal["mirror", "workspace"]
 Action = Literal["download", "upload", "delete local", "delete remote"]
-
-
-class ChangedWhileSent(CargoholdError):
-    """A local file changed while it was being uploaded (a log being written): the next push sends it."""
-
-    code = "changed_while_sent"
 
 
 # Errors about one file, after which the others still go; any other error (no server, a bad token) ends the run.

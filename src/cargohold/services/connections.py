@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..catalog.connections import SECRET_FIELDS, CatalogConnections
-from ..errors import AlreadyExists, BadInput, CargoholdError, NotFound, Unsupported
+from ..errors import AlreadyExists, BadInput, CargoholdError, FieldProblem, NotFound, Unsupported
 from ..storage import ByteRange, Store
 from ..storage.base import FolderListing, FolderPage
-from ..storage.connections import PROVIDERS, FieldProblem, NamedConnection, fields_of
+from ..storage.connections import PROVIDERS, NamedConnection, fields_of
 from .context import Context
 
 TEST_TIMEOUT = 20.0

@@ -41,15 +41,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_e
 from sqlalchemy.pool import NullPool
 
 from ..catalog.db import Catalog, advisory_key
-from ..errors import CargoholdError
+from ..errors import Locked
 
 CONTENT = "content objects"
 """The name of the guard between uploads and gc's deletions."""
-
-
-class Locked(CargoholdError):
-    code = "locked"
-    http_status = 409
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..errors import CargoholdError
+from ..errors import CargoholdError, ChecksumMismatch
 from ..storage import ObjectMeta, OwnStorage, Store
 from .blobs import CONTENT_PREFIX, STAGING_PREFIX
 from .storage_check import PROBE_PREFIX
@@ -67,11 +67,6 @@ class Report:
 
 Progress = Callable[[int, int], None]
 """Called with (bytes, objects) as they are done: copied, skipped or verified."""
-
-
-class ChecksumMismatch(CargoholdError):
-    code = "checksum_mismatch"
-    http_status = 502
 
 
 TeamFileSums = Callable[[list[str]], Awaitable[dict[str, str]]]

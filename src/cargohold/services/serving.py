@@ -42,6 +42,8 @@ from .memo import ItemView
 from .representation import Body, Original, Representation, in_memory, remote
 from .uncached import MEMORY_LIMIT, made_without_cache, write_image
 
+__all__ = ["Body", "Representation", "content", "in_memory", "item_view", "local_copy", "original", "preview"]
+
 
 async def item_view(ctx: Context, item_id: int) -> ItemView:
     view = ctx.memo.get(item_id)

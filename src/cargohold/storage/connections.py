@@ -25,10 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from ..errors import ConfigError, Forbidden, NotFound
+from ..errors import ConfigError, ConnectionsFileError, FieldProblem, Forbidden, NotFound
 from .base import Store
 from .connection import Connection
-from .connections_file import ConnectionsFileError, FieldValue, read_entries
+from .connections_file import FieldValue, read_entries
 from .registry import open_store
 
 log = logging.getLogger("cargohold.connections")
@@ -85,16 +85,6 @@ class NamedConnection:
     def secrets(self) -> list[str]:
         """The secret values, for scrubbing them out of any text a provider sends back."""
         return [s for s in (self.connection.secret_key, self.connection.credentials_json) if s]
-
-
-class FieldProblem(Exception):
-    """A connection's field cannot be used; ``field`` is None when the connection as a whole is wrong."""
-
-    def __init__(self, field: str | None, problem: str, fix: str) -> None:
-        super().__init__(f"{field or 'connection'}: {problem}. Fix: {fix}")
-        self.field = field
-        self.problem = problem
-        self.fix = fix
 
 
 def make_connection(

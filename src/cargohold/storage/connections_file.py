@@ -14,23 +14,12 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConnectionsFileError
 
 NULL_TAG = "tag:yaml.org,2002:null"
 _TOP_LEVEL_KEY = re.compile(r"^([^\s#:][^:#]*?)\s*:")
 
 FieldValue = str | list[str]
-
-
-class ConnectionsFileError(ConfigError):
-    """``remote_links.yml`` cannot be used: names the file, the line (from 1) and the connection."""
-
-    def __init__(self, path: Path, line: int | None, connection: str | None, problem: str, fix: str) -> None:
-        where = str(path) + (f", line {line}" if line else "") + (f", connection {connection!r}" if connection else "")
-        super().__init__(where, problem, fix)
-        self.path = path
-        self.line = line
-        self.connection = connection
 
 
 @dataclass
