@@ -150,13 +150,19 @@ def test_every_documented_route_needs_a_token(access: Access, request: pytest.Fi
                 if path == "/healthz":
                     assert answer.status_code == 200
                     continue
-                assert_error(answer, 401, "unauthenticated")
+                if method == "HEAD":  # the same answer without its body
+                    assert answer.status_code == 401 and not answer.content, (method, url)
+                else:
+                    assert_error(answer, 401, "unauthenticated")
                 assert answer.headers["www-authenticate"].lower().startswith("bearer"), (method, url)
             if path != "/healthz":  # a signature opens content and previews only, and only when it is right
                 forged = access.keep(anonymous.request(method, url, params={"expires": "9999999999",
                                                                             "signature": "x" * 43}))
                 tried += 1
-                assert_error(forged, 401, "unauthenticated")
+                if method == "HEAD":
+                    assert forged.status_code == 401 and not forged.content, (method, url)
+                else:
+                    assert_error(forged, 401, "unauthenticated")
 
         # Outside the OpenAPI document: the routes the app has besides (found in-process), each public and
         # holding no data, and nothing else opens without a token.
@@ -208,6 +214,59 @@ def test_a_user_token_gets_403_on_every_admin_route(access: Access, request: pyt
         listed = admin.get("/connections").json()["connections"]
         assert [c["name"] for c in listed] == ["access-conn"], "the user's PUT changed nothing"
     request.node.user_properties.append(("reliability_cases", len(admin_routes)))
+
+
+HOSTILE_HTML = b"<!doctype html><script>fetch('/api/v1/datasets').then(r => r.text()).then(alert)</script>"
+
+
+def content_routes(server: RunningServer) -> list[str]:
+    """GET routes of the OpenAPI document whose 200 answer is bytes (a file's), not JSON."""
+    schema = httpx.get(server.url + "/api/openapi.json", timeout=10).json()
+    return sorted(path for path, ops in schema["paths"].items() if "get" in ops and any(
+        c.get("schema", {}).get("format") == "binary" for c in ops["get"]["responses"].get("200", {})
+        .get("content", {}).values()))
+
+
+@pytest.mark.reliability(kind="attack", cases=0, what="an uploaded HTML file (item and team file) opened from "
+                         "every content-bearing route (found from the OpenAPI document): never run as "
+                         "cargohold's origin (`nosniff`, `CSP: sandbox` on 200, 206, 304, 416 and HEAD)")
+def test_every_content_route_sends_nosniff_and_sandbox(access: Access, request: pytest.FixtureRequest) -> None:
+    routes = content_routes(access.server)
+    assert {"/api/v1/files/{path}", "/api/v1/items/{item_id}/content", "/api/v1/items/{item_id}/preview"} \
+        <= set(routes), routes
+    with access.server.client() as client:
+        uploaded = client.post(f"/datasets/{access.dataset}/items",
+                               files=[("files", ("hostile.html", HOSTILE_HTML, "text/html"))]).json()
+        html_item = uploaded["results"][0]["item"]["id"]
+        assert client.put("/files/access/hostile.html", content=HOSTILE_HTML,
+                          headers={"content-type": "text/html"}).status_code == 201
+        signed = client.post(f"/items/{html_item}/sign", json={}).json()["url"]
+    values = {"item_id": html_item, "path": "access/hostile.html"}
+    tried = 0
+    with access.server.client() as client, httpx.Client(timeout=30) as anonymous:
+        for route in routes:
+            is_preview = route.endswith("/preview")
+            filled = {**values, "item_id": access.image} if is_preview else values
+            url = re.sub(r"\{(\w+)\}", lambda m, filled=filled: str(filled[m[1]]), route.removeprefix("/api/v1"))
+            whole = access.keep(client.get(url))
+            assert whole.status_code == 200, (route, whole.text[:200])
+            if not is_preview:
+                assert whole.content == HOSTILE_HTML and whole.headers["content-type"].startswith("text/html")
+            answers = [whole, access.keep(client.head(url)),
+                       access.keep(client.get(url, headers={"Range": "bytes=0-3"})),
+                       access.keep(client.get(url, headers={"If-None-Match": whole.headers["etag"]})),
+                       access.keep(client.get(url, headers={"Range": "bytes=999999-"}))]
+            assert [a.status_code for a in answers] == [200, 200, 206, 304, 416], (route, answers)
+            for answer in answers:
+                tried += 1
+                assert answer.headers.get("x-content-type-options") == "nosniff", (route, answer.status_code)
+                assert answer.headers.get("content-security-policy") == "sandbox", (route, answer.status_code)
+        by_signature = access.keep(anonymous.get(signed))  # the hot route without a token
+        tried += 1
+        assert by_signature.content == HOSTILE_HTML
+        assert by_signature.headers["x-content-type-options"] == "nosniff"
+        assert by_signature.headers["content-security-policy"] == "sandbox"
+    request.node.user_properties.append(("reliability_cases", tried))
 
 
 def alter(url: str, **changes: str | None) -> str:

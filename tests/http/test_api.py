@@ -689,7 +689,7 @@ def test_openapi_describes_the_routes(shared_server: RunningServer) -> None:
         "/api/v1/cache/{tier}": {"delete"},
         "/metrics": {"get"},
         "/api/v1/files": {"get"},
-        "/api/v1/files/{path}": {"get", "put", "delete"},
+        "/api/v1/files/{path}": {"get", "head", "put", "delete"},
     }
     documented = {p: set(ops) for p, ops in paths.items()}
     assert {p: documented.get(p) for p in expected} == expected  # later issues add routes of their own

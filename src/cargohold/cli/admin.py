@@ -3,10 +3,7 @@ replica's instance home: they meet the others in the shared catalog)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -19,21 +16,7 @@ from ..services.context import Context
 from ..services.team_files import finish_writes
 from ..settings import load_settings
 from ..units import parse_duration
-
-T = TypeVar("T")
-
-
-def with_context(action: Callable[[Context], Awaitable[T]], storage: bool = True) -> T:
-    """Run ``action`` with an open context; ``storage=False`` for commands that only touch the catalog."""
-
-    async def run() -> T:
-        ctx = await Context.open(load_settings(), ensure_buckets=storage)
-        try:
-            return await action(ctx)
-        finally:
-            await ctx.close()
-
-    return asyncio.run(run())
+from ._context import with_context
 
 
 @click.group()

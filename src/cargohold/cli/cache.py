@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..cache import TIER_NAMES
-from .transfer import connection_options, open_client
+from ._context import connection_options, open_client
 
 
 def _human(n: int) -> str:

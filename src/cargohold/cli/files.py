@@ -22,7 +22,8 @@ from ..errors import BadInput, CargoholdError
 from ..sdk.sync import BackgroundPush, Plan, Result, Sync, remote_prefix
 from ..settings import load_settings
 from ..units import human_size
-from .transfer import bars, connection_options, finish, open_client
+from ._context import connection_options, finish, open_client
+from ._progress import bars
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

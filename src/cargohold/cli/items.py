@@ -9,7 +9,7 @@ from rich.table import Table
 from ..services import items as items_svc
 from ..services import relocate
 from ..services.context import Context
-from .admin import with_context
+from ._context import with_context
 
 
 @click.group()

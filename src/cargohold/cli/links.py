@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..sdk.client import CONFLICTS
 from ..storage.uris import parse_prefix
-from .transfer import connection_options, open_client
+from ._context import connection_options, open_client
 
 
 @click.group()

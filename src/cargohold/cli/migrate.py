@@ -17,15 +17,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
-from sqlalchemy import select
 
 from ..catalog.db import Catalog
 from ..catalog.db import migrate as migrate_catalog
-from ..catalog.models import TeamFile
 from ..errors import ConfigError
 from ..instance import update_env
 from ..services import locks
 from ..services.migrate import DEFAULT_JOBS, Migration, Report, Work, plan
+from ..services.team_files import team_file_sums
 from ..settings import Settings, load_settings
 from ..storage import OwnStorage
 
@@ -47,12 +46,6 @@ def _where(s: Settings) -> str:
     if s.storage_provider == "http":
         return f"local disk {s.data_path / 'storage'}"
     return f"{s.storage_provider} {s.storage_endpoint or ''} {s.bucket('public')}, {s.bucket('private')}".strip()
-
-
-async def _team_file_sums(catalog: Catalog, keys: list[str]) -> dict[str, str]:
-    async with catalog.session() as session:
-        rows = await session.execute(select(TeamFile.path, TeamFile.sha256).where(TeamFile.path.in_(keys)))
-        return {path: sha for path, sha in rows.all()}
 
 
 @click.command()
@@ -103,7 +96,7 @@ async def _run_locked(catalog: Catalog, current: Settings, target_settings: Sett
         await asyncio.to_thread(migrate_catalog, catalog.urls)  # a home that never ran a server has no tables yet
         if not dry_run and not verify_only:
             await target.ensure_buckets()
-        work = await plan(source, lambda keys: _team_file_sums(catalog, keys))
+        work = await plan(source, lambda keys: team_file_sums(catalog, keys))
         migration = Migration(source, target, jobs)
         if dry_run:
             await _dry_run(migration, work)

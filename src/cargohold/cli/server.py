@@ -22,6 +22,7 @@ from ..errors import CargoholdError
 from ..settings import Settings, instance_home, load_settings
 from ..storage import OwnStorage
 from ..storage.connections import load_file
+from ._context import base_url
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -55,12 +56,6 @@ def running_pid(home: Path) -> int | None:
         path.unlink(missing_ok=True)
         return None
     return pid
-
-
-def base_url(settings: Settings) -> str:
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.server_host, settings.server_host)
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.server_port}"
 
 
 def stop_process(pid: int, timeout: float = STOP_TIMEOUT) -> None:

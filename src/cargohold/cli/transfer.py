@@ -9,88 +9,19 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from ..errors import BadInput, CargoholdError, ChecksumMismatch, NotFound, Unauthenticated, Unsupported
-from ..instance import ADMIN_TOKEN_FILE
-from ..sdk.client import CONFLICTS, Client, Conflict, Json
-from ..settings import instance_home, load_settings
+from ..errors import BadInput, ChecksumMismatch, NotFound, Unsupported
+from ..sdk.client import CONFLICTS, Conflict, Json
 from ..units import human_size
-from .server import base_url
+from ._context import connection_options, finish, open_client
+from ._progress import bars
 
-F = TypeVar("F", bound=Callable[..., Any])
 # Errors about one file, after which the others can still go; any other error ends the run.
 PER_FILE_ERRORS = (BadInput, ChecksumMismatch, NotFound, Unsupported, OSError)
-
-
-def connection_options(command: F) -> F:
-    command = click.option("--token", envvar="CARGOHOLD_TOKEN", show_envvar=True,
-                           help="API token [default: the instance home's admin.token].")(command)
-    return click.option("--url", envvar="CARGOHOLD_URL", show_envvar=True,
-                        help="Server URL [default: this machine's server, from its settings].")(command)
-
-
-def open_client(url: str | None, token: str | None) -> Client:
-    if not token:
-        path = instance_home() / ADMIN_TOKEN_FILE
-        try:
-            token = path.read_text().strip()
-        except OSError:
-            raise Unauthenticated(f"no token: pass --token, set CARGOHOLD_TOKEN, or run where {path} exists") from None
-    return Client(url or base_url(load_settings()), token)
-
-
-class Bars:
-    """A bar for all the bytes and one for the file in flight: total, per file, rate and ETA."""
-
-    def __init__(self, total: int, files: int) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}", style="bold"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=Console(stderr=True), disable=files == 0,
-        )
-        self.total = self.progress.add_task("total", total=total)
-        self.moved = 0  # bytes that went over the network
-
-    @contextmanager
-    def file(self, name: str, size: int, done: int = 0) -> Iterator[Callable[[int], None]]:
-        task: TaskID = self.progress.add_task(_shorten(name), total=size, completed=done)
-        self.progress.advance(self.total, done)
-
-        def advance(n: int) -> None:
-            self.moved += n
-            self.progress.advance(task, n)
-            self.progress.advance(self.total, n)
-
-        try:
-            yield advance
-        finally:
-            self.progress.remove_task(task)
-
-
-def _shorten(name: str, width: int = 40) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
-
-
-@contextmanager
-def bars(total: int, files: int) -> Iterator[Bars]:
-    shown = Bars(total, files)
-    with shown.progress:
-        yield shown
 
 
 def local_files(paths: tuple[Path, ...]) -> Iterator[tuple[str, Path]]:
@@ -113,14 +44,6 @@ def local_path(dest_dir: Path, name: str) -> Path:
     if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise BadInput(f"item name {name!r} is not a relative path; not written")
     return dest_dir.joinpath(*parts)
-
-
-def finish(summary: str, failures: list[tuple[str, str]]) -> None:
-    for name, message in failures:
-        click.echo(f"failed: {name}: {message}", err=True)
-    click.echo(summary)
-    if failures:
-        raise CargoholdError(f"{len(failures)} file(s) failed")
 
 
 @click.command()

@@ -25,6 +25,7 @@ from ..storage import OwnStorage
 from .auth import AuthMiddleware
 from .hot import hot_route, serve
 from .openapi import describe_errors
+from .responses import error_response
 from .routes import cache, connections, datasets, files, items, links, system
 
 log = logging.getLogger("cargohold")
@@ -33,16 +34,11 @@ MAX_HEADER_BYTES = 64 * 1024
 """All of a request's header names and values together; nginx's default is 32 KiB."""
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
 async def _cargohold_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CargoholdError)
     if exc.http_status >= 500:
         log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc.message)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return _error(exc.http_status, exc.code, exc.message, headers)
+    return error_response(exc.http_status, exc.code, exc.message)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -50,14 +46,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}" for e in exc.errors()
     )
-    return _error(400, "bad_input", problems or "the request does not match the API")
+    return error_response(400, "bad_input", problems or "the request does not match the API")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     # A URL that names no route is told apart from a missing dataset or item (both 404).
     code = {404: "no_such_route", 405: "method_not_allowed"}.get(exc.status_code, "error")
-    return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+    return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
 class CargoholdApp(FastAPI):
@@ -68,7 +64,8 @@ class CargoholdApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
             # uvicorn's httptools parser has no limit of its own (h11's is 16 KiB): refused here.
-            response = _error(431, "headers_too_large", f"the request's headers are over {MAX_HEADER_BYTES:,} bytes")
+            response = error_response(431, "headers_too_large",
+                                      f"the request's headers are over {MAX_HEADER_BYTES:,} bytes")
             await response(scope, receive, send)
             return
         hot = hot_route(scope)

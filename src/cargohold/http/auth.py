@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import CargoholdError, Forbidden, Unauthenticated
 from ..services.context import Context
 from ..services.tokens import Principal, authenticate
+from .responses import error_response
 
 PROTECTED = ("/api/v1/", "/metrics")
 
@@ -48,8 +48,7 @@ class AuthMiddleware:
         try:
             principal = await identify(request, scope["app"].state.ctx)
         except CargoholdError as exc:
-            response = JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.http_status,
-                                    headers={"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None)
+            response = error_response(exc.http_status, exc.code, exc.message)
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal

@@ -1,20 +1,44 @@
-"""Answering a content request: conditional GET, one byte range, and streamed bytes."""
+"""THE sender: every answer that carries a file's bytes (items, previews, conversions, team files) and
+every error body goes out through this module, so they all get the same conditionals, ranges and
+security headers.
+
+Conditional requests (``If-None-Match``, ``If-Range``) and one ``Range`` follow RFC 9110. Bytes from an
+open file are read from the page cache on the event loop and from a thread when they would wait for
+the disk (``storage.local.read_range``); streams are passed through as they come.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+import os
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
-from ..errors import RangeNotSatisfiable
-from ..storage import ByteRange, Download
+from ..errors import CargoholdError, RangeNotSatisfiable, error_body, error_json
+from ..services.serving import Body, Representation
+from ..storage.page_cache import read_range
 from .ranges import parse_range
 
-Opener = Callable[[ByteRange | None], Awaitable[Download]]
+Headers = list[tuple[bytes, bytes]]
+
+SECURITY_HEADERS: Headers = [
+    (b"x-content-type-options", b"nosniff"),
+    # An uploaded HTML or SVG file opened from a content URL must not run scripts as cargohold's origin,
+    # where the web UI keeps its token.
+    (b"content-security-policy", b"sandbox"),
+]
+WANTED = (b"authorization", b"range", b"if-none-match", b"if-range")
+"""The request headers the sender (and the hot route's authorisation) reads."""
+
+
+def request_headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k: v for k, v in scope["headers"] if k in WANTED}
 
 
 def content_disposition(filename: str) -> str:
@@ -28,34 +52,141 @@ def etag_matches(header: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-async def send_content(
-    request: Request, *, size: int, etag: str, last_modified: datetime, content_type: str, filename: str,
-    open_bytes: Opener,
-) -> Response:
-    headers = {
-        "ETag": etag,
-        "Last-Modified": format_datetime(last_modified, usegmt=True),
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, max-age=0, must-revalidate",
-    }
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match and etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
-    range_header = request.headers.get("range")
-    if_range = request.headers.get("if-range")
-    if if_range is not None and if_range.strip() != etag:
-        # The client's partial copy is of other bytes (RFC 9110 13.1.5): send the whole new one.
-        range_header = None
+@dataclass(frozen=True)
+class Front:
+    """What nginx in front may do for this answer (deploy/nginx.conf, SERVER_ACCEL_REDIRECT)."""
+
+    redirect: str  # the internal location mapped to DATA_PATH
+    data_path: str
+    cache_for: int | None  # a signed answer: nginx may keep it this many seconds (until the URL expires)
+
+    def location_of(self, path: Path) -> bytes | None:
+        text = os.fspath(path)
+        if not text.startswith(self.data_path):
+            return None  # a server folder (fs://) outside DATA_PATH: sent by cargohold
+        return (self.redirect + quote(text[len(self.data_path):].lstrip("/"))).encode("latin-1")
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(when: datetime) -> bytes:
+    return format_datetime(when, usegmt=True).encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _disposition(filename: str) -> bytes:
+    return content_disposition(filename).encode("latin-1")
+
+
+async def send_representation(send: Send, head_only: bool, rep: Representation,
+                              headers: dict[bytes, bytes], front: Front | None = None) -> None:
+    etag = rep.etag
+    out = [
+        (b"etag", etag.encode()),
+        (b"last-modified", _http_date(rep.last_modified)),
+        (b"accept-ranges", b"bytes"),
+        (b"cache-control", b"private, max-age=0, must-revalidate"),
+        *SECURITY_HEADERS,
+    ]
+    if_none_match = headers.get(b"if-none-match")
+    if if_none_match is not None and etag_matches(if_none_match.decode("latin-1"), etag):
+        await send({"type": "http.response.start", "status": 304, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    range_header = headers.get(b"range")
+    if_range = headers.get(b"if-range")
+    if if_range is not None and if_range.decode("latin-1").strip() != etag:
+        range_header = None  # the client's partial copy is of other bytes (RFC 9110 13.1.5): send all
     try:
-        byte_range = parse_range(range_header, size)
+        byte_range = parse_range(range_header.decode("latin-1") if range_header else None, rep.size)
     except RangeNotSatisfiable as exc:
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=416,
-                            headers={"Content-Range": f"bytes */{size}"})
-    download = await open_bytes(byte_range)
-    headers["Content-Length"] = str(download.end - download.start)
-    headers["Content-Disposition"] = content_disposition(filename)
+        await send_error(send, exc, [*SECURITY_HEADERS, (b"content-range", f"bytes */{rep.size}".encode())])
+        return
+    body = await rep.open(byte_range)
+    if front is not None:
+        if front.cache_for is not None:
+            # A signed URL names one representation until it expires: nginx may answer it from its
+            # cache until then (the header is nginx's; it does not reach the client).
+            out.append((b"x-accel-expires", str(front.cache_for).encode()))
+        elif body.path is not None and (location := front.location_of(body.path)) is not None:
+            # Authorised here, sent by nginx from disk (sendfile); nginx applies the Range itself.
+            await _close(body)
+            out = [h for h in out if h[0] != b"accept-ranges"]  # nginx says it for the file
+            out += [(b"content-type", rep.content_type.encode("latin-1", "replace")),
+                    (b"content-disposition", _disposition(rep.filename)), (b"x-accel-redirect", location)]
+            await send({"type": "http.response.start", "status": 200, "headers": out})
+            await send({"type": "http.response.body", "body": b""})
+            return
+    out += [
+        (b"content-type", rep.content_type.encode("latin-1", "replace")),
+        (b"content-length", str(body.end - body.start).encode()),
+        (b"content-disposition", _disposition(rep.filename)),
+    ]
     status = 200
     if byte_range is not None:
         status = 206
-        headers["Content-Range"] = f"bytes {download.start}-{download.end - 1}/{download.meta.size}"
-    return StreamingResponse(download.chunks, status_code=status, headers=headers, media_type=content_type)
+        out.append((b"content-range", f"bytes {body.start}-{body.end - 1}/{body.total}".encode()))
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    if head_only:
+        await _close(body)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _send_body(send, body)
+
+
+async def _close(body: Body) -> None:
+    if body.fd is not None:
+        os.close(body.fd)
+    if body.chunks is not None:
+        closer = getattr(body.chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+async def _send_body(send: Send, body: Body) -> None:
+    sent = 0
+    try:
+        if body.fd is not None:
+            if body.start == body.end:
+                await send({"type": "http.response.body", "body": b""})
+            async for data in read_range(body.fd, body.start, body.end):
+                sent += len(data)
+                await send({"type": "http.response.body", "body": data, "more_body": body.start + sent < body.end})
+        else:
+            assert body.chunks is not None
+            async for chunk in body.chunks:
+                sent += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        if body.tier is not None:
+            body.tier.served(sent)
+        await _close(body)
+
+
+async def send_error(send: Send, exc: CargoholdError, extra: Headers | None = None) -> None:
+    payload = error_json(exc)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if exc.http_status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answer for the FastAPI side (exception handlers, the auth middleware)."""
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+class RepresentationResponse(Response):
+    """A FastAPI route's answer sent by ``send_representation``: the same bytes, headers and errors
+    as the hot route's."""
+
+    def __init__(self, representation: Representation) -> None:
+        super().__init__()
+        self.representation = representation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rep = self.representation
+        await send_representation(send, scope["method"] == "HEAD", rep, request_headers(scope))

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import RowMapping
 
 from ..catalog.models import Item, TeamFile
+from ..media.preview import ImageFormat
 from ..services.items import DatasetInfo
+from .params import PreviewIn
 
 
 class ErrorBody(BaseModel):
@@ -80,21 +82,11 @@ class UploadOut(BaseModel):
     results: list[UploadResult]
 
 
-class PreviewIn(BaseModel):
-    model_config = ConfigDict(strict=True)  # `true` is not a width, nor `1.5` a quality
-    w: int = Field(default=256, ge=1, le=2048)
-    h: int = Field(default=256, ge=1, le=2048)
-    fit: Literal["contain", "cover", "fill"] = "contain"
-    format: Literal["jpeg", "webp", "png"] = "jpeg"
-    q: int = Field(default=80, ge=1, le=100)
-
-
 class SignIn(BaseModel):
     model_config = ConfigDict(strict=True)  # `true` is not an expiry, nor an item id (SignManyIn)
     expires_in: int = Field(default=3600, ge=1, le=7 * 86400)
     preview: PreviewIn | None = Field(default=None, description="Sign a preview URL with these parameters")
-    format: Literal["jpeg", "png", "webp"] | None = Field(
-        default=None, description="Sign a content URL of this conversion")
+    format: ImageFormat | None = Field(default=None, description="Sign a content URL of this conversion")
 
 
 class SignOut(BaseModel):

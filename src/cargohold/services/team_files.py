@@ -25,14 +25,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from ..catalog.db import Catalog
 from ..catalog.models import TeamFile, TeamFileWrite, utcnow
 from ..catalog.sql import starts_with
 from ..errors import BackendUnavailable, BadInput, InvalidKey, NotFound, TooLarge
-from ..storage.base import ByteRange, Download, check_key
+from ..storage.base import ByteRange, check_key
 from .blobs import Hasher, gathered
 from .context import Context
 from .items import decode_cursor, encode_cursor
 from .locks import content_guard, team_file_guard
+from .serving import Body, Representation
 
 STAGING = ".staging/"
 DELETE = ""
@@ -174,8 +176,22 @@ async def get_file(ctx: Context, path: str) -> TeamFile:
         return row
 
 
-async def open_file(ctx: Context, row: TeamFile, byte_range: ByteRange | None) -> Download:
-    return await ctx.storage.private.get(row.path, byte_range)
+def representation(ctx: Context, row: TeamFile) -> Representation:
+    """What a read of the team file answers, sent by the same code as items (``http/responses.py``)."""
+
+    async def open_(byte_range: ByteRange | None) -> Body:
+        download = await ctx.storage.private.get(row.path, byte_range)
+        return Body(download.start, download.end, download.meta.size, chunks=download.chunks)
+
+    return Representation(row.size, f'"{row.sha256}"', row.updated_at, row.content_type, row.path, open_)
+
+
+async def team_file_sums(catalog: Catalog, paths: list[str]) -> dict[str, str]:
+    """The SHA-256 the catalog holds for each of ``paths`` that is a team file (``cargohold migrate``
+    checks the copies by it)."""
+    async with catalog.session() as session:
+        rows = await session.execute(select(TeamFile.path, TeamFile.sha256).where(TeamFile.path.in_(paths)))
+        return {path: sha for path, sha in rows.all()}
 
 
 async def delete_file(ctx: Context, path: str) -> None:

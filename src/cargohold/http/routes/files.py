@@ -8,9 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...services import team_files as svc
 from ...services.context import Context
-from ...storage import ByteRange, Download
 from ..auth import context, require_user
-from ..responses import send_content
+from ..responses import RepresentationResponse
 from ..schemas import TeamFileOut, TeamFilePage
 
 router = APIRouter(tags=["team files"], dependencies=[Depends(require_user)])
@@ -35,19 +34,14 @@ async def put_file(path: str, request: Request, ctx: Ctx) -> TeamFileOut:
     return TeamFileOut.of(row)
 
 
-@router.get("/files/{path:path}", response_class=Response,
-            responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
-                       206: {"description": "a byte range", "content": {"*/*": {"schema": {"type": "string"}}}}})
-async def get_file(path: str, request: Request, ctx: Ctx) -> Response:
+@router.api_route("/files/{path:path}", methods=["GET", "HEAD"], response_class=Response,
+                  responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                             206: {"description": "a byte range", "content": {"*/*": {"schema": {"type": "string"}}}}})
+async def get_file(path: str, ctx: Ctx) -> Response:
+    """The file's bytes, answered as an item's content is: ``Range``, ``If-None-Match`` and ``If-Range``
+    honoured, ``X-Content-Type-Options: nosniff`` and ``Content-Security-Policy: sandbox``."""
     row = await svc.get_file(ctx, path)
-
-    async def open_bytes(byte_range: ByteRange | None) -> Download:
-        return await svc.open_file(ctx, row, byte_range)
-
-    return await send_content(
-        request, size=row.size, etag=f'"{row.sha256}"', last_modified=row.updated_at,
-        content_type=row.content_type, filename=row.path, open_bytes=open_bytes,
-    )
+    return RepresentationResponse(svc.representation(ctx, row))
 
 
 @router.delete("/files/{path:path}", status_code=204)

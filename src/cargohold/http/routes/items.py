@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.types import Receive, Scope, Send
 
+from ...media.preview import ImageFormat
 from ...services import items as svc
 from ...services import signing
 from ...services.context import Context
+from .. import params
 from ..auth import context, require_user
 from ..hot import serve
 from ..schemas import ItemOut, SignIn, SignManyIn, SignManyOut, SignOut
@@ -45,7 +47,7 @@ _BYTES: dict[int | str, dict[str, Any]] = {
 
 
 class _Served(Response):
-    """Answers through the hot route's code (api/serve.py), which normally takes these paths before
+    """Answers through the hot route's code (http/hot.py), which normally takes these paths before
     FastAPI sees them; the routes below describe them in the OpenAPI document."""
 
     def __init__(self, item_id: int, what: str) -> None:
@@ -59,9 +61,7 @@ class _Served(Response):
 @router.get("/items/{item_id}/content", response_class=Response, responses=_BYTES)
 async def get_content(
     item_id: int,
-    format: Annotated[Literal["jpeg", "png", "webp"] | None, Query(
-        description="A full-size version a browser can show (TIFF, 16-bit PNG, CMYK JPEG, BMP...), "
-        "made once and kept in the image-converter tier; the original itself when it already is one.")] = None,
+    format: params.Conversion = None,
 ) -> Response:
     """The item's bytes: ``Range``, ``If-None-Match`` and ``If-Range`` honoured. Remote originals come
     through the storage cache tier. Opens with a token or with a signed URL (``POST .../sign``)."""
@@ -75,12 +75,11 @@ _PREVIEW = {**_BYTES, 200: {"content": {"image/jpeg": _IMAGE, "image/png": _IMAG
 @router.get("/items/{item_id}/preview", response_class=Response, responses=_PREVIEW)
 async def get_preview(
     item_id: int,
-    w: Annotated[int, Query(ge=1, le=2048, description="Width of the box")] = 256,
-    h: Annotated[int, Query(ge=1, le=2048, description="Height of the box")] = 256,
-    fit: Annotated[Literal["contain", "cover", "fill"], Query(
-        description="contain: inside the box; cover: fill the box, centre cropped; fill: stretched")] = "contain",
-    format: Literal["jpeg", "webp", "png"] = "jpeg",
-    q: Annotated[int, Query(ge=1, le=100, description="Quality (jpeg, webp)")] = 80,
+    w: params.Width = params.DEFAULT.width,
+    h: params.Height = params.DEFAULT.height,
+    fit: params.FitParam = params.DEFAULT.fit,
+    format: ImageFormat = params.DEFAULT.format,
+    q: params.Quality = params.DEFAULT.quality,
 ) -> Response:
     """A preview of an image item, made once and kept in the previews tier. EXIF orientation applied;
     never larger than the original."""
