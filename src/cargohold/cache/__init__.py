@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, NotFound
 from ..settings import Settings
-from .fill import Fill
-from .tier import Entry, Tier, TierStats
+from .fill import Entry, Fill
+from .tier import Tier, TierStats
 
 __all__ = ["TIER_NAMES", "CacheTiers", "Entry", "Fill", "Tier", "TierStats"]
 

@@ -12,15 +12,21 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import BadGateway
+from ..storage.base import CHUNK_SIZE
 
-if TYPE_CHECKING:
-    from .tier import Entry
 
-READ_CHUNK = 1024 * 1024
+@dataclass
+class Entry:
+    """A whole file of a tier, in place under its key."""
+
+    key: str
+    path: Path
+    size: int
+    last_used: float
 
 
 class Fill:
@@ -129,7 +135,7 @@ class Fill:
                             raise BadGateway("the source ended early")
                         await self._changed.wait()
                         continue
-                    chunk = os.pread(fd, min(READ_CHUNK, end - pos, self.written - pos), pos)
+                    chunk = os.pread(fd, min(CHUNK_SIZE, end - pos, self.written - pos), pos)
                     if not chunk:
                         raise BadGateway("the cached copy shrank while being read")
                     pos += len(chunk)

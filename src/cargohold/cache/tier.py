@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fill import Fill
+from .fill import Entry, Fill
 
 log = logging.getLogger("cargohold.cache")
 
@@ -39,14 +39,6 @@ TMP_DIR = ".tmp"
 FLUSH_EVERY = 1.0
 DISK_PROBE = 64 * 1024
 """Bytes a fill writes first, and takes back, while the tier's disk refuses writes (full, read-only)."""
-
-
-@dataclass
-class Entry:
-    key: str
-    path: Path
-    size: int
-    last_used: float
 
 
 @dataclass
