@@ -1,8 +1,12 @@
-"""Short-lived memories that keep the hot read path off the catalog and off the remote.
+"""Short-lived memories that keep the hot read path off the catalog and off the remote, each a
+``TTLCache`` (``services/ttl.py``) held by the ``Context``.
 
-``ItemMemo``: the few fields of an item that serving needs, kept ``ITEM_TTL`` seconds. A content or
+``ItemMemo.items``: the few fields of an item that serving needs, kept ``ITEM_TTL`` seconds. A content or
 preview hit then costs no database query. Deleting or replacing an item through this process forgets
 it at once; another replica may answer for it up to ``ITEM_TTL`` longer (docs/CACHE.md).
+
+``ItemMemo.originals``: where an item's bytes are (``services.serving.originals.Original``), by a key
+that carries their version: never stale, kept until pushed out.
 
 ``LinkVersions``: a linked file's version (ETag, size, last modified) as its store last told it,
 trusted for ``CACHE_LINKS_REVALIDATE``; past that, one HEAD (no bytes) asks again.
@@ -10,15 +14,22 @@ trusted for ``CACHE_LINKS_REVALIDATE``; past that, one HEAD (no bytes) asks agai
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalog.models import Item
 from ..storage import ObjectMeta
+from .ttl import Clock, TTLCache
+
+if TYPE_CHECKING:  # serving imports this module (through the Context) at run time
+    from .serving.originals import Original
 
 ITEM_TTL = 2.0
+MAX_ENTRIES = 100_000
+"""Per memory: a crawl over many items pushes the oldest out rather than growing without end."""
 
 
 @dataclass(frozen=True)
@@ -42,54 +53,22 @@ class ItemView:
 
 
 class ItemMemo:
-    def __init__(self, ttl: float = ITEM_TTL) -> None:
-        self.ttl = ttl
-        self._items: dict[int, tuple[float, ItemView]] = {}
-        self.originals: dict[str, Any] = {}
+    def __init__(self, ttl: float = ITEM_TTL, clock: Clock = time.monotonic) -> None:
+        self.items: TTLCache[int, ItemView] = TTLCache(ttl, MAX_ENTRIES, clock)
+        self.originals: TTLCache[str, Original] = TTLCache(math.inf, MAX_ENTRIES, clock)
         self.principals: dict[str, tuple[float, Any]] = {}
         """Checked tokens by digest, with when to check them again (services/tokens.py, TOKEN_TTL)."""
-        """Where a stored item's bytes are (``services.serving.Original``), by item id and SHA-256."""
-
-    def remember(self, key: str, original: Any) -> None:
-        if len(self.originals) > 100_000:
-            self.originals.clear()
-        self.originals[key] = original
-
-    def get(self, item_id: int) -> ItemView | None:
-        found = self._items.get(item_id)
-        if found is None:
-            return None
-        if time.monotonic() > found[0]:
-            del self._items[item_id]
-            return None
-        return found[1]
-
-    def put(self, item: ItemView) -> None:
-        if len(self._items) > 100_000:  # a crawl over many items: start over rather than grow without end
-            self._items.clear()
-        self._items[item.id] = (time.monotonic() + self.ttl, item)
 
     def forget(self, item_id: int | None = None) -> None:
+        """An item changed or deleted through this process (every item: None)."""
         if item_id is None:
-            self._items.clear()
+            self.items.clear()
         else:
-            self._items.pop(item_id, None)
+            self.items.discard(item_id)
 
 
-class LinkVersions:
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._seen: dict[str, tuple[float, ObjectMeta]] = {}
+class LinkVersions(TTLCache[str, ObjectMeta]):
+    """A linked object's metadata by URI, trusted ``ttl`` seconds (``CACHE_LINKS_REVALIDATE``; 0: never)."""
 
-    def get(self, uri: str) -> ObjectMeta | None:
-        found = self._seen.get(uri)
-        if found is None or time.monotonic() > found[0]:
-            return None
-        return found[1]
-
-    def put(self, uri: str, meta: ObjectMeta) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._seen) > 100_000:
-            self._seen.clear()
-        self._seen[uri] = (time.monotonic() + self.ttl, meta)
+    def __init__(self, ttl: float, clock: Clock = time.monotonic) -> None:
+        super().__init__(ttl, MAX_ENTRIES, clock)

@@ -13,9 +13,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from ..errors import BackendUnavailable, BadGateway, Unprocessable
-from .context import Context
-from .representation import Original, remote
+from ...errors import BackendUnavailable, BadGateway, Unprocessable
+from ..context import Context
+from .originals import Original, remote
 
 MEMORY_LIMIT = 64 * 1024 * 1024
 """Largest image made without the cache (its disk full) and sent from memory; a larger conversion

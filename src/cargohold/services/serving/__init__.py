@@ -1,0 +1,168 @@
+"""Serving an item: its bytes, a preview, or a browser-friendly conversion, through the cache tiers
+(docs/CACHE.md). The use cases are here; the rooms behind them:
+
+- ``originals``: what the item is and where its original is (in place or remote), in which version;
+- ``bodies``: what is answered (``Representation``, ``Body``) and where its bytes come from: a file, a
+  cache entry, or the original through the storage tier (one fetch, followed as it lands);
+- ``fallback``: previews and conversions made when the cache's disk takes no writes.
+
+Previews and conversions are made from a local copy: the original in place, or the storage tier's
+copy (made first if missing). A preview whose original is in the storage tier never contacts the remote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ...cache import Fill
+from ...errors import Unprocessable
+from ...media.convert import convert_image, needs_conversion
+from ...media.preview import MEDIA_TYPES, ImageFormat, PreviewSpec, make_preview
+from ...storage import ByteRange
+from ..context import Context
+from ..memo import ItemView
+from .bodies import Body, Representation, cached, in_memory, local_copy, open_original
+from .fallback import MEMORY_LIMIT, made_without_cache, write_image
+from .originals import Original, item_view, original
+
+__all__ = ["Body", "Original", "Representation", "content", "in_memory", "item_view", "local_copy", "original",
+           "preview"]
+
+
+@functools.lru_cache(maxsize=8192)
+def _etag(text: str) -> str:
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
+async def content(ctx: Context, item_id: int, format: ImageFormat | None = None) -> Representation:
+    item = await item_view(ctx, item_id)
+    source = await original(ctx, item)
+    if format is not None:
+        converted = await _converted(ctx, item, source, format)
+        if converted is not None:
+            return converted
+    etag = f'"{item.sha256}"' if item.source == "stored" and item.sha256 else _etag(source.cache_key)
+
+    async def open_(byte_range: ByteRange | None) -> Body:
+        return await open_original(ctx, source, byte_range)
+
+    return Representation(source.size, etag, source.last_modified, item.mime_type, item.name, open_)
+
+
+# -- previews and conversions -------------------------------------------------------------------------
+
+
+def _check_pixels(ctx: Context, item: ItemView) -> None:
+    limit = ctx.settings.image_max_pixels
+    if item.width and item.height and item.width * item.height > limit:
+        raise Unprocessable(
+            f"the image declares {item.width} x {item.height} pixels "
+            f"({item.width * item.height / 1e6:.1f} megapixels), "
+            f"above IMAGE_MAX_PIXELS ({limit / 1e6:.1f} megapixels); it was not decoded"
+        )
+
+
+async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representation:
+    item = await item_view(ctx, item_id)
+    if item.kind != "image":
+        raise Unprocessable(f"previews are made of images; {item.name!r} is {item.mime_type}")
+    _check_pixels(ctx, item)
+    source = await original(ctx, item)
+    key = f"{source.cache_key}/{spec.name}"
+    tier = ctx.cache.previews
+    filename = f"{_stem(item.name)}.{spec.format}"
+    entry = tier.lookup(key)
+    if entry is None:
+        max_pixels = ctx.settings.image_max_pixels
+
+        def made(path: Path, dest: Path) -> None:
+            make_preview(path, dest, spec, max_pixels)
+
+        async def make(fill: Fill) -> None:
+            path = await local_copy(ctx, source)
+            started = time.monotonic()
+            await asyncio.to_thread(write_image, made, path, fill.tmp)
+            ctx.metrics.generate_seconds.labels("preview").observe(time.monotonic() - started)
+            ctx.metrics.previews_made.labels(spec.format).inc()
+
+        try:
+            entry = await tier.fill(key, make).wait()
+        except OSError:
+            # The cache's disk cannot take it (full, read-only; the tier logs that once): made in the
+            # temporary folder from the original, sent from memory, kept nowhere.
+            data = await made_without_cache(ctx, source, made, MEMORY_LIMIT, "preview")
+            ctx.metrics.previews_made.labels(spec.format).inc()
+            return in_memory(data, _etag(key), source.last_modified, spec.media_type, filename)
+        if entry is None:
+            raise Unprocessable("the preview is larger than the whole previews tier (CACHE_PREVIEWS_SIZE)")
+    return cached(tier, entry, _etag(key), source.last_modified, spec.media_type, filename)
+
+
+async def _converted(ctx: Context, item: ItemView, source: Original, format: ImageFormat) -> Representation | None:
+    """The conversion of the original to ``format``, or None when the original can be sent as it is."""
+    if item.kind != "image":
+        raise Unprocessable(f"only images convert; {item.name!r} is {item.mime_type}")
+    _check_pixels(ctx, item)
+    key = f"{source.cache_key}/{format}"
+    tier = ctx.cache.converter
+    filename = f"{_stem(item.name)}.{format}"
+    max_pixels = ctx.settings.image_max_pixels
+
+    def made(path: Path, dest: Path) -> None:
+        convert_image(path, dest, format, max_pixels)
+
+    entry = tier.lookup(key, count=False)
+    if entry is None:
+        try:
+            path = await local_copy(ctx, source)
+        except OSError:  # the cache's disk takes no writes: made without it, as previews are
+            return await _converted_without_cache(ctx, item, source, format, made, key, filename)
+        if not await asyncio.to_thread(needs_conversion, path, item.mime_type, format):
+            return None
+        tier.stats.misses += 1
+
+        async def convert(fill: Fill) -> None:
+            started = time.monotonic()
+            await asyncio.to_thread(write_image, made, path, fill.tmp)
+            ctx.metrics.generate_seconds.labels("conversion").observe(time.monotonic() - started)
+            ctx.metrics.conversions_made.labels(format).inc()
+
+        try:
+            entry = await tier.fill(key, convert).wait()
+        except OSError:
+            return await _converted_without_cache(ctx, item, source, format, made, key, filename)
+        if entry is None:
+            raise Unprocessable("the conversion is larger than the whole converter tier (CACHE_IMAGE_CONVERTER_SIZE)")
+    else:
+        tier.stats.hits += 1
+    return cached(tier, entry, _etag(key), source.last_modified, MEDIA_TYPES[format], filename)
+
+
+async def _converted_without_cache(ctx: Context, item: ItemView, source: Original, format: ImageFormat,
+                                   made: Callable[[Path, Path], None], key: str,
+                                   filename: str) -> Representation | None:
+    converted: list[bool] = []
+
+    def make(path: Path, dest: Path) -> None:
+        if needs_conversion(path, item.mime_type, format):
+            made(path, dest)
+            converted.append(True)
+        else:
+            dest.write_bytes(b"")
+
+    data = await made_without_cache(ctx, source, make, MEMORY_LIMIT, "conversion")
+    if not converted:
+        return None  # the original itself is sent, straight from the remote
+    ctx.metrics.conversions_made.labels(format).inc()
+    return in_memory(data, _etag(key), source.last_modified, MEDIA_TYPES[format], filename)
+
+
+def _stem(name: str) -> str:
+    base = name.rpartition("/")[2]
+    stem, dot, _ = base.rpartition(".")
+    return stem if dot and stem else base
