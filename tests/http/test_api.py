@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import httpx
 import pytest
 
-from cargohold.services.tokens import TOKEN_TTL
+from cargohold.services.memo import TOKEN_TTL
 
 from ..support.api import (  # noqa: F401 - shared with the other HTTP tests
     DATASET_KEYS,

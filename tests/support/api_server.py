@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from .servers import free_port
+from .servers import free_port, stop_process
 
 
 @dataclass
@@ -74,10 +74,4 @@ class RunningServer:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 15)

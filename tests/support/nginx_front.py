@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from .servers import free_port
+from .servers import free_port, stop_process
 
 DEPLOYED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -79,10 +79,4 @@ class NginxFront:
         raise RuntimeError(f"nginx did not answer:\n{(self.workdir / 'error.log').read_text()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
