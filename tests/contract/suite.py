@@ -1,22 +1,28 @@
-"""The contract every ``Store`` passes, whatever the provider.
+"""The contract every ``Store`` passes, whatever the provider (after rclone's fstests).
 
-A provider opts in with a test module that defines a ``store`` fixture (an empty, ready bucket)
-and subclasses ``StoreContract``; the suite skips nothing unless the store's ``features`` say it
-cannot do a thing. (After rclone's fstests.)
+A provider opts in with a test module of a few lines: a ``connection`` fixture (the ``Connection`` whose
+buckets the tests may create) and a class that subclasses ``StoreContract``. A store cargohold only
+reads (an ``fs://`` mount) subclasses ``ReadOnlyStoreContract`` instead, its ``connection`` reaching a
+folder filled beforehand with ``MOUNTED`` (``fill``) and ``missing_connection`` one that does not exist.
+
+The suite skips by capability, never by provider: what ``store.features`` says the store cannot do.
+A store whose features offer ``unfinished`` uploads also gives a ``leave_unfinished_upload(size)``
+fixture, leaving one behind as its provider keeps them.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
-from cargohold.errors import InvalidKey, NotFound, RangeNotSatisfiable, Unsupported
-from cargohold.storage import ByteRange, Store
-from cargohold.storage.base import PART_SIZE
+from cargohold.errors import Forbidden, InvalidKey, NotFound, RangeNotSatisfiable
+from cargohold.storage import ByteRange, Connection, Store, open_store
+from cargohold.storage.base import PART_SIZE, FolderListing, SigningStore, UnfinishedUploads
 
 ODD_KEYS = [
     "with space/and more spaces.jpg",
@@ -26,6 +32,11 @@ ODD_KEYS = [
     "deep/" + "/".join(f"level{i}" for i in range(12)) + "/leaf.bin",
     "punctuation/(x) [y] {z} !$&',;=@~.txt",
 ]
+FOLDER_TREE = ["top.txt", "a/1.txt", "a/2.txt", "a/deep/3.txt", "b/4.txt", "c.txt", "d/5.txt"]
+PAGED = [f"paged/{i}.txt" for i in range(5)] + [f"paged/sub{i}/x.txt" for i in range(3)]
+"""One level of 5 objects and 3 sub-folders, for paging ``list_folder`` 2 entries at a time."""
+CAPABILITIES = {"signing": SigningStore, "folders": FolderListing, "unfinished": UnfinishedUploads}
+"""Each optional capability's field in ``Features``, and the protocol a store offering it implements."""
 
 
 def pattern(size: int, seed: int = 0) -> bytes:
@@ -54,7 +65,105 @@ async def all_keys(store: Store, prefix: str = "", page_size: int = 1000) -> lis
     return sorted([m.key async for page in store.list(prefix, page_size) for m in page])
 
 
+def folders_of(store: Store) -> FolderListing:
+    folders = store.features.folders
+    if folders is None:
+        pytest.skip(f"{store.provider} has no folder listing")
+    return folders
+
+
+def level(keys: Iterable[str], prefix: str) -> tuple[list[str], list[str]]:
+    """What ``list_folder(prefix)`` must show of a bucket holding ``keys``: sub-folders, object keys."""
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    folders, objects = set(), []
+    for key in keys:
+        if key.startswith(prefix):
+            name, slash, _ = key[len(prefix):].partition("/")
+            if slash:
+                folders.add(prefix + name + "/")
+            else:
+                objects.append(key)
+    return sorted(folders), sorted(objects)
+
+
+async def folder_pages(
+    folders: FolderListing, prefix: str, page_size: int
+) -> tuple[list[str], list[str], list[tuple[int, int]]]:
+    """Every page of one folder level: its sub-folders, its object keys, and (sub-folders, objects) per page."""
+    names: list[str] = []
+    keys: list[str] = []
+    pages: list[tuple[int, int]] = []
+    cursor = None
+    while len(pages) < 100:
+        more_folders, more_objects, cursor = await folders.list_folder(prefix, cursor, page_size)
+        names += more_folders
+        keys += [m.key for m in more_objects]
+        pages.append((len(more_folders), len(more_objects)))
+        if cursor is None:
+            break
+    assert cursor is None, "the pages never end"
+    return names, keys, pages
+
+
+async def check_folder_levels(store: Store, keys: Iterable[str], prefixes: Iterable[str]) -> None:
+    """Each level of ``prefixes`` in one page, exactly as ``level`` says, each entry once."""
+    folders = folders_of(store)
+    keys = list(keys)
+    for prefix in prefixes:
+        names, objects, pages = await folder_pages(folders, prefix, 1000)
+        assert (sorted(names), sorted(objects)) == level(keys, prefix), prefix
+        assert len(pages) == 1, prefix
+    assert await folders.list_folder("nothing-here") == ([], [], None)
+    _, objects, _ = await folders.list_folder("a/deep/")
+    assert [(m.key, m.size) for m in objects] == [("a/deep/3.txt", len(MOUNTED["a/deep/3.txt"]))]
+    assert objects[0].last_modified is not None
+
+
+async def check_folder_pages(store: Store, keys: Iterable[str], exact: bool) -> None:
+    """``paged/`` 2 entries a page: every entry once over the pages, a cursor good for asking again."""
+    folders = folders_of(store)
+    names, objects, pages = await folder_pages(folders, "paged", 2)
+    expected_folders, expected_objects = level(keys, "paged")
+    assert sorted(objects) == expected_objects
+    assert all(n_objects <= 2 for _, n_objects in pages), pages
+    assert len(pages) >= 3, pages  # 5 objects
+    if exact:
+        assert sorted(names) == expected_folders
+        assert all(n_folders + n_objects <= 2 for n_folders, n_objects in pages), pages
+        assert len(pages) == 4, pages  # 8 entries
+    else:
+        assert sorted(set(names)) == expected_folders
+    cursor = (await folders.list_folder("paged", None, 2))[2]
+    assert cursor is not None
+    assert await folders.list_folder("paged/", cursor, 2) == await folders.list_folder("paged", cursor, 2)
+
+
+def check_features(store: Store) -> None:
+    """Each capability offered is the store itself, implementing that capability's protocol."""
+    for field, protocol in CAPABILITIES.items():
+        offered = getattr(store.features, field)
+        assert offered is None or (offered is store and isinstance(store, protocol)), field
+
+
 class StoreContract:
+    """A bucket cargohold reads and writes. Where the server the tests run against differs from the
+    provider it stands for, its module says so, and the suite checks less there:"""
+
+    folder_pages_exact = True
+    """Pages of ``list_folder`` hold at most ``page_size`` entries, sub-folders included, each sub-folder on
+    one page (GCS and the others). fake-gcs-server counts only objects and repeats every sub-folder on every page."""
+    uploads_dated = True
+    """Unfinished uploads carry the time they began. moto dates every multipart upload 2010-11-10."""
+
+    @pytest.fixture
+    async def store(self, connection: Connection, bucket_name: str) -> AsyncIterator[Store]:
+        """An empty bucket of its own, created for the test."""
+        store = open_store(connection, bucket_name)
+        await store.ensure_bucket()
+        yield store
+        await store.close()
+
+
     async def test_put_get_head_small(self, store: Store) -> None:
         meta = await store.put("a/hello.txt", b"hello world")
         assert meta.key == "a/hello.txt"
@@ -152,14 +261,6 @@ class StoreContract:
         await store.delete("never/was/here")
         assert await all_keys(store) == []
 
-    async def test_copy(self, store: Store) -> None:
-        await store.put("src/a.bin", pattern(5000))
-        await store.copy("src/a.bin", "dst/b.bin")
-        assert await read(store, "dst/b.bin") == pattern(5000)
-        assert await read(store, "src/a.bin") == pattern(5000)
-        with pytest.raises(NotFound):
-            await store.copy("src/missing", "dst/c.bin")
-
     async def test_rename(self, store: Store) -> None:
         await store.put("stage/x.bin", pattern(3000))
         await store.put("final/y.bin", b"to be replaced")
@@ -188,14 +289,177 @@ class StoreContract:
             with pytest.raises(InvalidKey):
                 await store.put(key, b"x")
 
+    async def test_ensure_bucket_without_create(self, store: Store, connection: Connection, bucket_name: str) -> None:
+        await store.ensure_bucket(create=False)  # the fixture's bucket exists
+        missing = open_store(connection, f"{bucket_name}-missing")
+        try:
+            for _ in range(2):  # and looking did not create it
+                with pytest.raises(NotFound) as refused:
+                    await missing.ensure_bucket(create=False)
+                assert f"{bucket_name}-missing" in str(refused.value), "the error names the bucket"
+            await missing.ensure_bucket()
+            await missing.ensure_bucket(create=False)
+        finally:
+            await missing.close()
+
+    async def test_features_are_what_the_store_implements(self, store: Store) -> None:
+        check_features(store)
+
+    async def test_local_path(self, store: Store) -> None:
+        await store.put("lp/a.bin", b"on this machine?")
+        path = store.local_path("lp/a.bin")
+        if store.features.local_paths:
+            assert path is not None and path.read_bytes() == b"on this machine?"
+            assert store.local_path("lp/missing.bin") is None
+        else:
+            assert path is None
+
+    async def test_list_folder(self, store: Store) -> None:
+        assert await folders_of(store).list_folder("") == ([], [], None), "an empty bucket"
+        keys = FOLDER_TREE + PAGED
+        for key in keys:
+            await store.put(key, MOUNTED[key])
+        await check_folder_levels(store, keys, ["", "a", "a/", "a/deep", "paged", "c.txt"])
+
+    async def test_list_folder_pages(self, store: Store) -> None:
+        folders_of(store)
+        for key in PAGED:
+            await store.put(key, MOUNTED[key])
+        await check_folder_pages(store, PAGED, self.folder_pages_exact)
+
+    async def test_unfinished_uploads_listed_and_aborted(self, store: Store, request: pytest.FixtureRequest) -> None:
+        uploads = store.features.unfinished
+        if uploads is None:
+            pytest.skip(f"{store.provider} has no unfinished uploads")
+        leave: Callable[[int], None] = request.getfixturevalue("leave_unfinished_upload")
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        assert await uploads.unfinished_uploads(later, abort=False) == []
+        leave(1234)
+        if self.uploads_dated:
+            earlier = datetime.now(UTC) - timedelta(hours=1)
+            assert await uploads.unfinished_uploads(earlier, abort=False) == [], "one begun after `before` is left"
+        found = await uploads.unfinished_uploads(later, abort=False)
+        assert [size for _, size in found] == [1234], found
+        assert await uploads.unfinished_uploads(later, abort=False) == found, "listing alone aborts nothing"
+        assert await uploads.unfinished_uploads(later, abort=True) == found
+        assert await uploads.unfinished_uploads(later, abort=False) == []
+        assert await all_keys(store) == [], "never an object"
+
     async def test_signed_url(self, store: Store) -> None:
+        signing = store.features.signing
+        if signing is None:
+            pytest.skip(f"{store.provider} has no provider-signed URLs")
         await store.put("signed/ä b+c.txt", b"signed bytes")
-        if not store.features.sign_urls:
-            with pytest.raises(Unsupported):
-                await store.sign_url("signed/ä b+c.txt", timedelta(minutes=5))
-            return
-        url = await store.sign_url("signed/ä b+c.txt", timedelta(minutes=5))
+        url = await signing.sign_url("signed/ä b+c.txt", timedelta(minutes=5))
         async with httpx.AsyncClient() as client:
             answer = await client.get(url)
         assert answer.status_code == 200, answer.text
         assert answer.content == b"signed bytes"
+
+
+MOUNTED: dict[str, bytes] = {
+    **{key: key.encode() for key in FOLDER_TREE + PAGED},
+    **{key: pattern(100 + i, seed=i) for i, key in enumerate(ODD_KEYS)},
+    **{f"many/{i:03d}.bin": pattern(i) for i in range(25)},
+    "r.bin": pattern(1000),
+    "empty": b"",
+}
+"""What a read-only store's folder holds (``fill``); the writable contract puts some of it too."""
+
+
+def fill(folder: Path) -> Path:
+    """``folder`` holding ``MOUNTED``, each key a file, as a mount someone else filled."""
+    for key, data in MOUNTED.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(data)
+    return folder
+
+
+class ReadOnlyStoreContract:
+    """A store cargohold only reads, over what ``fill`` wrote: reads, listings and browsing work, every
+    write is refused with ``Forbidden`` and changes nothing."""
+
+    folder_pages_exact = True
+
+    @pytest.fixture
+    async def store(self, connection: Connection) -> AsyncIterator[Store]:
+        store = open_store(connection, "mounted")
+        yield store
+        await store.close()
+
+    async def test_reads(self, store: Store) -> None:
+        for key, data in MOUNTED.items():
+            meta = await store.head(key)
+            assert (meta.key, meta.size) == (key, len(data)), key
+            assert meta.etag and meta.last_modified, key
+            assert await read(store, key) == data, key
+        data = MOUNTED["r.bin"]
+        assert await read(store, "r.bin", ByteRange(100, 200)) == data[100:200]
+        assert await read(store, "r.bin", ByteRange(990)) == data[990:]
+        assert await read(store, "r.bin", ByteRange.last(10)) == data[-10:]
+        with pytest.raises(RangeNotSatisfiable):
+            await read(store, "r.bin", ByteRange(1000))
+        for missing in ("no/such/key", "a", "a/deep"):  # a folder is not an object
+            with pytest.raises(NotFound):
+                await store.head(missing)
+            with pytest.raises(NotFound):
+                await read(store, missing)
+
+    async def test_list(self, store: Store) -> None:
+        assert await all_keys(store) == sorted(MOUNTED)
+        pages = [page async for page in store.list("many", page_size=10)]
+        assert len(pages) >= 3
+        assert sorted(m.key for page in pages for m in page) == sorted(k for k in MOUNTED if k.startswith("many/"))
+        assert await all_keys(store, "a") == ["a/1.txt", "a/2.txt", "a/deep/3.txt"]
+        assert await all_keys(store, "unicode/日本語") == ["unicode/日本語/ñandú-Ωmega.png"]
+        assert await all_keys(store, "nothing") == []
+        sizes = {m.key: m.size async for page in store.list("") for m in page}
+        assert sizes == {key: len(data) for key, data in MOUNTED.items()}
+
+    async def test_list_folder(self, store: Store) -> None:
+        await check_folder_levels(store, MOUNTED, ["", "a", "a/deep", "paged", "unicode/日本語", "deep/level0",
+                                                  "c.txt"])
+
+    async def test_list_folder_pages(self, store: Store) -> None:
+        await check_folder_pages(store, MOUNTED, self.folder_pages_exact)
+
+    async def test_writes_are_refused(self, store: Store) -> None:
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"streamed"
+
+        writes: list[Callable[[], Awaitable[object]]] = [
+            lambda: store.put("new.txt", b"x"), lambda: store.put("top.txt", b"overwritten"),
+            lambda: store.put("streamed.txt", stream()), lambda: store.delete("top.txt"),
+            lambda: store.delete("never/was/here"), lambda: store.rename("top.txt", "moved.txt"),
+            lambda: store.rename("a/1.txt", "a/2.txt"),
+        ]
+        for write in writes:
+            with pytest.raises(Forbidden, match="read-only"):
+                await write()
+        assert await all_keys(store) == sorted(MOUNTED)
+        assert await read(store, "top.txt") == MOUNTED["top.txt"]
+        assert await read(store, "a/2.txt") == MOUNTED["a/2.txt"]
+
+    async def test_ensure_bucket(self, store: Store, missing_connection: Connection) -> None:
+        await store.ensure_bucket(create=False)
+        await store.ensure_bucket()  # checks only: a read-only store creates nothing
+        missing = open_store(missing_connection, "mounted")
+        try:
+            for create in (False, True):
+                with pytest.raises(NotFound):
+                    await missing.ensure_bucket(create=create)
+        finally:
+            await missing.close()
+
+    async def test_features_are_what_the_store_implements(self, store: Store) -> None:
+        check_features(store)
+        assert store.features.unfinished is None, "aborting uploads would write"
+
+    async def test_local_path(self, store: Store) -> None:
+        path = store.local_path("a/1.txt")
+        if store.features.local_paths:
+            assert path is not None and path.read_bytes() == MOUNTED["a/1.txt"]
+            assert store.local_path("no/such/key") is None
+            assert store.local_path("a") is None
+        else:
+            assert path is None

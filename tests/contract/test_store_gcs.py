@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from cargohold.storage import Connection, Store, open_store
+from cargohold.storage import Connection
 
 from ..support.servers import Server
 from .suite import StoreContract
@@ -16,12 +15,9 @@ def gcs_connection(server: Server, credentials: Path) -> Connection:
 
 
 @pytest.fixture
-async def store(gcs_server: Server, gcs_credentials: Path, bucket_name: str) -> AsyncIterator[Store]:
-    store = open_store(gcs_connection(gcs_server, gcs_credentials), bucket_name)
-    await store.ensure_bucket()
-    yield store
-    await store.close()
+def connection(gcs_server: Server, gcs_credentials: Path) -> Connection:
+    return gcs_connection(gcs_server, gcs_credentials)
 
 
 class TestGoogle(StoreContract):
-    pass
+    folder_pages_exact = False  # fake-gcs-server: sub-folders on every page, not counted

@@ -17,7 +17,7 @@ from typing import Any
 from ..catalog.connections import SECRET_FIELDS, CatalogConnections
 from ..errors import AlreadyExists, BadInput, CargoholdError, FieldProblem, NotFound, Unsupported
 from ..storage import ByteRange, Store
-from ..storage.base import FolderListing, FolderPage
+from ..storage.base import FolderPage
 from ..storage.connections import PROVIDERS, NamedConnection, fields_of
 from .context import Context
 
@@ -153,6 +153,7 @@ async def browse(ctx: Context, name: str, bucket: str | None, prefix: str, curso
                            f"{', '.join(named.buckets)}")
         bucket = named.buckets[0]
     store = await ctx.connections.store(named, bucket)
-    if not isinstance(store, FolderListing):
+    folders = store.features.folders
+    if folders is None:
         raise Unsupported(f"{named.provider} stores cannot be browsed folder by folder")
-    return bucket, await store.list_folder(prefix, cursor, limit)
+    return bucket, await folders.list_folder(prefix, cursor, limit)

@@ -76,7 +76,7 @@ async def find_garbage(ctx: Context, grace: timedelta = timedelta(hours=1)) -> G
                 garbage.found.append((private, meta, reason))
     seen: set[str] = set()  # local disk keeps one .partial folder for both buckets
     for store in (public, private):
-        for name, size in await store.unfinished_uploads(cutoff, abort=False):
+        for name, size in await _unfinished(store, cutoff, abort=False):
             if name not in seen:
                 seen.add(name)
                 garbage.unfinished.append((name, size))
@@ -97,10 +97,17 @@ async def delete_garbage(ctx: Context, garbage: Garbage) -> int:
         garbage.deleted_size += sum(sizes)
     aborted: set[str] = set()
     for store in ctx.storage.buckets:
-        aborted.update(name for name, _ in await store.unfinished_uploads(garbage.cutoff, abort=True))
+        aborted.update(name for name, _ in await _unfinished(store, garbage.cutoff, abort=True))
     unfinished = {name: size for name, size in garbage.unfinished if name in aborted}
     garbage.deleted_size += sum(unfinished.values())
     return deleted + len(unfinished)
+
+
+async def _unfinished(store: Store, before: datetime, abort: bool) -> list[tuple[str, int]]:
+    """``store``'s interrupted uploads begun before ``before`` (aborted when ``abort``); none where the
+    provider keeps none or expires them itself (``features.unfinished``)."""
+    uploads = store.features.unfinished
+    return await uploads.unfinished_uploads(before, abort) if uploads is not None else []
 
 
 async def _delete_batch(ctx: Context, batch: list[tuple[Store, ObjectMeta, str]], cutoff: datetime) -> list[int]:

@@ -1,8 +1,11 @@
-"""The one storage protocol every provider implements, and the values it passes around.
+"""The one storage protocol every provider implements, the optional capabilities, and the values they pass.
 
-Each method says which cargohold error it raises; providers translate their library's errors into
-these where they enter. What a provider can or cannot do is in its ``features`` record, so callers
-ask the record instead of catching ``Unsupported``.
+``Store`` is what product code calls on any bucket. What only some providers can do is a small
+protocol of its own (``SigningStore``, ``FolderListing``, ``UnfinishedUploads``), and each store's
+``features`` record says which of them it offers, derived from its class by ``Features.of``, so
+callers ask the record (``store.features.folders``) instead of testing types or catching
+``Unsupported`` (as rclone's ``Features``). Each method says which cargohold error it raises;
+providers translate their library's errors into these where they enter.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ HEAD or a health check answers in seconds, where the libraries' defaults retried
 Data requests (downloads, uploads, copies) keep their long limits: their time grows with their size."""
 
 Data = bytes | AsyncIterable[bytes]
-UnfinishedUploads = list[tuple[str, int]]
+Unfinished = list[tuple[str, int]]
 """(description, bytes held) per interrupted upload; an alias because ``Store.list`` shadows ``list``."""
 
 
@@ -96,23 +99,14 @@ class Download:
         return b"".join([chunk async for chunk in self.chunks])
 
 
-@dataclass(frozen=True)
-class Features:
-    sign_urls: bool = False
-    """``sign_url`` gives a URL that works without credentials until it expires."""
-    local_paths: bool = False
-    """``local_path`` gives the file that holds an object, for serving it straight from disk."""
-    multipart: bool = False
-    """Large uploads go in parts, never held whole in memory or sent as one request."""
-
-
 class Store(Protocol):
-    """One bucket (container) of one provider."""
+    """One bucket (container, folder) of one provider: what product code calls on every store."""
 
     name: str
     """The bucket, container or folder this store reads and writes."""
     provider: str
     features: Features
+    """What this store can do beyond these methods (``Features.of``)."""
 
     async def ensure_bucket(self, create: bool = True) -> None:
         """Check the bucket can be listed; create it when missing and ``create`` is set.
@@ -126,35 +120,35 @@ class Store(Protocol):
 
     async def put(self, key: str, data: Data, content_type: str | None = None) -> ObjectMeta:
         """Writes the whole object or nothing: a failed or interrupted put leaves no object visible,
-        and the previous one, if any, in place. Streams: memory does not grow with the size."""
+        and the previous one, if any, in place. Streams: memory does not grow with the size.
+        Raises InvalidKey, Forbidden (a read-only store)."""
 
     async def delete(self, key: str) -> None:
-        """Deleting a missing key is not an error."""
+        """Deleting a missing key is not an error. Raises Forbidden (a read-only store)."""
 
     def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
         """Pages of the objects under ``prefix`` taken as a folder: ``a/b`` lists ``a/b/...``,
         never ``a/bc``. Order within and across pages is the provider's."""
 
-    async def copy(self, src: str, dst: str) -> None:
-        """Server-side copy within the bucket. Raises NotFound."""
-
     async def rename(self, src: str, dst: str) -> None:
         """Move within the bucket, replacing ``dst``: atomic on local disk, copy then delete elsewhere.
-        Raises NotFound."""
-
-    async def sign_url(self, key: str, expires_in: timedelta) -> str:
-        """A GET URL that needs no credentials until it expires. Raises Unsupported unless
-        ``features.sign_urls``."""
+        Raises NotFound, Forbidden (a read-only store)."""
 
     def local_path(self, key: str) -> Path | None:
-        """The file holding ``key`` on this machine, if the provider keeps one."""
-
-    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
-        """Uploads begun before ``before`` and never completed (invisible parts that still take space),
-        as (description, bytes); aborted when ``abort``. Providers that expire them by themselves
-        (Azure uncommitted blocks, GCS resumable sessions: 7 days) return none."""
+        """The file holding ``key`` on this machine; None when missing, or where the provider keeps no
+        files (every store whose ``features.local_paths`` is off)."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SigningStore(Protocol):
+    """Stores whose provider honours a URL signed with the store's credentials (S3 SigV4, Azure SAS,
+    GCS V4). cargohold's own links do not use these: browsers get URLs cargohold signs itself (HMAC,
+    ``services/signing.py``), which work on every provider."""
+
+    async def sign_url(self, key: str, expires_in: timedelta) -> str:
+        """A GET URL that needs no credentials until it expires."""
 
 
 @runtime_checkable
@@ -164,6 +158,44 @@ class FolderListing(Protocol):
     async def list_folder(self, prefix: str, cursor: str | None = None, page_size: int = 1000) -> FolderPage:
         """The sub-folders and objects directly under ``prefix`` (taken as a folder), one page of them,
         and a cursor for the next page (None on the last). Raises NotFound, Forbidden, BadInput (cursor)."""
+
+
+@runtime_checkable
+class UnfinishedUploads(Protocol):
+    """Stores where an interrupted upload keeps taking space until someone aborts it (local ``.partial``
+    files, S3 multipart uploads), for ``cargohold gc``. Providers that expire them by themselves (Azure
+    uncommitted blocks, GCS resumable sessions: 7 days) do not offer this."""
+
+    async def unfinished_uploads(self, before: datetime, abort: bool) -> Unfinished:
+        """Uploads begun before ``before`` and never completed (invisible, but holding bytes), as
+        (description, bytes); aborted when ``abort``."""
+
+
+@dataclass(frozen=True)
+class Features:
+    """What one store can do beyond ``Store``. Each capability is the store itself, seen as that
+    protocol, or None when it has not the capability: ``if (folders := store.features.folders) is not
+    None: await folders.list_folder(...)``. Made by ``Features.of``, never written by hand."""
+
+    local_paths: bool = False
+    """``local_path`` gives the file that holds an object, for serving it straight from disk."""
+    signing: SigningStore | None = None
+    """``sign_url``: URLs the provider itself honours without credentials until they expire."""
+    folders: FolderListing | None = None
+    """``list_folder``: one folder level at a time, for browsing a bucket."""
+    unfinished: UnfinishedUploads | None = None
+    """``unfinished_uploads``: interrupted uploads that hold bytes until aborted, for ``cargohold gc``."""
+
+    @classmethod
+    def of(cls, store: object, *, local_paths: bool = False) -> Features:
+        """The capabilities ``store``'s class implements. A store that cannot use one of them in some
+        configuration takes it away with ``dataclasses.replace`` (a read-only folder aborts no uploads)."""
+        return cls(
+            local_paths=local_paths,
+            signing=store if isinstance(store, SigningStore) else None,
+            folders=store if isinstance(store, FolderListing) else None,
+            unfinished=store if isinstance(store, UnfinishedUploads) else None,
+        )
 
 
 def page_after(entries: FolderEntries, cursor: str | None, page_size: int) -> FolderPage:

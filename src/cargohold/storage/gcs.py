@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,7 +47,6 @@ from .base import (
     Features,
     FolderPage,
     ObjectMeta,
-    UnfinishedUploads,
     check_key,
     folder_prefix,
     peek,
@@ -97,10 +96,12 @@ def _meta(blob: Any) -> ObjectMeta:
 
 
 class GcsStore:
+    """No ``unfinished_uploads``: a resumable session that is never finalised expires after a week."""
+
     provider = "google"
-    features = Features(sign_urls=True, multipart=True)
 
     def __init__(self, conn: Connection, bucket: str) -> None:
+        self.features = Features.of(self)
         if conn.credentials_json:
             info = parse_service_account(conn.credentials_json, "the service-account JSON",
                                          conn.key("credentials_json"))
@@ -225,7 +226,7 @@ class GcsStore:
 
         return await self._run(f"list {self.name}/{folder}", first_page)
 
-    async def copy(self, src: str, dst: str) -> None:
+    async def _copy(self, src: str, dst: str) -> None:
         what = f"copy {self.name}/{check_key(src)} to {check_key(dst)}"
         source = self._bucket.blob(src)
         target = self._bucket.blob(dst)
@@ -235,7 +236,7 @@ class GcsStore:
             token, _, _ = await self._run(what, target.rewrite, source, token=token)
 
     async def rename(self, src: str, dst: str) -> None:
-        await self.copy(src, dst)
+        await self._copy(src, dst)
         await self.delete(src)
 
     async def sign_url(self, key: str, expires_in: timedelta) -> str:
@@ -248,9 +249,6 @@ class GcsStore:
 
     def local_path(self, key: str) -> Path | None:
         return None
-
-    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
-        return []  # resumable sessions that are never finalised expire after a week
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)

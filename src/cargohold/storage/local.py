@@ -12,13 +12,13 @@ import contextlib
 import errno
 import io
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import BadInput, Forbidden, NotFound, Unsupported
+from ..errors import BadInput, Forbidden, NotFound
 from .base import (
     CHUNK_SIZE,
     ByteRange,
@@ -28,7 +28,7 @@ from .base import (
     FolderEntries,
     FolderPage,
     ObjectMeta,
-    UnfinishedUploads,
+    Unfinished,
     check_key,
     folder_prefix,
     page_after,
@@ -36,13 +36,17 @@ from .base import (
 
 
 class LocalStore:
+    """``read_only``: a folder cargohold links to (``fs://``) and never writes, not even beside it."""
+
     provider = "http"
-    features = Features(local_paths=True)
 
     def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.root = root
         self.name = root.name
         self.read_only = read_only
+        features = Features.of(self, local_paths=True)
+        # A linked folder's parent is not cargohold's: its ``.partial`` holds no uploads of ours to abort.
+        self.features = replace(features, unfinished=None) if read_only else features
         # Same file system as the bucket folders, so the final rename is atomic.
         self._partial = root.parent / ".partial"
         self._real_root: Path | None = None
@@ -251,26 +255,11 @@ class LocalStore:
                 continue  # removed while listing
         return entries
 
-    async def copy(self, src: str, dst: str) -> None:
-        self._writable()
-        source = self._existing(src)
-        tmp = self._partial / f"{uuid.uuid4().hex}.part"
-        await asyncio.to_thread(self._partial.mkdir, parents=True, exist_ok=True)
-        try:
-            await asyncio.to_thread(shutil.copyfile, source, tmp)
-            await asyncio.to_thread(self._publish, tmp, self._path(dst), dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
     async def rename(self, src: str, dst: str) -> None:
         self._writable()
         source = self._existing(src)
         await asyncio.to_thread(self._publish, source, self._path(dst), dst)
         await asyncio.to_thread(self._remove_empty_parents, self._path(src))
-
-    async def sign_url(self, key: str, expires_in: timedelta) -> str:
-        raise Unsupported("local disk has no URL of its own; cargohold's API signs URLs for it")
 
     def local_path(self, key: str) -> Path | None:
         if not self.read_only:
@@ -284,7 +273,7 @@ class LocalStore:
         except NotFound:
             return None
 
-    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
+    async def unfinished_uploads(self, before: datetime, abort: bool) -> Unfinished:
         if self.read_only or not self._partial.is_dir():
             return []
         found = []

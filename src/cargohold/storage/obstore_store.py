@@ -2,13 +2,15 @@
 
 obstore signs and sends every request; this module only shapes its calls and translates its
 errors into cargohold's. Creating a bucket is not an object-store operation, so each provider
-module passes in its own ``create_bucket`` (done with that provider's SDK).
+module passes in its own ``create_bucket`` (done with that provider's SDK), and what only one provider
+has (S3's unfinished multipart uploads and copies in parts, Azure's SAS signing) the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +38,7 @@ from .base import (
     FolderEntries,
     FolderPage,
     ObjectMeta,
-    UnfinishedUploads,
+    Unfinished,
     chain,
     check_key,
     folder_prefix,
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     RawStore = S3Store | AzureStore
 
 CreateBucket = Callable[[], Awaitable[None]]
-Unfinished = Callable[[datetime, bool], Awaitable[list[tuple[str, int]]]]
+ListUnfinished = Callable[[datetime, bool], Awaitable[Unfinished]]
 LargeCopy = Callable[[str, str], Awaitable[None]]
 SignUrl = Callable[[str, timedelta], Awaitable[str]]
 
@@ -123,8 +125,6 @@ def _meta(raw: Any) -> ObjectMeta:
 
 
 class ObstoreStore:
-    features = Features(sign_urls=True, multipart=True)
-
     def __init__(
         self,
         raw: RawStore,
@@ -134,12 +134,14 @@ class ObstoreStore:
         create_bucket: CreateBucket,
         sign_url: SignUrl | None = None,
         suffix_ranges: bool = True,
-        unfinished: Unfinished | None = None,
+        unfinished: ListUnfinished | None = None,
         large_copy: tuple[int, LargeCopy] | None = None,
         meta: RawStore | None = None,
     ) -> None:
         """``meta``: the same bucket with short time limits (``meta_client_options``), for HEAD, listings
-        and DELETE; ``raw`` keeps long ones for data, whose time grows with its size."""
+        and DELETE; ``raw`` keeps long ones for data, whose time grows with its size. ``unfinished``: the
+        provider's interrupted uploads (S3); without it the store has no ``features.unfinished``.
+        ``large_copy``: (size limit, copy) for objects a rename cannot copy in one request."""
         self.raw = raw
         self.meta = meta if meta is not None else raw
         self.name = name
@@ -149,6 +151,8 @@ class ObstoreStore:
         self._suffix_ranges = suffix_ranges
         self._unfinished = unfinished
         self._large_copy = large_copy
+        features = Features.of(self)
+        self.features = features if unfinished is not None else replace(features, unfinished=None)
 
     async def ensure_bucket(self, create: bool = True) -> None:
         try:
@@ -226,13 +230,7 @@ class ObstoreStore:
         entries += [(m["path"], _meta(m)) for m in result["objects"]]
         return page_after(entries, cursor, page_size)
 
-    async def copy(self, src: str, dst: str) -> None:
-        if await self.copy_large(src, dst):
-            return
-        with translated(f"copy {self.name}/{check_key(src)} to {check_key(dst)}"):
-            await obstore.copy_async(self.raw, src, dst)
-
-    async def copy_large(self, src: str, dst: str) -> bool:
+    async def _copy_large(self, src: str, dst: str) -> bool:
         """Copy with the provider's own multipart copy when the object is over its single-copy limit
         (S3: 5 GiB per CopyObject). False when a plain copy will do."""
         if self._large_copy is None:
@@ -245,7 +243,7 @@ class ObstoreStore:
 
     async def rename(self, src: str, dst: str) -> None:
         what = f"rename {self.name}/{check_key(src)} to {check_key(dst)}"
-        if await self.copy_large(src, dst):
+        if await self._copy_large(src, dst):
             with translated(what):
                 await obstore.delete_async(self.raw, src)
             return
@@ -261,7 +259,7 @@ class ObstoreStore:
     def local_path(self, key: str) -> Path | None:
         return None
 
-    async def unfinished_uploads(self, before: datetime, abort: bool) -> UnfinishedUploads:
+    async def unfinished_uploads(self, before: datetime, abort: bool) -> Unfinished:
         return await self._unfinished(before, abort) if self._unfinished else []
 
     async def close(self) -> None:
