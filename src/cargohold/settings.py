@@ -18,11 +18,13 @@ from typing import Any, Literal, TypeVar, cast
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .storage.providers import OWN_STORAGE, OwnStorageName
 from .units import parse_duration, parse_size
 
 T = TypeVar("T")
-Provider = Literal["http", "minio", "azure", "google"]
-PROVIDERS: tuple[Provider, ...] = ("http", "minio", "azure", "google")
+Provider = OwnStorageName
+PROVIDERS: tuple[Provider, ...] = OWN_STORAGE
+"""The values of STORAGE_PROVIDER: the providers that ``storage/providers.py`` marks as own storage."""
 HOME_ENV = "CARGOHOLD_HOME"
 
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..settings import Settings
+from .providers import ProviderName
 
-ProviderName = Literal["http", "minio", "azure", "google", "fs"]
+if TYPE_CHECKING:  # settings.py reads the provider table, which this package holds
+    from ..settings import Settings
+
+__all__ = ["Connection", "ProviderName", "own_connection"]
 
 
 @dataclass(frozen=True)

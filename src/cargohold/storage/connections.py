@@ -23,20 +23,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from ..errors import ConfigError, ConnectionsFileError, FieldProblem, Forbidden, NotFound
+from . import providers
 from .base import Store
 from .connection import Connection
 from .connections_file import FieldValue, read_entries
+from .providers import CONNECTION_PROVIDERS, ConnectionProviderName, Origin
 from .registry import open_store
 
 log = logging.getLogger("cargohold.connections")
 
-Origin = Literal["file", "catalog"]
-PROVIDERS = ("minio", "azure", "google", "fs")
-SCHEMES = {"minio": "s3", "azure": "azure", "google": "google", "fs": "fs"}
-"""Provider → the scheme of the links it serves (for messages)."""
+PROVIDERS = CONNECTION_PROVIDERS
+"""The providers a connection may name (``storage/providers.py``)."""
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 CHECK_EVERY = 2.0
 """Seconds between two looks at the file and the catalog."""
@@ -46,12 +45,7 @@ DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
 def fields_of(provider: str, origin: Origin) -> tuple[str, ...]:
     """The fields a connection of ``provider`` takes besides ``provider``. The catalog holds a Google
     service account's JSON itself (``credentials_json``), a file names it (``credentials_path``)."""
-    return {
-        "minio": ("endpoint", "access_key", "secret_key", "iam_role", "region", "buckets"),
-        "azure": ("endpoint", "access_key", "secret_key", "buckets"),
-        "google": ("endpoint", "credentials_path" if origin == "file" else "credentials_json", "buckets"),
-        "fs": ("path", "storage_id"),
-    }[provider]
+    return providers.PROVIDERS[provider].field_names(origin)
 
 
 @dataclass(frozen=True)
@@ -103,10 +97,12 @@ def make_connection(
                            "rename it, e.g. my-car-datasets")
     provider = values.get("provider")
     if not provider:
-        raise FieldProblem(None, "it names no provider", "add `provider: minio` (or azure, google, fs)")
+        raise FieldProblem(None, "it names no provider",
+                           f"add `provider: {PROVIDERS[0]}` (or {', '.join(PROVIDERS[1:])})")
     if not isinstance(provider, str) or provider not in PROVIDERS:
-        raise FieldProblem("provider", f"unknown provider {provider!r}", "write one of minio, azure, google, fs")
-    allowed = fields_of(provider, origin)
+        raise FieldProblem("provider", f"unknown provider {provider!r}", f"write one of {', '.join(PROVIDERS)}")
+    spec = providers.PROVIDERS[provider]
+    allowed = spec.field_names(origin)
     for field, value in values.items():
         if field != "provider" and field not in allowed:
             raise FieldProblem(field, f"{field!r} is not a field of {provider} connections",
@@ -115,14 +111,14 @@ def make_connection(
             raise FieldProblem(field, f"{field!r} must be text, not a list", f"write `{field}: value`")
     text = {k: v.strip() for k, v in values.items() if isinstance(v, str)}
     prefix = f"connection {name!r} field "
-    if provider == "fs":
-        folder = _folder(text, prefix)
+    if spec.server_folder:
+        folder = _folder(provider, text, prefix)
         if origin == "catalog":
             assert folder.root is not None
             _check_mountable(folder.root, fs_roots, fs_protected)
         return NamedConnection(name, folder, (_storage_id(text),), origin)
     conn = Connection(
-        provider,  # type: ignore[arg-type]  # checked against PROVIDERS above
+        provider,
         endpoint=text.get("endpoint", ""), access_key=text.get("access_key", ""),
         secret_key=text.get("secret_key", ""), region=text.get("region", ""), iam_role=text.get("iam_role", ""),
         credentials_path=_path(text.get("credentials_path", ""), base_dir),
@@ -198,7 +194,7 @@ def _buckets(value: FieldValue | None) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _folder(text: Mapping[str, str], prefix: str) -> Connection:
+def _folder(provider: ConnectionProviderName, text: Mapping[str, str], prefix: str) -> Connection:
     raw = text.get("path", "")
     if not raw:
         raise FieldProblem("path", "path is missing", "give the folder on the server: path: /data/datasets")
@@ -208,7 +204,7 @@ def _folder(text: Mapping[str, str], prefix: str) -> Connection:
     if not path.is_dir():
         raise FieldProblem("path", f"{raw} is not an existing folder on this server",
                            "create it, mount it, or correct the path")
-    return Connection("fs", root=path, setting_prefix=prefix)
+    return Connection(provider, root=path, setting_prefix=prefix)
 
 
 def _check_mountable(folder: Path, roots: tuple[Path, ...], protected: tuple[Path, ...]) -> None:
@@ -252,8 +248,9 @@ def load_file(path: Path, metadata_endpoint: str = DEFAULT_METADATA_ENDPOINT) ->
         for i, bucket in enumerate(named.buckets):
             other = owners.setdefault((named.provider, bucket), entry.name)
             if other != entry.name:
-                what = "storage_id" if named.provider == "fs" else "bucket"
-                line = entry.line_of("storage_id") if named.provider == "fs" else entry.bucket_lines[i]
+                folder = providers.PROVIDERS[named.provider].server_folder
+                what = "storage_id" if folder else "bucket"
+                line = entry.line_of("storage_id") if folder else entry.bucket_lines[i]
                 raise ConnectionsFileError(
                     path, line, entry.name, f"{what} {bucket!r} is listed by connection {other!r} too",
                     f"list each {what} in one connection only: a link's {what} picks its connection")
@@ -314,13 +311,14 @@ class ConnectionRegistry:
         raise NotFound(f"no connection is called {name!r}")
 
     async def store_for(self, provider: str, bucket: str) -> tuple[NamedConnection, Store]:
-        """The connection that lists ``bucket`` for ``provider`` (minio, azure, google, fs) and its store.
+        """The connection that lists ``bucket`` for ``provider`` (one of ``PROVIDERS``) and its store.
         Raises NotFound when none lists it."""
         await self._refresh()
         named = self._by_bucket.get((provider, bucket))
         if named is None:
-            scheme = SCHEMES.get(provider, provider)
-            what = "has storage_id" if provider == "fs" else "lists bucket"
+            spec = providers.PROVIDERS.get(provider)
+            scheme = spec.scheme if spec else provider
+            what = "has storage_id" if spec and spec.server_folder else "lists bucket"
             raise NotFound(f"no connection {what} {bucket!r} for {scheme}:// links; add it to remote_links.yml "
                            "or Settings → Cloud connections")
         return named, await self.store(named, bucket)

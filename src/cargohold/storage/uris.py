@@ -1,5 +1,5 @@
 """Link URIs: ``s3://bucket/key``, ``azure://container/blob``, ``google://`` or ``gs://bucket/object``,
-``fs://storage-id/path`` and public ``http(s)://`` URLs.
+``fs://storage-id/path`` (the schemes of ``providers.py``) and public ``http(s)://`` URLs.
 
 The part after the bucket is taken literally as the object key (S3 keys may hold ``%`` and spaces),
 and checked like every key: no ``..``, no empty segment, no absolute path.
@@ -12,11 +12,15 @@ from urllib.parse import urlsplit
 
 from ..errors import BadInput, InvalidKey
 from .base import check_key
+from .providers import SCHEMES, one_of
 
-SCHEMES = {"s3": "minio", "azure": "azure", "google": "google", "gs": "google", "fs": "fs"}
-"""Link scheme → the connection provider that serves it."""
+__all__ = ["SCHEMES", "URL_SCHEMES", "BucketPrefix", "Link", "ObjectLink", "UrlLink", "parse_link", "parse_prefix"]
+
 URL_SCHEMES = ("http", "https")
+"""Public web links, read by ``http_links.py`` with no connection."""
 MAX_URI_BYTES = 4096
+_NOT_A_LINK = f"not a link: write scheme://bucket/key ({', '.join(SCHEMES)}) or an http(s) URL"
+_NOT_A_FOLDER = f"name a bucket folder: {one_of([f'{s}://' for s in SCHEMES])}bucket/prefix/"
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def parse_link(text: str) -> Link:
         raise BadInput(f"link longer than {MAX_URI_BYTES} bytes")
     scheme, sep, rest = uri.partition("://")
     if not sep:
-        raise BadInput("not a link: write scheme://bucket/key (s3, azure, google, gs, fs) or an http(s) URL")
+        raise BadInput(_NOT_A_LINK)
     scheme = scheme.lower()
     if scheme in URL_SCHEMES:
         try:
@@ -75,7 +79,7 @@ def parse_link(text: str) -> Link:
             raise BadInput("URLs with credentials in them are refused; use a connection instead")
         return UrlLink(uri, parts.hostname)
     if scheme not in SCHEMES:
-        raise BadInput(f"unknown scheme {scheme!r}: use s3, azure, google, gs, fs, http or https")
+        raise BadInput(f"unknown scheme {scheme!r}: use {one_of([*SCHEMES, *URL_SCHEMES])}")
     bucket, slash, key = rest.partition("/")
     if not bucket:
         raise BadInput("the link names no bucket")
@@ -102,7 +106,7 @@ def parse_prefix(text: str) -> BucketPrefix:
     scheme, sep, rest = text.strip().partition("://")
     provider = SCHEMES.get(scheme.lower())
     if not sep or provider is None:
-        raise BadInput("name a bucket folder: s3://, azure://, google://, gs:// or fs://bucket/prefix/")
+        raise BadInput(_NOT_A_FOLDER)
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise BadInput("the source names no bucket")

@@ -1,4 +1,5 @@
-"""Connections (admin only): list, create or change, delete, test, browse. Secrets are write-only."""
+"""Connections (admin only): list, create or change, delete, test, browse; and the providers they may name.
+Secrets are write-only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...services import connections as svc
 from ...services.context import Context
 from ...storage.connections import NAME_PATTERN, NamedConnection
+from ...storage.providers import PROVIDERS, ConnectionProviderName, FieldKind, ProviderSpec
 from ..auth import context, require_admin
 
 router = APIRouter(tags=["connections"], dependencies=[Depends(require_admin)])
@@ -24,7 +26,7 @@ class ConnectionIn(BaseModel):
     `storage_id` instead of buckets, and only under one of the folders the server's `LINKS_FS_ROOTS` lists."""
 
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["minio", "azure", "google", "fs"]
+    provider: ConnectionProviderName
     endpoint: str | None = None
     access_key: str | None = None
     secret_key: str | None = Field(default=None, description="write-only")
@@ -111,6 +113,55 @@ class FolderPageOut(BaseModel):
     folders: list[FolderOut]
     objects: list[ObjectOut]
     next_cursor: str | None
+
+
+class ProviderFieldOut(BaseModel):
+    name: str
+    label: str
+    help: str
+    example: str
+    required: bool
+    """Within its `choice`, when it has one."""
+    secret: bool
+    kind: FieldKind
+    choice: str | None
+    """Fields of one choice are given together, instead of another choice's."""
+
+
+class ProviderOut(BaseModel):
+    name: str
+    label: str
+    title: str
+    bucket: str
+    """What its buckets are called: bucket, container, folder."""
+    schemes: list[str]
+    """The schemes of its links, the one cargohold writes first."""
+    own_storage: bool
+    connection: bool
+    server_folder: bool
+    fields: list[ProviderFieldOut]
+    """The fields of a PUT /connections/{name} body for it, besides `provider`."""
+
+    @classmethod
+    def of(cls, p: ProviderSpec) -> ProviderOut:
+        return cls(
+            name=p.name, label=p.label, title=p.title, bucket=p.bucket, schemes=list(p.schemes),
+            own_storage=p.own_storage, connection=p.connection, server_folder=p.server_folder,
+            fields=[ProviderFieldOut(name=f.name, label=f.label, help=f.help, example=f.example, required=f.required,
+                                     secret=f.secret, kind=f.kind, choice=f.choice or None)
+                    for f in p.fields_of("catalog")],
+        )
+
+
+class ProviderList(BaseModel):
+    providers: list[ProviderOut]
+
+
+@router.get("/providers")
+async def list_providers() -> ProviderList:
+    """Every provider: own storage (`STORAGE_PROVIDER`), connections, or both; what the web UI calls it, its
+    link schemes and the fields its connections take here."""
+    return ProviderList(providers=[ProviderOut.of(p) for p in PROVIDERS.values()])
 
 
 @router.get("/connections")

@@ -92,6 +92,33 @@ export async function api(method, path, options = {}) {
   return data;
 }
 
+let providerList = null;
+/**
+ * The providers (GET /providers, admin only): {name: {name, label, title, bucket, schemes, fields, ...}}, in the
+ * server's order. The answer is the server's provider table, so it is asked for once a page load.
+ */
+export function providers() {
+  if (!providerList) {
+    providerList = api('GET', '/providers').then(
+      (answer) => Object.fromEntries(answer.providers.map((p) => [p.name, p])),
+      (exc) => {
+        providerList = null;
+        throw exc;
+      });
+  }
+  return providerList;
+}
+
+/** `known[name]`, or a stand-in for a provider the list does not hold (its name for every label). */
+export function providerOf(known, name) {
+  return known[name] || { name, label: name, title: name, bucket: 'bucket', schemes: [name], fields: [] };
+}
+
+/** The field called `name` of a provider's connections, or undefined. */
+export function fieldOf(provider, name) {
+  return provider.fields.find((f) => f.name === name);
+}
+
 /**
  * Upload one file with XMLHttpRequest (fetch has no upload progress).
  * Returns {promise, abort}; promise resolves with the API's first result {filename, status, item}.

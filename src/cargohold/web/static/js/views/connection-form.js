@@ -1,19 +1,33 @@
-// Add or edit a connection (PUT /connections/{name}), with the fields of its provider.
+// Add or edit a connection (PUT /connections/{name}), with the fields of its provider: the providers, their
+// fields, labels and hints come from GET /providers, so a new provider needs nothing here.
 // Secrets are write-only: the form never shows one back; left empty, the stored one is kept.
 // A server folder may be connected only under the folders the operator lists in LINKS_FS_ROOTS.
-import { api } from '../api.js';
+import { api, fieldOf, providers } from '../api.js';
 import { h, notice, pageHeader } from '../dom.js';
 import { announce, busy, showError } from '../ui.js';
 import { testResult } from './connections.js';
 
 const NAME_PATTERN = '[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}';
 const KEEP = 'Leave empty to keep the stored secret.';
+const STORED = 'Stored encrypted; never shown again.';
 
 function input(id, label, props = {}, hint) {
   const el = h('input', { id, name: id, autocomplete: 'off', spellcheck: 'false', ...props,
     'aria-describedby': hint ? `${id}-hint` : null });
   const hintEl = hint ? h('p', { class: 'hint', id: `${id}-hint`, text: hint }) : null;
   return { el, hintEl, wrap: h('div', { class: 'field' }, h('label', { for: id, text: label }), el, hintEl) };
+}
+
+/** A field's label inside a sentence: “Service-account key (JSON file)” → “service-account key”. */
+function noun(label) {
+  const bare = label.replace(/\s*\(.*\)$/, '');
+  return /^[A-Z][a-z]/.test(bare) ? bare[0].toLowerCase() + bare.slice(1) : bare;
+}
+
+/** The hint of a secret field: what it is, or how to keep the stored one. */
+function secretHint(field, keeps) {
+  if (keeps) return field.kind === 'json' ? `${KEEP} Choose a file to replace it.` : KEEP;
+  return field.help ? `${field.help} ${STORED}` : STORED;
 }
 
 export async function render(root, { params, query, signal, navigate }) {
@@ -26,8 +40,10 @@ export async function render(root, { params, query, signal, navigate }) {
 
   let existing = null;
   let fsRoots = [];
+  let known;
   try {
-    const answer = await api('GET', '/connections', { signal });
+    const [answer, list] = await Promise.all([api('GET', '/connections', { signal }), providers()]);
+    known = list;
     fsRoots = answer.fs_roots || [];
     existing = editing ? answer.connections.find((c) => c.name === editing) || null : null;
   } catch (exc) {
@@ -50,12 +66,10 @@ export async function render(root, { params, query, signal, navigate }) {
   const name = input('conn-name', 'Name', {
     required: true, pattern: NAME_PATTERN, maxlength: '128', value: editing || '', disabled: Boolean(editing),
   }, 'Letters, digits, “.”, “_” and “-”, starting with a letter or digit.');
+  const choices = Object.values(known).filter((p) => p.connection);
   const provider = h('select', { id: 'conn-provider', name: 'provider', 'aria-describedby': 'conn-provider-hint' },
-    h('option', { value: 'minio', text: 'S3-compatible (AWS S3, MinIO, Ceph…)' }),
-    h('option', { value: 'azure', text: 'Azure Blob Storage' }),
-    h('option', { value: 'google', text: 'Google Cloud Storage' }),
-    h('option', { value: 'fs', text: 'Server folder (fs://)' }));
-  provider.value = existing ? existing.provider : 'minio';
+    choices.map((p) => h('option', { value: p.name, text: p.title })));
+  provider.value = existing && known[existing.provider] ? existing.provider : choices[0].name;
   const providerField = h('div', { class: 'field' },
     h('label', { for: 'conn-provider', text: 'Provider' }), provider,
     h('p', { class: 'hint', id: 'conn-provider-hint', text: 'Where the linked files are: a cloud bucket, or a '
@@ -64,157 +78,138 @@ export async function render(root, { params, query, signal, navigate }) {
   const hasSecret = Boolean(existing && existing.has_secret);
   const value = (key) => (existing && existing[key]) || '';
 
-  // S3-compatible
-  const s3Endpoint = input('s3-endpoint', 'Endpoint', { value: value('endpoint'), placeholder: 'https://s3.amazonaws.com' },
-    'host, host:port or http(s)://host[:port]; empty for AWS.');
-  const s3Region = input('s3-region', 'Region', { value: value('region'), placeholder: 'eu-central-1' });
-  const authKeys = h('input', { type: 'radio', id: 's3-auth-keys', name: 's3-auth', value: 'keys' });
-  const authRole = h('input', { type: 'radio', id: 's3-auth-role', name: 's3-auth', value: 'role' });
-  (existing && existing.iam_role ? authRole : authKeys).checked = true;
-  const s3Access = input('s3-access-key', 'Access key', { value: value('access_key') });
-  const s3Secret = input('s3-secret-key', 'Secret key', { type: 'password', autocomplete: 'new-password' },
-    hasSecret ? KEEP : 'Stored encrypted; never shown again.');
-  const s3Role = input('s3-iam-role', 'IAM role', { value: value('iam_role'), placeholder: 'cargohold-s3' },
-    'Keys come from the instance metadata service (on AWS).');
-  const keysBox = h('div', { class: 'form-row' }, s3Access.wrap, s3Secret.wrap);
-  const roleBox = h('div', { class: 'form-row' }, s3Role.wrap);
-  const s3 = h('fieldset', { class: 'provider-fields', dataset: { provider: 'minio' } },
-    h('legend', { text: 'S3-compatible' }),
-    h('div', { class: 'form-row' }, s3Endpoint.wrap, s3Region.wrap),
-    h('fieldset', { class: 'choice' },
-      h('legend', { text: 'Credentials' }),
-      h('div', { class: 'choice-options' },
-        h('div', { class: 'field check' }, authKeys, h('label', { for: 's3-auth-keys', text: 'Use an access key and secret key' })),
-        h('div', { class: 'field check' }, authRole, h('label', { for: 's3-auth-role', text: 'Use an IAM role' })))),
-    keysBox, roleBox);
-
-  // Azure
-  const azEndpoint = input('az-endpoint', 'Endpoint (optional)', { value: value('endpoint'),
-    placeholder: 'https://myaccount.blob.core.windows.net' }, 'Empty for Azure itself; an emulator: http://127.0.0.1:10000');
-  const azAccount = input('az-account', 'Storage account', { value: value('access_key'), placeholder: 'myaccount' });
-  const azKey = input('az-key', 'Account key', { type: 'password', autocomplete: 'new-password' },
-    hasSecret ? KEEP : 'The storage account’s access key (base64). Stored encrypted; never shown again.');
-  const azure = h('fieldset', { class: 'provider-fields', dataset: { provider: 'azure' } },
-    h('legend', { text: 'Azure Blob Storage' }), azEndpoint.wrap, h('div', { class: 'form-row' }, azAccount.wrap, azKey.wrap));
-
-  // Google
-  const gcEndpoint = input('gc-endpoint', 'Endpoint (optional)', { value: value('endpoint'),
-    placeholder: 'https://storage.googleapis.com' }, 'Empty for Google itself.');
-  const gcFile = input('gc-credentials', 'Service-account key (JSON file)', { type: 'file', accept: '.json,application/json' },
-    hasSecret ? `${KEEP} Choose a file to replace it.` : 'The key file downloaded from the Google Cloud console. '
-      + 'Stored encrypted; never shown again.');
-  const google = h('fieldset', { class: 'provider-fields', dataset: { provider: 'google' } },
-    h('legend', { text: 'Google Cloud Storage' }), gcEndpoint.wrap, gcFile.wrap);
-
-  // Server folder
-  const fsPath = input('fs-path', 'Folder on the server', { value: value('path'),
-    placeholder: fsRoots.length ? `${fsRoots[0]}/…` : '/data/datasets' },
-    fsRoots.length ? `An absolute path under ${fsRoots.join(', ')}.` : '');
-  const fsId = input('fs-storage-id', 'Storage id', { value: value('storage_id'), placeholder: 'local-datasets' },
-    'The name links use for this folder: fs://<storage id>/path/to/file.jpg');
-  const fsNone = notice('warning', 'This server lets no folder be connected from here. The operator lists the '
-    + 'folders that may be in .env (LINKS_FS_ROOTS=/data/datasets) or connects one in remote_links.yml '
-    + '(provider: fs, path, storage_id).');
-  const folder = h('fieldset', { class: 'provider-fields', dataset: { provider: 'fs' } },
-    h('legend', { text: 'Server folder' }), ...(fsRoots.length
-      ? [h('div', { class: 'form-row' }, fsPath.wrap, fsId.wrap)] : [fsNone]));
+  // One fieldset per provider, from its fields: the optional ones in a row, the required ones in a row, and
+  // fields that go together instead of others (S3: keys or an IAM role) behind a choice of their own.
+  function fieldset(p) {
+    const prefix = p.schemes[0] || p.name;
+    const control = (field) => {
+      const id = `${prefix}-${field.name.replaceAll('_', '-')}`;
+      let made;
+      if (field.kind === 'json') {
+        made = input(id, field.label, { type: 'file', accept: '.json,application/json' }, secretHint(field, hasSecret));
+      } else if (field.secret) {
+        made = input(id, field.label, { type: 'password', autocomplete: 'new-password' }, secretHint(field, hasSecret));
+      } else if (p.server_folder && field.name === 'path') {
+        made = input(id, field.label, { value: value(field.name),
+          placeholder: fsRoots.length ? `${fsRoots[0]}/…` : field.example },
+        fsRoots.length ? `An absolute path under ${fsRoots.join(', ')}.` : '');
+      } else {
+        made = input(id, field.label, { value: value(field.name), placeholder: field.example || null }, field.help);
+      }
+      return { field, ...made };
+    };
+    const row = (controls) => (controls.length === 1 ? controls[0].wrap
+      : controls.length ? h('div', { class: 'form-row' }, controls.map((c) => c.wrap)) : null);
+    const plain = p.fields.filter((f) => f.kind !== 'list' && !f.choice);
+    const optional = plain.filter((f) => !f.required).map(control);
+    const required = plain.filter((f) => f.required).map(control);
+    const groups = [...new Set(p.fields.filter((f) => f.choice).map((f) => f.choice))].map((label, i) => {
+      const radio = h('input', { type: 'radio', id: `${prefix}-choice-${i + 1}`, name: `${prefix}-choice`, value: label });
+      const controls = p.fields.filter((f) => f.choice === label).map(control);
+      return { label, radio, controls, box: h('div', { class: 'form-row' }, controls.map((c) => c.wrap)) };
+    });
+    const given = groups.find((g) => g.controls.some((c) => !c.field.secret && value(c.field.name))) || groups[0];
+    if (given) given.radio.checked = true;
+    const closed = p.server_folder && !fsRoots.length;
+    const box = h('fieldset', { class: 'provider-fields', dataset: { provider: p.name } },
+      h('legend', { text: p.label }),
+      closed ? notice('warning', 'This server lets no folder be connected from here. The operator lists the '
+        + 'folders that may be in .env (LINKS_FS_ROOTS=/data/datasets) or connects one in remote_links.yml '
+        + `(provider: ${p.name}, ${p.fields.map((f) => f.name).join(', ')}).`) : [row(optional), row(required)],
+      groups.length ? h('fieldset', { class: 'choice' },
+        h('legend', { text: 'Credentials' }),
+        h('div', { class: 'choice-options' }, groups.map((g) => h('div', { class: 'field check' },
+          g.radio, h('label', { for: g.radio.id, text: g.label }))))) : null,
+      groups.map((g) => g.box));
+    const controls = [...optional, ...required, ...groups.flatMap((g) => g.controls)];
+    return { provider: p, box, plain: [...optional, ...required], groups, controls, closed };
+  }
+  const forms = choices.map(fieldset);
+  const chosen = () => forms.find((f) => f.provider.name === provider.value);
 
   const buckets = h('textarea', { id: 'conn-buckets', name: 'buckets', rows: '3', spellcheck: 'false', required: true,
     'aria-describedby': 'conn-buckets-hint' });
   buckets.value = existing ? existing.buckets.join('\n') : '';
   const bucketsLabel = h('label', { for: 'conn-buckets', text: 'Buckets' });
-  const bucketsField = h('div', { class: 'field' }, bucketsLabel, buckets,
-    h('p', { class: 'hint', id: 'conn-buckets-hint', text: 'One a line (or separated by commas). A link’s bucket picks '
-      + 'the connection that lists it, so a bucket can be listed by one connection only.' }));
+  const bucketsHint = h('p', { class: 'hint', id: 'conn-buckets-hint' });
+  const bucketsField = h('div', { class: 'field' }, bucketsLabel, buckets, bucketsHint);
 
   const save = h('button', { type: 'submit', class: 'primary', text: editing ? 'Save changes' : 'Add connection' });
   const saveAndTest = h('button', { type: 'button', text: editing ? 'Save and test' : 'Add and test' });
   const result = h('div', { class: 'test-slot', 'aria-live': 'polite' });
   const form = h('form', { class: 'card stack connection-form', novalidate: true, 'aria-label': 'Connection' },
     h('div', { class: 'form-row' }, name.wrap, providerField),
-    s3, azure, google, folder, bucketsField,
+    forms.map((f) => f.box), bucketsField,
     h('div', { class: 'actions' }, save, saveAndTest,
       h('a', { class: 'button subtle', href: '#/settings/connections', text: 'Cancel' })),
     result);
   root.append(form);
 
   function sync() {
-    const chosen = provider.value;
-    for (const box of [s3, azure, google, folder]) {
-      const active = box.dataset.provider === chosen;
-      box.hidden = !active;
-      box.disabled = !active;
+    const active = chosen();
+    for (const f of forms) {
+      f.box.hidden = f !== active;
+      f.box.disabled = f !== active;
+      for (const g of f.groups) g.box.hidden = !g.radio.checked;
     }
-    const role = authRole.checked;
-    keysBox.hidden = role;
-    roleBox.hidden = !role;
-    bucketsLabel.textContent = chosen === 'azure' ? 'Containers' : 'Buckets';
-    bucketsField.hidden = chosen === 'fs';
-    buckets.disabled = chosen === 'fs';
-    save.disabled = chosen === 'fs' && !fsRoots.length;
+    const list = fieldOf(active.provider, 'buckets');
+    if (list) {
+      bucketsLabel.textContent = list.label;
+      bucketsHint.textContent = `One a line (or separated by commas). ${list.help}`;
+    }
+    bucketsField.hidden = !list;
+    buckets.disabled = !list;
+    save.disabled = active.closed;
     saveAndTest.disabled = save.disabled;
     // A secret is kept only while the provider stays the same.
-    const keeps = hasSecret && existing && existing.provider === chosen;
-    s3Secret.hintEl.textContent = keeps ? KEEP : 'Stored encrypted; never shown again.';
-    azKey.hintEl.textContent = keeps ? KEEP : 'The storage account’s access key (base64). Stored encrypted; never shown again.';
-    gcFile.hintEl.textContent = keeps ? `${KEEP} Choose a file to replace it.` : 'The key file downloaded from the '
-      + 'Google Cloud console. Stored encrypted; never shown again.';
+    const keeps = hasSecret && existing && existing.provider === active.provider.name;
+    for (const f of forms) {
+      for (const c of f.controls) if (c.field.secret) c.hintEl.textContent = secretHint(c.field, keeps);
+    }
   }
   provider.addEventListener('change', sync);
-  authKeys.addEventListener('change', sync);
-  authRole.addEventListener('change', sync);
+  for (const f of forms) for (const g of f.groups) g.radio.addEventListener('change', sync);
   sync();
 
   async function body() {
-    const chosen = provider.value;
-    if (chosen === 'fs') {
-      if (!fsRoots.length) throw new Error('This server lets no folder be connected from here.');
-      const path = fsPath.el.value.trim();
-      const storageId = fsId.el.value.trim();
-      if (!path.startsWith('/')) throw new Error(`Give the folder’s absolute path, under ${fsRoots.join(', ')}.`);
-      if (!storageId) throw new Error('Give the storage id that links will use.');
-      return { provider: chosen, path, storage_id: storageId };
+    const active = chosen();
+    const p = active.provider;
+    if (active.closed) throw new Error('This server lets no folder be connected from here.');
+    const keeps = hasSecret && existing && existing.provider === p.name;
+    const json = { provider: p.name };
+    const list = fieldOf(p, 'buckets');
+    if (list) {
+      json.buckets = buckets.value.split(/[\s,]+/).map((b) => b.trim()).filter(Boolean);
+      if (!json.buckets.length) throw new Error(`List at least one ${p.bucket}.`);
     }
-    const keeps = hasSecret && existing && existing.provider === chosen;
-    const list = buckets.value.split(/[\s,]+/).map((b) => b.trim()).filter(Boolean);
-    if (!list.length) throw new Error(`List at least one ${chosen === 'azure' ? 'container' : 'bucket'}.`);
-    const json = { provider: chosen, buckets: list };
-    const optional = (key, el) => {
-      const v = el.value.trim();
-      if (v) json[key] = v;
-    };
-    if (chosen === 'minio') {
-      optional('endpoint', s3Endpoint.el);
-      optional('region', s3Region.el);
-      if (authRole.checked) {
-        if (!s3Role.el.value.trim()) throw new Error('Give the IAM role, or choose access key and secret key.');
-        json.iam_role = s3Role.el.value.trim();
-        json.secret_key = null;
-      } else {
-        if (!s3Access.el.value.trim()) throw new Error('Give the access key.');
-        json.access_key = s3Access.el.value.trim();
-        if (s3Secret.el.value) json.secret_key = s3Secret.el.value;
-        else if (!keeps) throw new Error('Give the secret key.');
-      }
-    } else if (chosen === 'azure') {
-      optional('endpoint', azEndpoint.el);
-      if (!azAccount.el.value.trim()) throw new Error('Give the storage account name.');
-      json.access_key = azAccount.el.value.trim();
-      if (azKey.el.value) json.secret_key = azKey.el.value.trim();
-      else if (!keeps) throw new Error('Give the account key.');
-    } else {
-      optional('endpoint', gcEndpoint.el);
-      const file = gcFile.el.files && gcFile.el.files[0];
-      if (file) {
-        const text = await file.text();
-        try {
-          JSON.parse(text);
-        } catch {
-          throw new Error(`${file.name} is not JSON: choose the service-account key file (.json).`);
+    const taken = active.groups.find((g) => g.radio.checked);
+    for (const g of active.groups) {
+      // The secrets of the choice not taken are removed (keys given up for an IAM role).
+      if (g !== taken) for (const c of g.controls) if (c.field.secret) json[c.field.name] = null;
+    }
+    for (const { field, el } of [...active.plain, ...(taken ? taken.controls : [])]) {
+      if (field.kind === 'json') {
+        const file = el.files && el.files[0];
+        if (file) {
+          const text = await file.text();
+          try {
+            JSON.parse(text);
+          } catch {
+            throw new Error(`${file.name} is not JSON: choose the ${noun(field.label)} file (.json).`);
+          }
+          json[field.name] = text;
+        } else if (field.required && !keeps) {
+          throw new Error(`Choose the ${noun(field.label)} file.`);
         }
-        json.credentials_json = text;
-      } else if (!keeps) {
-        throw new Error('Choose the service-account key file.');
+      } else if (field.secret) {
+        if (el.value) json[field.name] = el.value;
+        else if (field.required && !keeps) throw new Error(`Give the ${noun(field.label)}.`);
+      } else if (p.server_folder && field.name === 'path' && !el.value.trim().startsWith('/')) {
+        throw new Error(`Give the folder’s absolute path, under ${fsRoots.join(', ')}.`);
+      } else if (el.value.trim()) {
+        json[field.name] = el.value.trim();
+      } else if (field.required) {
+        throw new Error(`Give the ${noun(field.label)}.`);
       }
     }
     return json;
@@ -245,9 +240,7 @@ export async function render(root, { params, query, signal, navigate }) {
         return;
       }
       // Secrets typed in are not kept in the page once sent.
-      s3Secret.el.value = '';
-      azKey.el.value = '';
-      gcFile.el.value = '';
+      for (const f of forms) for (const c of f.controls) if (c.field.secret) c.el.value = '';
       announce(`Saved connection ${connectionName}.`, 'success');
       if (!thenTest) {
         navigate('#/settings/connections');
@@ -266,7 +259,7 @@ export async function render(root, { params, query, signal, navigate }) {
     result.replaceChildren(h('p', { class: 'muted', text: 'Testing each bucket…' }));
     try {
       const check = await api('POST', `/connections/${encodeURIComponent(connectionName)}/test`);
-      result.replaceChildren(h('h3', { text: 'Test result' }), testResult(check, provider.value));
+      result.replaceChildren(h('h3', { text: 'Test result' }), testResult(check, known[provider.value]));
     } catch (exc) {
       showError(result, exc, 'The test could not run');
     }

@@ -1,13 +1,13 @@
 // Settings → Cloud connections: the list (remote_links.yml ones read-only), test with the per-bucket
 // result, delete with confirmation. Adding and editing is connection-form.js. Secrets never come back.
-import { api } from '../api.js';
+import { api, fieldOf, providerOf, providers } from '../api.js';
 import { formatDate, h, notice, pageHeader, plural } from '../dom.js';
 import { announce, busy, confirmAction, showError } from '../ui.js';
 
-export const PROVIDER_NAMES = {
-  minio: 'S3-compatible', azure: 'Azure Blob Storage', google: 'Google Cloud Storage', fs: 'Server folder',
-};
-const SCHEMES = { minio: 's3://', azure: 'azure://', google: 'gs://', fs: 'fs://' };
+/** A connection's buckets as links: s3://a, s3://b. */
+function links(c, provider) {
+  return c.buckets.map((b) => `${provider.schemes[0] || provider.name}://${b}`).join(', ');
+}
 
 function fact(label, value, mono = true) {
   if (value === null || value === undefined || value === '') return null;
@@ -19,10 +19,15 @@ function mark(ok) {
   return h('span', { class: `badge ${ok ? 'ok' : 'bad'}`, text: ok ? 'OK' : 'failed' });
 }
 
-const NOUNS = { azure: 'container', fs: 'folder' };
+/** The providers of bucket connections, for a sentence: “S3-compatible, Azure Blob Storage or Google Cloud Storage”. */
+function clouds(known) {
+  const labels = Object.values(known).filter((p) => p.connection && !p.server_folder).map((p) => p.label);
+  return labels.length > 1 ? `${labels.slice(0, -1).join(', ')} or ${labels[labels.length - 1]}` : labels.join('');
+}
 
+/** A test's answer, per bucket; `provider` is the connection's provider (GET /providers). */
 export function testResult(check, provider) {
-  const noun = NOUNS[provider] || 'bucket';
+  const noun = provider.bucket;
   const allOk = check.buckets.every((b) => b.list && b.read !== false);
   return h('div', { class: 'test-result', dataset: { ok: String(allOk) } },
     h('p', { class: allOk ? 'result-ok' : 'result-bad', role: 'status' },
@@ -43,6 +48,7 @@ export function testResult(check, provider) {
 }
 
 export async function render(root, { signal }) {
+  let known = {};
   const add = h('a', { class: 'button primary', href: '#/settings/connections/new', text: 'Add connection' });
   root.append(pageHeader('Cloud connections', {
     crumbs: [['Settings'], ['Cloud connections']],
@@ -54,6 +60,8 @@ export async function render(root, { signal }) {
   root.append(feedback, list);
 
   function card(c) {
+    const provider = providerOf(known, c.provider);
+    const label = (name, otherwise) => (fieldOf(provider, name) || {}).label || otherwise;
     const fromFile = c.origin === 'file';
     const result = h('div', { class: 'test-slot', 'aria-live': 'polite' });
     const test = h('button', { type: 'button', text: 'Test', 'aria-label': `Test connection ${c.name}` });
@@ -61,7 +69,7 @@ export async function render(root, { signal }) {
       result.replaceChildren(h('p', { class: 'muted', text: 'Testing each bucket…' }));
       try {
         const check = await api('POST', `/connections/${encodeURIComponent(c.name)}/test`);
-        result.replaceChildren(testResult(check, c.provider));
+        result.replaceChildren(testResult(check, provider));
         announce(`Tested ${c.name}.`);
       } catch (exc) {
         showError(result, exc, 'The test could not run');
@@ -77,7 +85,7 @@ export async function render(root, { signal }) {
       del.addEventListener('click', async () => {
         const confirmed = await confirmAction({
           title: `Delete connection “${c.name}”?`,
-          message: `Links to ${c.buckets.map((b) => SCHEMES[c.provider] + b).join(', ')} stay in their datasets but `
+          message: `Links to ${links(c, provider)} stay in their datasets but `
             + 'cannot be read until another connection lists their bucket. The stored secret is deleted.',
           confirmLabel: 'Delete connection',
         });
@@ -101,26 +109,25 @@ export async function render(root, { signal }) {
       ? h('span', { class: 'badge neutral', title: 'Defined in remote_links.yml on the server; change it there.' },
         `remote_links.yml${c.line ? `, line ${c.line}` : ''} · read-only`)
       : h('span', { class: 'badge info', text: 'made here' });
-    const secret = c.provider === 'fs' ? null
+    const secret = !provider.fields.some((f) => f.secret) ? null
       : c.has_secret ? h('span', {}, h('span', { class: 'masked', text: '••••••••' }), h('span', { class: 'muted', text: ' stored, write-only' }))
         : c.iam_role ? 'none (IAM role)' : 'none';
     return h('article', { class: 'card connection', dataset: { name: c.name, origin: c.origin }, 'aria-labelledby': `conn-${c.name}` },
       h('div', { class: 'card-head' },
         h('div', {},
           h('h2', { id: `conn-${c.name}`, text: c.name }),
-          h('p', { class: 'muted', text: PROVIDER_NAMES[c.provider] || c.provider })),
+          h('p', { class: 'muted', text: provider.label })),
         origin),
       c.problem ? notice('warning', c.problem) : null,
       h('dl', { class: 'facts' },
-        fact(c.provider === 'azure' ? 'Containers' : c.provider === 'fs' ? 'Storage id' : 'Buckets',
-          c.buckets.map((b) => SCHEMES[c.provider] + b).join(', ')),
-        fact('Folder on the server', c.path),
+        fact(label('buckets', label('storage_id', 'Buckets')), links(c, provider)),
+        fact(label('path', 'Folder on the server'), c.path),
         fact('Endpoint', c.endpoint),
         fact('Region', c.region),
-        fact(c.provider === 'azure' ? 'Account' : 'Access key', c.access_key),
+        fact(label('access_key', 'Access key'), c.access_key),
         fact('IAM role', c.iam_role),
         fact('Service account file', c.credentials_path),
-        fact(c.provider === 'google' ? 'Service-account key' : 'Secret', secret, false),
+        fact('Secret', secret, false),
         fact('Changed', c.updated_at ? formatDate(c.updated_at) : null, false)),
       h('div', { class: 'actions' }, actions),
       result);
@@ -129,7 +136,7 @@ export async function render(root, { signal }) {
   async function load() {
     let answer;
     try {
-      answer = await api('GET', '/connections', { signal });
+      [answer, known] = await Promise.all([api('GET', '/connections', { signal }), providers()]);
     } catch (exc) {
       if (exc.status === 403) {
         list.replaceChildren(notice('warning', h('strong', { text: 'Admin only. ' }),
@@ -148,7 +155,7 @@ export async function render(root, { signal }) {
     if (!answer.connections.length) {
       parts.push(h('div', { class: 'empty' },
         h('p', { class: 'empty-title', text: 'No connections yet' }),
-        h('p', { class: 'muted', text: 'Add one to read links from S3-compatible, Azure or Google buckets. '
+        h('p', { class: 'muted', text: `Add one to read links from ${clouds(known)} buckets. `
           + `Server folders are connected in ${answer.file ? answer.file.path : 'remote_links.yml'} on the server.` })));
     }
     parts.push(...answer.connections.map(card));

@@ -1,10 +1,9 @@
 // Import links into a dataset: a .txt links file or pasted lines (POST /datasets/{id}/links), and
 // whole folders of a connected bucket, browsed folder by folder (POST /datasets/{id}/sync).
-import { api } from '../api.js';
+import { api, providerOf, providers } from '../api.js';
 import { checkbox, formatBytes, formatCount, formatDate, h, notice, pageHeader, plural } from '../dom.js';
 import { announce, busy, showError } from '../ui.js';
 
-const SCHEMES = { minio: 's3', azure: 'azure', google: 'gs', fs: 'fs' };
 const BROWSE_PAGE = 200;
 
 function conflictSelect(id) {
@@ -154,8 +153,11 @@ export async function render(root, { params, query, signal, replaceQuery }) {
   root.append(browseSection, syncedList);
 
   let connections = [];
+  let known = {};
   try {
-    connections = (await api('GET', '/connections', { signal })).connections;
+    const [answer, list] = await Promise.all([api('GET', '/connections', { signal }), providers()]);
+    connections = answer.connections;
+    known = list;
   } catch (exc) {
     if (exc.status === 403) {
       browseBody.replaceChildren(notice('info', 'Browsing buckets needs an admin token (connections hold credentials). '
@@ -166,6 +168,7 @@ export async function render(root, { params, query, signal, replaceQuery }) {
     return () => {};
   }
   const usable = connections.filter((c) => c.buckets.length);
+  const scheme = (c) => providerOf(known, c.provider).schemes[0] || c.provider;
   if (!usable.length) {
     browseBody.replaceChildren(notice('info', 'No cloud connection yet. ',
       h('a', { href: '#/settings/connections/new', text: 'Add one in Settings → Cloud connections' }), '.'));
@@ -173,7 +176,7 @@ export async function render(root, { params, query, signal, replaceQuery }) {
   }
 
   const connectionSelect = h('select', { id: 'browse-connection' },
-    usable.map((c) => h('option', { value: c.name, text: `${c.name} (${SCHEMES[c.provider] || c.provider})` })));
+    usable.map((c) => h('option', { value: c.name, text: `${c.name} (${scheme(c)})` })));
   const bucketSelect = h('select', { id: 'browse-bucket' });
   const crumbs = h('nav', { class: 'folder-crumbs', 'aria-label': 'Folder' });
   const listing = h('div', { class: 'listing', 'aria-live': 'polite' });
@@ -218,7 +221,7 @@ export async function render(root, { params, query, signal, replaceQuery }) {
 
   function source() {
     const c = current();
-    return `${SCHEMES[c.provider] || c.provider}://${where.bucket}/${where.prefix}`;
+    return `${scheme(c)}://${where.bucket}/${where.prefix}`;
   }
 
   function fillBuckets() {

@@ -1,11 +1,7 @@
 // Settings → Storage: own storage's provider, buckets and their health (admin only).
-import { api } from '../api.js';
+import { api, providers } from '../api.js';
 import { h, notice, pageHeader } from '../dom.js';
 import { busy, showError } from '../ui.js';
-
-const PROVIDERS = {
-  http: 'Local disk', minio: 'S3-compatible (AWS S3, MinIO…)', azure: 'Azure Blob Storage', google: 'Google Cloud Storage',
-};
 
 function statusBadge(status) {
   return h('span', { class: `badge ${status === 'ok' ? 'ok' : 'bad'}`, text: status === 'ok' ? 'healthy' : status });
@@ -23,8 +19,10 @@ export async function render(root, { signal }) {
 
   async function load() {
     let storage;
+    let known;
     try {
-      storage = await api('GET', '/storage', { signal });
+      // Without the provider list the provider's name stands in for its title.
+      [storage, known] = await Promise.all([api('GET', '/storage', { signal }), providers().catch(() => ({}))]);
     } catch (exc) {
       if (exc.status === 403) {
         body.replaceChildren(notice('warning', h('strong', { text: 'Admin only. ' }),
@@ -39,7 +37,7 @@ export async function render(root, { signal }) {
     body.replaceChildren(
       h('section', { class: 'card', 'aria-labelledby': 'storage-provider' },
         h('div', { class: 'card-head' },
-          h('h2', { id: 'storage-provider', text: PROVIDERS[storage.provider] || storage.provider }),
+          h('h2', { id: 'storage-provider', text: (known[storage.provider] || {}).title || storage.provider }),
           statusBadge(storage.status)),
         h('dl', { class: 'facts' },
           h('dt', { text: 'Provider' }), h('dd', { class: 'mono', id: 'storage-provider-id', text: storage.provider }),
