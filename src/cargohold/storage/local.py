@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import io
 import os
 import uuid
@@ -20,7 +19,6 @@ from pathlib import Path
 
 from ..errors import BadInput, Forbidden, NotFound
 from .base import (
-    CHUNK_SIZE,
     ByteRange,
     Data,
     Download,
@@ -33,6 +31,7 @@ from .base import (
     folder_prefix,
     page_after,
 )
+from .page_cache import read_range
 
 
 class LocalStore:
@@ -310,36 +309,9 @@ def _take(it: Iterator[ObjectMeta], n: int) -> list[ObjectMeta]:
     return page
 
 
-_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
-
-
-def in_page_cache(fd: int, offset: int) -> bool:
-    """Whether the byte at ``offset`` can be read without waiting for the disk (Linux RWF_NOWAIT)."""
-    if _NOWAIT is None:
-        return False
-    try:
-        return os.preadv(fd, [bytearray(1)], offset, _NOWAIT) == 1
-    except OSError:  # BlockingIOError when not cached; EOPNOTSUPP on some file systems
-        return False
-
-
 async def _read_file(fh: io.FileIO, start: int, end: int) -> AsyncIterator[bytes]:
-    # A chunk already in the page cache is read on the event loop: a thread hop per chunk costs more
-    # than the read (bench/storage.py). A chunk that would wait for the disk goes to a thread, so a
-    # cold file never stalls the server. The probe looks at the chunk's last byte; read-ahead fills
-    # pages in order, so the ones before it are almost always there too.
-    fd = fh.fileno()
     try:
-        pos = start
-        while pos < end:
-            want = min(CHUNK_SIZE, end - pos)
-            if in_page_cache(fd, pos + want - 1):
-                chunk = os.pread(fd, want, pos)
-            else:
-                chunk = await asyncio.to_thread(os.pread, fd, want, pos)
-            if not chunk:
-                raise OSError(errno.EIO, "file shrank while being read")
-            pos += len(chunk)
+        async for chunk in read_range(fh.fileno(), start, end):
             yield chunk
     finally:
         fh.close()
