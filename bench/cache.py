@@ -62,36 +62,55 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-import psutil  # type: ignore[import-untyped,unused-ignore]
 import pyvips  # type: ignore[import-untyped,unused-ignore]
+from _harness import (
+    CONNECTIONS,
+    REPO,
+    THUMBOR_VENV,
+    KiB,
+    Row,
+    Table,
+    Target,
+    WrkSide,
+    api_client,
+    at_least,
+    log,
+    main,
+    minio_env,
+    ms,
+    nginx_version,
+    pin,
+    pinnable,
+    started,
+    static_nginx,
+    summarize_wrk,
+    timed_ms,
+    wrk_figure,
+    wrk_rounds,
+    wrk_version,
+    wrk_warm_up,
+)
 from PIL import Image as PILImage
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from cargohold.sdk.client import Client
+from tests.support.api_server import RunningServer
+from tests.support.servers import Server, free_port, moto
 
-from cargohold.sdk.client import Client  # noqa: E402
-from tests.support.api_server import RunningServer  # noqa: E402
-from tests.support.servers import Server, free_port, moto  # noqa: E402
-
-KiB = 1024
 SERVE_TARGET = 0.5
 LIBRARY_TARGET = 0.9
 THUMBOR_TARGET = 1.0
 PREVIEW: dict[str, str | int] = {"w": 256, "h": 256, "fit": "contain", "format": "jpeg", "q": 80}
 MAX_PIXELS = 200_000_000
 """``IMAGE_MAX_PIXELS``'s default: what the server passes to ``make_preview``."""
-CONNECTIONS = 32
-THUMBOR_VENV = REPO / ".bench" / "thumbor-venv"
 THUMBOR_PATH = "/unsafe/fit-in/256x256/filters:format(jpeg):quality(80)/{name}"
 BUCKET_PREFIX = "cachebench"
 CONTENT_FILE = "item-100k.bin"
@@ -101,10 +120,6 @@ GENERATE_SUM = re.compile(r'^cargohold_image_generate_seconds_sum\{what="preview
 
 class NotAvailable(Exception):
     """A cargohold part that cannot run yet: its code or route is missing, or it answered an error."""
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 def answer_error(what: str, answer: httpx.Response) -> NotAvailable:
@@ -204,134 +219,6 @@ def mean_difference(a: Path | bytes, b: Path | bytes) -> float:
     return float((x.crop(0, 0, width, height) - y.crop(0, 0, width, height)).abs().avg())
 
 
-# --- processes: pinning and CPU time -----------------------------------------------------------------------
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    proc = psutil.Process(pid)
-    return [proc, *proc.children(recursive=True)]
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            total += t.user + t.system
-    return total
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of the process and of its children onto ``cpus`` (threads made later inherit it)."""
-    for proc in tree(pid):
-        with contextlib.suppress(psutil.Error, OSError):
-            for thread in proc.threads():
-                os.sched_setaffinity(thread.id, cpus)
-
-
-# --- wrk and nginx -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class WrkRun:
-    rps: float
-    requests: int
-    seconds: float
-    p50_ms: float | None
-    p99_ms: float | None
-    errors: int
-    server_cpu_s: float = 0.0
-    moto_cpu_s: float = 0.0
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def wrk(url: str, duration: float, pin_cpu: int | None, script: Path | None = None) -> WrkRun:
-    """``script``: a wrk Lua script, e.g. one that sets a header."""
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency", "--timeout", "10s",
-               *(["-s", str(script)] if script else []), url]
-    if pin_cpu is not None and shutil.which("taskset"):
-        command = ["taskset", "-c", str(pin_cpu), *command]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if done is None or rps is None:
-        raise RuntimeError(f"wrk printed what this bench cannot read:\n{out}")
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
-    return WrkRun(float(rps.group(1)), int(done.group(1)), _ms(done.group(2) + done.group(3)) / 1e3,
-                  _ms(p50.group(1)) if p50 else None, _ms(p99.group(1)) if p99 else None, errors)
-
-
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush off;
-    keepalive_requests 10000000;
-    client_body_temp_path {tmp}/temp;
-    proxy_temp_path {tmp}/temp;
-    fastcgi_temp_path {tmp}/temp;
-    uwsgi_temp_path {tmp}/temp;
-    scgi_temp_path {tmp}/temp;
-    default_type application/octet-stream;
-    types {{ image/jpeg jpg; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-"""
-
-
-def nginx_binary() -> str | None:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    return "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-
-
-def nginx(workdir: Path, root: Path) -> Server:
-    """nginx as a non-daemon child on a free loopback port, config, pid and error log under ``workdir``."""
-    binary = nginx_binary()
-    if binary is None:
-        raise RuntimeError("nginx is not installed: run `make bench-tools`")
-    (workdir / "temp").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=workdir, port=port, root=root))
-    command = [binary, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
-    return Server("nginx", command, port, "/", workdir)
-
-
-def nginx_version() -> str:
-    binary = nginx_binary()
-    if binary is None:
-        return "not installed"
-    out = subprocess.run([binary, "-v"], capture_output=True, text=True)
-    return (out.stderr or out.stdout).strip().removeprefix("nginx version: ")
-
-
-def wrk_version() -> str:
-    out = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
-    return (out.stdout or out.stderr).split("[")[0].strip().removeprefix("wrk ")
-
-
 # --- thumbor -----------------------------------------------------------------------------------------------
 
 THUMBOR_CONF = """\
@@ -413,22 +300,12 @@ def counter_delta(before: dict[str, Any] | None, after: dict[str, Any] | None, t
     return int(after[tier][key]) - int(before[tier][key])
 
 
-def start_cargohold(tmp: Path, moto_url: str, images: list[TestImage], content: Path,
-                    servers: list[Server | RunningServer]) -> Cargohold:
-    env = {
-        "STORAGE_PROVIDER": "minio",
-        "STORAGE_ENDPOINT": moto_url,
-        "STORAGE_ACCESS_KEY": "testing",
-        "STORAGE_SECRET_KEY": "testing",
-        "STORAGE_BUCKET_PREFIX": BUCKET_PREFIX,
-    }
-    server = RunningServer(tmp / "home", env)
-    servers.append(server)
-    server.start(timeout=60)
+def start_cargohold(stack: contextlib.ExitStack[Any], tmp: Path, moto_url: str, images: list[TestImage],
+                    content: Path) -> Cargohold:
+    server = started(stack, RunningServer(tmp / "home", minio_env(moto_url, BUCKET_PREFIX)))
     assert server.process is not None
     log(f"cargohold pid {server.process.pid} on {server.url}, S3 on moto {moto_url}")
-    http = httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {server.token}"},
-                        timeout=httpx.Timeout(120, connect=10))
+    http = stack.enter_context(api_client(server, 120))
     api = Cargohold(server, http)
     start = time.perf_counter()
     with Client(server.url, server.token, timeout=300) as sdk:
@@ -446,60 +323,9 @@ def start_cargohold(tmp: Path, moto_url: str, images: list[TestImage], content: 
 # --- part 1: serving cached bytes --------------------------------------------------------------------------
 
 
-@dataclass
-class Side:
-    """One server of a wrk comparison: its URL, the processes whose CPU counts as the server's."""
-
-    name: str
-    url: str
-    pid: int
-
-
-def warm_up(sides: list[Side], duration: float, pin_cpus: bool) -> None:
-    """Pins each server to CPU 1 (if asked) and gives it a short untimed wrk run."""
-    for side in sides:
-        if pin_cpus:
-            pin(side.pid, {1})
-        wrk(side.url, min(1.0, duration), 0 if pin_cpus else None)
-
-
-def measure_serving(sides: list[Side], runs: int, duration: float, pin_cpus: bool,
-                    moto_pid: int | None) -> dict[str, list[WrkRun]]:
-    """``runs`` rounds of one wrk run per side (A, B, A, B, ...)."""
-    wrk_cpu = 0 if pin_cpus else None
-    results: dict[str, list[WrkRun]] = {side.name: [] for side in sides}
-    for run in range(1, runs + 1):
-        for side in sides:
-            server = tree(side.pid)
-            moto_procs = tree(moto_pid) if moto_pid else []
-            cpu0, moto0 = cpu_seconds(server), cpu_seconds(moto_procs)
-            result = wrk(side.url, duration, wrk_cpu)
-            result.server_cpu_s = cpu_seconds(server) - cpu0
-            result.moto_cpu_s = cpu_seconds(moto_procs) - moto0
-            results[side.name].append(result)
-            log(f"    run {run}/{runs} {side.name:<9} {result.rps:>9,.0f} req/s  p50 {result.p50_ms or 0:.2f} ms  "
-                f"p99 {result.p99_ms or 0:.2f} ms  errors {result.errors}")
-    return results
-
-
-def summarize_wrk(runs: list[WrkRun]) -> dict[str, Any]:
-    requests = sum(r.requests for r in runs)
-    return {
-        "rps": statistics.median(r.rps for r in runs),
-        "p50_ms": statistics.median(r.p50_ms for r in runs if r.p50_ms is not None),
-        "p99_ms": statistics.median(r.p99_ms for r in runs if r.p99_ms is not None),
-        "errors": sum(r.errors for r in runs),
-        "requests": requests,
-        "server_cpu_us_per_request": 1e6 * sum(r.server_cpu_s for r in runs) / max(requests, 1),
-        "server_cpu_share": sum(r.server_cpu_s for r in runs) / sum(r.seconds for r in runs),
-        "moto_cpu_s": sum(r.moto_cpu_s for r in runs),
-        "runs": [r.__dict__ for r in runs],
-    }
-
-
 def part_serving(args: argparse.Namespace, tmp: Path, api: Cargohold | None, why_not: str | None,
                  images: list[TestImage], content: Path, moto_pid: int | None) -> dict[str, Any]:
-    pin_cpus = not args.no_pin and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity")
+    pin_cpus = not args.no_pin and pinnable()
     www = tmp / "www"
     www.mkdir()
     targets: dict[str, dict[str, Any]] = {}
@@ -533,7 +359,7 @@ def part_serving(args: argparse.Namespace, tmp: Path, api: Cargohold | None, why
     (www / CONTENT_FILE).write_bytes(reference["content"])
     (www / PREVIEW_FILE).write_bytes(reference["preview"])
     tmp.chmod(0o755)  # nginx's worker runs as another user (nobody) when started by root
-    web = nginx(tmp / "nginx", www).start()
+    web = static_nginx(tmp / "nginx", www).start()
     try:
         assert web.process is not None
         for what, file in (("content", CONTENT_FILE), ("preview", PREVIEW_FILE)):
@@ -545,20 +371,18 @@ def part_serving(args: argparse.Namespace, tmp: Path, api: Cargohold | None, why
             size = len(reference[what])
             log(f"  {what} ({size / KiB:.1f} KiB): wrk 1 thread, {CONNECTIONS} connections, {args.duration:g} s x "
                 f"{args.runs} runs per side")
-            sides = [Side("nginx", f"{web.url}/{file}", web.process.pid)]
+            sides = [WrkSide("nginx", f"{web.url}/{file}", [web.process.pid])]
             signed = urls[what]
             if api is not None and api.server.process is not None and signed is not None:
-                sides.insert(0, Side("cargohold", signed, api.server.process.pid))
-            warm_up(sides, args.duration, pin_cpus)
+                sides.insert(0, WrkSide("cargohold", signed, [api.server.process.pid]))
+            wrk_warm_up(sides, args.duration, pin_cpus)
             before = api.tiers() if api is not None else None
-            results = measure_serving(sides, args.runs, args.duration, pin_cpus,
-                                      moto_pid if len(sides) == 2 else None)
+            results = wrk_rounds(sides, args.runs, args.duration, pin_cpus, moto_pid if len(sides) == 2 else None)
             after = api.tiers() if api is not None else None
             target: dict[str, Any] = {"bytes": size, **{name: summarize_wrk(r) for name, r in results.items()}}
             if "cargohold" in target:
                 ours, ref = target["cargohold"], target["nginx"]
                 target["ratio"] = ours["rps"] / ref["rps"]
-                target["ratio_pass"] = target["ratio"] >= SERVE_TARGET
                 tier = "storage" if what == "content" else "previews"
                 target["tier"] = tier
                 target["tier_hits"] = counter_delta(before, after, tier, "hits")
@@ -595,12 +419,6 @@ def bare(source: Path, dest: Path) -> None:
     pyvips.Image.thumbnail(str(source), 256, height=256).jpegsave(str(dest), Q=80)
 
 
-def timed(action: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    action()
-    return (time.perf_counter() - start) * 1e3
-
-
 def alternate(sides: dict[str, Callable[[TestImage], float]], images: list[TestImage], rows: dict[str, dict[str, Any]],
               runs: int, label: str) -> None:
     """``runs`` rounds over the images; per image every side once, the order of the sides swapped each round.
@@ -617,10 +435,10 @@ def alternate(sides: dict[str, Callable[[TestImage], float]], images: list[TestI
         order.reverse()
         log(f"    {label} run {run}/{runs}: {time.perf_counter() - start:.1f} s")
     for name, per_image in times.items():
-        for image_name, ms in per_image.items():
-            if ms:
-                rows[image_name][f"{name}_ms"] = statistics.median(ms)
-                rows[image_name][f"{name}_runs_ms"] = ms
+        for image_name, samples in per_image.items():
+            if samples:
+                rows[image_name][f"{name}_ms"] = statistics.median(samples)
+                rows[image_name][f"{name}_runs_ms"] = samples
 
 
 def geomean(values: list[float]) -> float | None:
@@ -632,11 +450,11 @@ def part_library(args: argparse.Namespace, tmp: Path, images: list[TestImage]) -
     out.mkdir()
     ours, why_not = load_make_preview()
     sides: dict[str, Callable[[TestImage], float]] = {
-        "bare": lambda i: timed(lambda: bare(i.path, out / f"bare-{i.name}.jpg")),
+        "bare": lambda i: timed_ms(lambda: bare(i.path, out / f"bare-{i.name}.jpg")),
     }
     if ours is not None:
         make = ours
-        sides = {"cargohold": lambda i: timed(lambda: make(i.path, out / f"ours-{i.name}.jpg")), **sides}
+        sides = {"cargohold": lambda i: timed_ms(lambda: make(i.path, out / f"ours-{i.name}.jpg")), **sides}
     per_image: dict[str, dict[str, Any]] = {}
     for image in images:  # untimed: warms the page cache and libvips; checks both outputs
         row: dict[str, Any] = {}
@@ -662,7 +480,6 @@ def part_library(args: argparse.Namespace, tmp: Path, images: list[TestImage]) -
         result["cargohold_not_available"] = why_not
     else:
         result["geomean_ratio"] = geomean(ratios)
-        result["ratio_pass"] = all(r >= LIBRARY_TARGET for r in ratios) if ratios else False
     return result
 
 
@@ -693,14 +510,14 @@ def part_thumbor(args: argparse.Namespace, tmp: Path, api: Cargohold | None, why
                 generated = api.generate_seconds()  # untimed too
                 start = time.perf_counter()
                 answer = api.preview(image.item_id)
-                ms = (time.perf_counter() - start) * 1e3
+                elapsed = (time.perf_counter() - start) * 1e3
                 if answer.status_code != 200:
                     raise RuntimeError(f"GET /items/{image.item_id}/preview answered {answer.status_code}: "
                                        f"{answer.text[:300].strip()}")
                 after = api.generate_seconds()
                 if generated is not None and after is not None:
                     server_ms.setdefault(image.name, []).append((after - generated) * 1e3)
-                return ms, answer.content
+                return elapsed, answer.content
 
             try:
                 api.clear("previews")
@@ -717,10 +534,10 @@ def part_thumbor(args: argparse.Namespace, tmp: Path, api: Cargohold | None, why
             def via_thumbor(image: TestImage) -> tuple[float, bytes]:
                 start = time.perf_counter()
                 answer = http.get(base + THUMBOR_PATH.format(name=image.name))
-                ms = (time.perf_counter() - start) * 1e3
+                elapsed = (time.perf_counter() - start) * 1e3
                 if answer.status_code != 200:
                     raise RuntimeError(f"thumbor answered {answer.status_code}: {answer.text[:300].strip()}")
-                return ms, answer.content
+                return elapsed, answer.content
 
             fetchers["thumbor"] = via_thumbor
         if not fetchers:
@@ -761,7 +578,6 @@ def part_thumbor(args: argparse.Namespace, tmp: Path, api: Cargohold | None, why
                 ratios.append(row["ratio"])
         if ratios:
             result["geomean_ratio"] = geomean(ratios)
-            result["ratio_pass"] = all(r > THUMBOR_TARGET for r in ratios)
     finally:
         http.close()
         if thumbor_server is not None:
@@ -770,15 +586,6 @@ def part_thumbor(args: argparse.Namespace, tmp: Path, api: Cargohold | None, why
 
 
 # --- the run -----------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def started(servers: list[Server | RunningServer]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for server in reversed(servers):
-            server.stop()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -798,14 +605,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if results["load_average_at_start"][0] > 0.5:
         log(f"note: load average {results['load_average_at_start'][0]:.2f} at start: something else is running, "
             "the figures will show it")
-    servers: list[Server | RunningServer] = []
-    with tempfile.TemporaryDirectory(prefix="cargohold-cache-bench-") as tmp_name, started(servers):
+    with tempfile.TemporaryDirectory(prefix="cargohold-cache-bench-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
-        start = time.perf_counter()
+        made = time.perf_counter()
         images = make_images(tmp / "images")
         content = tmp / CONTENT_FILE
         content.write_bytes(content_bytes())
-        log(f"images made in {time.perf_counter() - start:.1f} s: " +
+        log(f"images made in {time.perf_counter() - made:.1f} s: " +
             ", ".join(f"{i.name} {i.size / 1e6:.1f} MB" for i in images))
         results["images"] = {i.name: {"label": i.label, "bytes": i.size, "width": i.width, "height": i.height}
                              for i in images}
@@ -814,12 +620,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         why_not: str | None = None
         moto_pid: int | None = None
         try:
-            s3 = moto(tmp / "moto")
-            servers.append(s3)
-            s3.start()
+            s3 = started(stack, moto(tmp / "moto"))
             assert s3.process is not None
             moto_pid = s3.process.pid
-            api = start_cargohold(tmp, s3.url, images, content, servers)
+            api = start_cargohold(stack, tmp, s3.url, images, content)
         except (RuntimeError, httpx.HTTPError, OSError) as exc:
             why_not = f"cargohold did not start or take the uploads: {type(exc).__name__}: {exc}"[:600]
             log(why_not)
@@ -835,7 +639,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["preview_http"] = part_thumbor(args, tmp, api, why_not, images, library)
         if api is not None:
             results["cache_tiers_at_end"] = api.tiers()
-            api.http.close()
     results["wall_s"] = time.perf_counter() - began
     results["load_average_at_end"] = os.getloadavg()
     return results
@@ -844,8 +647,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 # --- the report --------------------------------------------------------------------------------------------
 
 
-def verdict(passed: bool | None) -> str:
-    return "PASS" if passed else "BELOW TARGET"
+def served(side: dict[str, Any]) -> str:
+    return (f"p50 / p99 {side['p50_ms']:.2f} / {side['p99_ms']:.2f} ms, server CPU "
+            f"{side['server_cpu_us_per_request']:.0f} µs/request, busy {side['server_cpu_share']:.0%}")
 
 
 def report(results: dict[str, Any]) -> None:
@@ -859,33 +663,16 @@ def report(results: dict[str, Any]) -> None:
     print(f"\n1. Serving cached bytes: requests/s, median of {serving['runs']} alternating wrk runs of "
           f"{serving['duration_s']:g} s (1 thread, {serving['connections']} connections); "
           + ("wrk on CPU 0, server on CPU 1" if serving["pinned"] else "no CPU pinning"))
-    header = (f"{'what':<22} {'cargohold':>10} {'nginx':>9} {'ratio':>6} {'target':>7}  {'p50 / p99 ms cargohold':>22}"
-              f"  {'nginx':>12}  {'CPU µs/req':>14}")
-    print(header)
-    print("-" * len(header))
     for what, t in serving["targets"].items():
-        label = f"{what} {t['bytes'] / KiB:.1f} KiB"
-        ref = t["nginx"]
-        if "cargohold" in t:
-            ours = t["cargohold"]
-            print(f"{label:<22} {ours['rps']:>10,.0f} {ref['rps']:>9,.0f} {t['ratio']:>6.2f} {'>= 0.5':>7}  "
-                  f"{ours['p50_ms']:>9.2f} / {ours['p99_ms']:<10.2f}  {ref['p50_ms']:>5.2f} / {ref['p99_ms']:<5.2f}  "
-                  f"{ours['server_cpu_us_per_request']:>5.0f} / {ref['server_cpu_us_per_request']:<5.0f}")
-        else:
-            print(f"{label:<22} {'n/a':>10} {ref['rps']:>9,.0f} {'':>6} {'>= 0.5':>7}  {'':>22}  "
-                  f"{ref['p50_ms']:>5.2f} / {ref['p99_ms']:<5.2f}  {'':>8}{ref['server_cpu_us_per_request']:<5.0f}")
-    for what, t in serving["targets"].items():
-        if "cargohold" in t:
-            ours = t["cargohold"]
-            hits = t["tier_hits"]
-            counted = (f"{t['tier']} tier: {hits:,} hits, {t['tier_misses']} misses counted for {ours['requests']:,} "
-                       "timed requests") if hits is not None else \
-                "tier counters not available (GET /api/v1/cache)"
-            print(f"  {what}: {counted}; moto CPU during the cargohold runs {ours['moto_cpu_s']:.2f} s; server CPU "
-                  f"busy {ours['server_cpu_share']:.0%} (nginx {t['nginx']['server_cpu_share']:.0%}); errors "
-                  f"{ours['errors']} / {t['nginx']['errors']}")
-        else:
-            print(f"  {what}: cargohold not available: {t['cargohold_not_available']}")
+        size, ref = f"{t['bytes'] / KiB:.1f} KiB", t["nginx"]
+        if "cargohold" not in t:
+            print(f"  {what} {size}: nginx {served(ref)}; cargohold not available: {t['cargohold_not_available']}")
+            continue
+        ours, hits = t["cargohold"], t["tier_hits"]
+        counted = (f"{t['tier']} tier: {hits:,} hits, {t['tier_misses']} misses counted for {ours['requests']:,} "
+                   "timed requests") if hits is not None else "tier counters not available (GET /api/v1/cache)"
+        print(f"  {what} {size}: cargohold {served(ours)}; nginx {served(ref)}\n    {counted}; moto CPU during the "
+              f"cargohold runs {ours['moto_cpu_s']:.2f} s; errors {ours['errors']} / {ref['errors']}")
 
     lib = results["preview_library"]
     print(f"\n2. Preview generation in this process, 256x256 contain JPEG q80, median ms of {lib['runs']} alternating "
@@ -954,29 +741,62 @@ def report(results: dict[str, Any]) -> None:
     if http.get("geomean_ratio"):
         print(f"  geometric mean of the ratios {http['geomean_ratio']:.2f}")
 
-    print()
-    for what, t in serving["targets"].items():
-        if "ratio" in t:
-            errors = t["cargohold"]["errors"] + t["nginx"]["errors"]
-            print(f"serving {what}: {verdict(t['ratio_pass'])} (cargohold {t['ratio']:.2f} of nginx vs >= "
-                  f"{SERVE_TARGET})" + (f"; NOT VALID: {errors} requests failed" if errors else ""))
-        else:
-            print(f"serving {what}: cargohold not available")
-    if "ratio_pass" in lib:
-        compared = [r["ratio"] for r in lib["images"].values() if "ratio" in r]
-        print(f"preview generation: {verdict(lib['ratio_pass'])} (lowest ratio {min(compared):.2f}, geometric mean "
-              f"{lib['geomean_ratio']:.2f} vs >= {LIBRARY_TARGET}; {len(compared)} of {len(lib['images'])} images "
-              "compared)")
-    else:
-        print("preview generation: cargohold not available")
-    if "ratio_pass" in http:
-        compared = [r["ratio"] for r in http["images"].values() if "ratio" in r]
-        print(f"previews vs thumbor: {verdict(http['ratio_pass'])} (lowest ratio {min(compared):.2f}, geometric mean "
-              f"{http['geomean_ratio']:.2f} vs > {THUMBOR_TARGET:g}: cargohold faster; {len(compared)} of "
-              f"{len(http['images'])} images compared)")
-    else:
-        print("previews vs thumbor: not measured (" + ("thumbor" if not http["thumbor_version"] else "cargohold")
-              + " not available)")
+
+def preview_rows(t: Table, part: dict[str, Any], labels: dict[str, Any], how: str, reference: str,
+                 target: Target) -> None:
+    """One row per image of a preview part; ``reference`` names its figures' keys (``bare``, ``thumbor``)."""
+    shown, missing = ("pyvips `thumbnail` + `jpegsave`", "error") if reference == "bare" else \
+        (f"thumbor {part['thumbor_version'] or ''}".strip(), "not measured")
+    for name, row in part["images"].items():
+        ours = ms(row["cargohold_ms"]) if "cargohold_ms" in row else row.get("cargohold_error", "n/a")
+        theirs = ms(row[f"{reference}_ms"]) if f"{reference}_ms" in row else row.get(f"{reference}_error", missing)
+        gif = " (answers a GIF)" if row.get("thumbor_format") == "gif" else ""
+        t.rows.append(Row(f"preview {how}, {labels.get(name, {}).get('label', name)}, ms", ours,
+                          f"{theirs}: {shown}{gif}", row.get("ratio"), target))
+    ratios = [r["ratio"] for r in part["images"].values() if "ratio" in r]
+    if part.get("geomean_ratio") and ratios:
+        t.notes.append(f"Previews {how}: geometric mean of the ratios {part['geomean_ratio']:.2f}, lowest "
+                       f"{min(ratios):.2f} ({len(ratios)} of {len(part['images'])} images compared).")
+
+
+def table(f: dict[str, Any]) -> Table:
+    serving = f["serving"]
+    t = Table(f"One `cargohold up` on S3 (moto), content from its storage tier; wrk 1 thread, "
+              f"{serving['connections']} connections, {serving['runs']} × {serving['duration_s']:g} s alternating"
+              f"{', wrk on CPU 0 and the server on CPU 1' if serving.get('pinned') else ''}; signed URLs, as a "
+              "browser's `<img src>`. Previews: 256 px JPEG q80 of 12 MP images (and a GIF).")
+    for what, s in serving["targets"].items():
+        label = "cached 100 KiB item" if what == "content" else f"cached 256 px preview ({s['bytes'] / KiB:.1f} KiB)"
+        reference = f"{wrk_figure(s['nginx'])}: nginx from disk"
+        if "cargohold" not in s:
+            t.rows.append(Row(f"{label}, requests/s", f"not available: {s.get('cargohold_not_available', '')}",
+                              reference, None, at_least(SERVE_TARGET)))
+            continue
+        ours = s["cargohold"]
+        t.rows.append(Row(f"{label}, requests/s", wrk_figure(ours), reference, s["ratio"], at_least(SERVE_TARGET)))
+        if ours["errors"] + s["nginx"]["errors"]:
+            t.notes.append(f"{label}: {ours['errors'] + s['nginx']['errors']} requests failed during the runs: that "
+                           "row is not valid.")
+        if s.get("tier_hits") is not None:
+            t.notes.append(f"{label}: {s['tier']} tier {s['tier_hits']:,} hits, {s['tier_misses']} misses "
+                           f"for {ours['requests']:,} timed requests.")
+    library, http = f["preview_library"], f["preview_http"]
+    preview_rows(t, library, f["images"], "made in process", "bare", at_least(LIBRARY_TARGET))
+    if "cargohold_not_available" in library:
+        t.notes.append(f"Preview generation: cargohold not available: {library['cargohold_not_available']}")
+    preview_rows(t, http, f["images"], "over HTTP on a miss", "thumbor", Target(">", THUMBOR_TARGET))
+    for key in ("thumbor_not_available", "cargohold_not_available"):
+        if http.get(key):
+            t.notes.append(f"Previews over HTTP: {key.split('_')[0]} not available: {http[key]}")
+    return t
+
+
+def prepared(args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:
+        args.runs, args.duration, args.preview_runs = 1, 2.0, 2
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: run `make bench-tools`")
+    return run(args)
 
 
 if __name__ == "__main__":
@@ -986,14 +806,4 @@ if __name__ == "__main__":
     parser.add_argument("--preview-runs", type=int, default=5, help="runs per side and image of parts 2 and 3")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 wrk run of 2 s, 2 preview runs")
     parser.add_argument("--no-pin", action="store_true", help="do not pin wrk and the server to one CPU each")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    arguments = parser.parse_args()
-    if arguments.quick:
-        arguments.runs, arguments.duration, arguments.preview_runs = 1, 2.0, 2
-    if shutil.which("wrk") is None:
-        parser.error("wrk is not installed: run `make bench-tools`")
-    figures = run(arguments)
-    report(figures)
-    if arguments.json:
-        arguments.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {arguments.json}")
+    main(parser, prepared, table, report)

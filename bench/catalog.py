@@ -13,17 +13,16 @@ get slower deeper into the dataset).
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sqlite3
-import statistics
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _harness import Row, Table, Target, api_client, main, median_ms, ms, started
 
 from cargohold.catalog.db import database_urls, migrate
 from cargohold.services.items import encode_cursor
@@ -48,54 +47,55 @@ def fill(db: Path, count: int) -> None:
         )
 
 
-def timed(fn: object, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()  # type: ignore[operator]
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
+def api_page(client: httpx.Client, params: dict[str, str | int]) -> Callable[[], object]:
+    return lambda: client.get("/datasets/1/items", params=params).raise_for_status()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+def sql_page(conn: sqlite3.Connection, after: int) -> Callable[[], object]:
+    return lambda: conn.execute(QUERY, (1, after, PAGE + 1)).fetchall()
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp) / "home"
         settings = load_settings(home=home, environ={})
         migrate(database_urls(settings))
         db = settings.data_path / "catalog.sqlite3"
-        start = time.perf_counter()
+        began = time.perf_counter()
         fill(db, args.items)
-        print(f"wrote {args.items:,} items in {time.perf_counter() - start:.1f} s")
-        server = RunningServer(home, {}).start()
-        try:
-            conn = sqlite3.connect(db)
-            client = httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {server.token}"})
-            print(f"{'page at':<10} {'API ms':>8} {'SQL ms':>8} {'ratio':>6}")
-            results = {}
-            pages = {}
-            for label, after in (("start", 0), ("middle", args.items // 2), ("end", args.items - PAGE)):
-                params = {"limit": PAGE, **({"cursor": encode_cursor(after)} if after else {})}
-                page = client.get("/datasets/1/items", params=params)
-                page.raise_for_status()
-                assert len(page.json()["items"]) == PAGE
-                api_ms = timed(lambda p=params: client.get("/datasets/1/items", params=p).raise_for_status(), args.runs)
-                sql_ms = timed(lambda a=after: conn.execute(QUERY, (1, a, PAGE + 1)).fetchall(), args.runs)
-                results[label] = api_ms
-                pages[label] = {"api_ms": api_ms, "sql_ms": sql_ms}
-                print(f"{label:<10} {api_ms:>8.2f} {sql_ms:>8.2f} {api_ms / sql_ms:>6.1f}")
-            flat = results["end"] < 2 * results["start"]
-            print(f"last page vs first: {results['end'] / results['start']:.2f}x ({'flat' if flat else 'NOT flat'})")
-            if args.json:
-                args.json.write_text(json.dumps({"items": args.items, "runs": args.runs, "page": PAGE, "pages": pages,
-                                                 "end_vs_start": results["end"] / results["start"]}, indent=2) + "\n")
-        finally:
-            server.stop()
+        print(f"wrote {args.items:,} items in {time.perf_counter() - began:.1f} s")
+        server = started(stack, RunningServer(home, {}))
+        conn = stack.enter_context(contextlib.closing(sqlite3.connect(db)))
+        client = stack.enter_context(api_client(server))
+        print(f"{'page at':<10} {'API ms':>8} {'SQL ms':>8} {'ratio':>6}")
+        pages = {}
+        for label, after in (("start", 0), ("middle", args.items // 2), ("end", args.items - PAGE)):
+            params: dict[str, str | int] = {"limit": PAGE, **({"cursor": encode_cursor(after)} if after else {})}
+            page = client.get("/datasets/1/items", params=params)
+            page.raise_for_status()
+            assert len(page.json()["items"]) == PAGE
+            api_ms = median_ms(api_page(client, params), args.runs)
+            sql_ms = median_ms(sql_page(conn, after), args.runs)
+            pages[label] = {"api_ms": api_ms, "sql_ms": sql_ms}
+            print(f"{label:<10} {api_ms:>8.2f} {sql_ms:>8.2f} {api_ms / sql_ms:>6.1f}")
+    return {"items": args.items, "runs": args.runs, "page": PAGE, "pages": pages,
+            "end_vs_start": pages["end"]["api_ms"] / pages["start"]["api_ms"]}
+
+
+def table(f: dict[str, Any]) -> Table:
+    t = Table(f"{f['items']:,} items in one dataset (SQLite); a page of {f['page']} through the API of a real server "
+              f"vs the same SQL through `sqlite3`, median of {f['runs']} requests.")
+    for where, page in f["pages"].items():
+        at = "in" if where == "middle" else "at"
+        t.rows.append(Row(f"page of {f['page']} {at} the {where}, ms", ms(page["api_ms"]),
+                          f"{ms(page['sql_ms'])}: `sqlite3`, same query", page["sql_ms"] / page["api_ms"]))
+    t.rows.append(Row("last page / first page (a cursor stays flat)", f"{f['end_vs_start']:.2f}×",
+                      target=Target("<", 2, on_ratio=False, label="< 2×"), value=f["end_vs_start"]))
+    return t
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=50)
+    main(parser, measure, table)

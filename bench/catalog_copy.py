@@ -12,20 +12,18 @@ PostgreSQL loads rows. Prints seconds, rows per second and the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from typing import Any
 
 import psycopg
+from _harness import Row, Table, at_least, main
+from catalog import fill
 from sqlalchemy.engine import make_url
 
-from bench.catalog import fill
 from cargohold.catalog.copy import copy_catalog
 from cargohold.catalog.db import DatabaseUrls, database_urls, migrate
 from cargohold.settings import load_settings
@@ -51,12 +49,7 @@ def bare_copy(db: Path, url: str) -> None:
         target.commit()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     postgres = PostgresServer().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -67,26 +60,35 @@ def main() -> None:
             ours, bare = [], []
             for run in range(args.runs):
                 target = postgres.create_database("bench_copy")
-                start = time.perf_counter()
+                began = time.perf_counter()
                 copy_catalog(source, pg_urls(target))
-                ours.append(time.perf_counter() - start)
+                ours.append(time.perf_counter() - began)
                 reference = postgres.create_database("bench_bare")
                 migrate(pg_urls(reference))  # the schema, as the command makes it (not timed)
-                start = time.perf_counter()
+                began = time.perf_counter()
                 bare_copy(settings.data_path / "catalog.sqlite3", reference)
-                bare.append(time.perf_counter() - start)
+                bare.append(time.perf_counter() - began)
                 counted = [postgres.execute(url, "SELECT count(*) FROM items")[0][0] for url in (target, reference)]
                 assert counted == [args.items, args.items], counted
                 print(f"run {run + 1}: catalog copy {ours[-1]:.2f} s, bare COPY {bare[-1]:.2f} s")
     finally:
         postgres.stop()
-    copy_s, bare_s = statistics.median(ours), statistics.median(bare)
-    print(f"{args.items:,} items: catalog copy {copy_s:.2f} s ({args.items / copy_s:,.0f} rows/s), "
-          f"bare COPY {bare_s:.2f} s ({args.items / bare_s:,.0f} rows/s); ratio {bare_s / copy_s:.2f}")
-    if args.json:
-        args.json.write_text(json.dumps({"items": args.items, "runs": args.runs, "copy_s": copy_s,
-                                         "bare_s": bare_s}, indent=2) + "\n")
+    return {"items": args.items, "runs": args.runs, "copy_s": statistics.median(ours),
+            "bare_s": statistics.median(bare)}
+
+
+def table(f: dict[str, Any]) -> Table:
+    t = Table(f"An SQLite catalog of {f['items']:,} items into an empty PostgreSQL database (Debian's, on 127.0.0.1): "
+              f"`cargohold catalog copy` vs psycopg's `COPY items FROM STDIN` fed by `sqlite3`, median of "
+              f"{f['runs']} run{'s' if f['runs'] != 1 else ''}.")
+    ours, bare = f["copy_s"], f["bare_s"]
+    t.rows.append(Row("SQLite → PostgreSQL, rows/s", f"{f['items'] / ours:,.0f} ({ours:.2f} s)",
+                      f"{f['items'] / bare:,.0f} ({bare:.2f} s): bare COPY, no checks", bare / ours, at_least(0.5)))
+    return t
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    main(parser, measure, table)

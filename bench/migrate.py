@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -32,20 +31,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import boto3
-import psutil  # type: ignore[import-untyped,unused-ignore]
+from _harness import MiB, PeakRss, Row, Table, at_least, main, started, version
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tests.support.servers import moto
 
-from tests.support.servers import moto  # noqa: E402
-
-MiB = 1024 * 1024
 RATIO_TARGET = 1.0
 
 
@@ -66,39 +60,18 @@ def populate(storage: Path, small: int, large: int) -> tuple[int, int]:
     return small + large, total
 
 
-class PeakRss:
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
-
-
 def run_cargohold(home: Path, env_file: Path, jobs: int) -> tuple[float, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STORAGE_", "DATA_PATH", "CACHE_"))}
     env["CARGOHOLD_HOME"] = str(home)
-    started = time.perf_counter()
+    began = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "cargohold", "migrate", "--to", str(env_file), "--jobs", str(jobs)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = PeakRss(proc.pid)
-    out, _ = proc.communicate()
-    seconds = time.perf_counter() - started
-    rss = peak.stop()
+    with PeakRss(proc.pid) as rss:
+        out, _ = proc.communicate()
+    seconds = time.perf_counter() - began
     if proc.returncode != 0 or "failed 0" not in out:
         raise RuntimeError(f"cargohold migrate failed: {out}")
-    return seconds, rss
+    return seconds, rss.peak
 
 
 def run_rclone(storage: Path, moto_url: str, prefix: str, jobs: int) -> float:
@@ -107,14 +80,14 @@ def run_rclone(storage: Path, moto_url: str, prefix: str, jobs: int) -> float:
     env |= {"RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
            "RCLONE_CONFIG_BENCH_ENDPOINT": moto_url, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": "testing",
            "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": "testing", "RCLONE_CONFIG_BENCH_REGION": "us-east-1"}
-    started = time.perf_counter()
+    began = time.perf_counter()
     for visibility in ("public", "private"):
         done = subprocess.run(["rclone", "copy", str(storage / f"cargohold-{visibility}"),
                                f"bench:{prefix}-{visibility}", "--transfers", str(jobs), "--checkers", str(jobs),
                                "--s3-upload-concurrency", "4"], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"rclone failed: {done.stderr[-2000:]}")
-    return time.perf_counter() - started
+    return time.perf_counter() - began
 
 
 def check_and_drop(s3: Any, prefix: str, objects: int, total: int) -> None:
@@ -134,56 +107,58 @@ def check_and_drop(s3: Any, prefix: str, objects: int, total: int) -> None:
         raise RuntimeError(f"{prefix}: the target holds {seen} objects, {size} bytes; expected {objects}, {total}")
 
 
-def main() -> None:
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if shutil.which("rclone") is None:
+        sys.exit("rclone is not installed: run `make bench-tools` (Debian's rclone)")
+    with tempfile.TemporaryDirectory(prefix="bench-migrate-") as tmp, contextlib.ExitStack() as stack:
+        root = Path(tmp)
+        home = root / "home"
+        objects, total = populate(home / "data" / "storage", args.small, args.large)
+        server = started(stack, moto(root))
+        s3 = boto3.client("s3", endpoint_url=server.url, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+        ours: list[float] = []
+        theirs: list[float] = []
+        peaks: list[int] = []
+        for run in range(args.runs):
+            prefix = f"ch{run}"
+            env_file = root / f"{prefix}.env"
+            env_file.write_text(f"STORAGE_PROVIDER=minio\nSTORAGE_ENDPOINT={server.url}\nSTORAGE_ACCESS_KEY=testing\n"
+                                f"STORAGE_SECRET_KEY=testing\nSTORAGE_BUCKET_PREFIX={prefix}\n")
+            seconds, rss = run_cargohold(home, env_file, args.jobs)
+            check_and_drop(s3, prefix, objects, total)
+            ours.append(total / MiB / seconds)
+            peaks.append(rss)
+            prefix = f"rc{run}"
+            for visibility in ("public", "private"):
+                s3.create_bucket(Bucket=f"{prefix}-{visibility}")
+            theirs.append(total / MiB / run_rclone(home / "data" / "storage", server.url, prefix, args.jobs))
+            check_and_drop(s3, prefix, objects, total)
+            print(f"run {run + 1}: cargohold {ours[-1]:.1f} MiB/s (peak RSS {rss / MiB:.0f} MB), "
+                  f"rclone {theirs[-1]:.1f} MiB/s", flush=True)
+    return {"objects": objects, "bytes": total, "jobs": args.jobs, "cargohold_mib_s": ours, "rclone_mib_s": theirs,
+            "ratio": statistics.median(ours) / statistics.median(theirs), "peak_rss": max(peaks),
+            "rclone": version(["rclone", "version"], r"rclone v?(\S+)")}
+
+
+def table(f: dict[str, Any]) -> Table:
+    ours, theirs = f["cargohold_mib_s"], f["rclone_mib_s"]
+    runs = len(ours)
+    t = Table(f"{f['objects']:,} objects ({f['bytes'] / MiB:,.0f} MiB) from own storage on local disk to moto, "
+              f"`cargohold migrate --jobs {f['jobs']}` vs `rclone copy --transfers {f['jobs']} --checkers "
+              f"{f['jobs']}`, {runs} alternating run{'s' if runs != 1 else ''}, median.")
+    t.rows.append(Row("copy local disk → S3 (moto), MiB/s",
+                      f"{statistics.median(ours):.1f} (runs {', '.join(f'{x:.1f}' for x in ours)})",
+                      f"{statistics.median(theirs):.1f} (runs {', '.join(f'{x:.1f}' for x in theirs)}): "
+                      f"rclone {f['rclone']}", f["ratio"], at_least(RATIO_TARGET)))
+    t.rows.append(Row("`cargohold migrate` peak RSS", f"{f['peak_rss'] / 1e6:.0f} MB"))
+    return t
+
+
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small", type=int, default=2000)
     parser.add_argument("--large", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=8)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    if shutil.which("rclone") is None:
-        sys.exit("rclone is not installed: run `make bench-tools` (Debian's rclone)")
-    version = subprocess.run(["rclone", "version"], capture_output=True, text=True).stdout.splitlines()[0]
-    with tempfile.TemporaryDirectory(prefix="bench-migrate-") as tmp:
-        root = Path(tmp)
-        home = root / "home"
-        objects, total = populate(home / "data" / "storage", args.small, args.large)
-        server = moto(root).start()
-        try:
-            s3 = boto3.client("s3", endpoint_url=server.url, aws_access_key_id="testing",
-                              aws_secret_access_key="testing", region_name="us-east-1")
-            ours: list[float] = []
-            theirs: list[float] = []
-            peaks: list[int] = []
-            for run in range(args.runs):
-                prefix = f"ch{run}"
-                env_file = root / f"{prefix}.env"
-                env_file.write_text(f"STORAGE_PROVIDER=minio\nSTORAGE_ENDPOINT={server.url}\nSTORAGE_ACCESS_KEY=testing\n"
-                                    f"STORAGE_SECRET_KEY=testing\nSTORAGE_BUCKET_PREFIX={prefix}\n")
-                seconds, rss = run_cargohold(home, env_file, args.jobs)
-                check_and_drop(s3, prefix, objects, total)
-                ours.append(total / MiB / seconds)
-                peaks.append(rss)
-                prefix = f"rc{run}"
-                for visibility in ("public", "private"):
-                    s3.create_bucket(Bucket=f"{prefix}-{visibility}")
-                theirs.append(total / MiB / run_rclone(home / "data" / "storage", server.url, prefix, args.jobs))
-                check_and_drop(s3, prefix, objects, total)
-                print(f"run {run + 1}: cargohold {ours[-1]:.1f} MiB/s (peak RSS {rss / MiB:.0f} MB), "
-                      f"rclone {theirs[-1]:.1f} MiB/s", flush=True)
-        finally:
-            server.stop()
-    a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"\n{objects} objects, {total / MiB:.0f} MiB, local disk -> moto, --jobs/--transfers {args.jobs}, "
-          f"{args.runs} runs; {version}")
-    print(f"cargohold migrate {a:8.1f} MiB/s   rclone copy {b:8.1f} MiB/s   ratio {a / b:.2f} (target >= "
-          f"{RATIO_TARGET:.1f})   peak RSS {max(peaks) / MiB:.0f} MB")
-    if args.json:
-        args.json.write_text(json.dumps({"objects": objects, "bytes": total, "jobs": args.jobs, "cargohold_mib_s": ours,
-                                         "rclone_mib_s": theirs, "ratio": a / b, "peak_rss": max(peaks),
-                                         "rclone": version}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    main(parser, measure, table)

@@ -23,74 +23,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes.util
 import gc
-import json
 import os
-import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import obstore
-import psutil  # type: ignore[import-untyped,unused-ignore]
+from _harness import MiB, PeakRss, Row, Table, Target, at_least, bare_s3, chunks, main, rate, started
 from obstore.store import LocalStore as ObstoreLocalStore
-from obstore.store import S3Store
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from cargohold.storage import Connection, Store, open_store  # noqa: E402
-from cargohold.storage.base import CHUNK_SIZE  # noqa: E402
-from tests.support.servers import moto  # noqa: E402
+from cargohold.storage import Connection, Store, open_store
+from cargohold.storage.base import CHUNK_SIZE
+from tests.support.servers import moto
 
 BUCKET = "bench"
 KEY = "big/object.bin"
-MiB = 1024 * 1024
 RATIO_TARGET = 0.9
 RSS_TARGET_MB = 100.0
+REFERENCES = {"s3 (moto)": "obstore `get_async` + `stream`", "local disk": "plain `os.pread` loop"}
 
 Read = Callable[[], Awaitable[tuple[int, int | None]]]
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform == "linux" else None
 
 
-class RssSampler:
-    """Samples this process's RSS every ``interval`` seconds on a thread; ``peak`` is the highest seen."""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        self._proc = psutil.Process()
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.baseline = self.peak = self._proc.memory_info().rss
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-
 async def source(size: int) -> AsyncIterator[bytes]:
-    """``size`` deterministic bytes in 1 MiB chunks: one random block, rotated differently per chunk."""
-    block = random.Random(20261101).randbytes(MiB)
-    for i, pos in enumerate(range(0, size, MiB)):
-        k = (i * 4099) % MiB
-        yield (block[k:] + block[:k])[: min(MiB, size - pos)]
+    for chunk in chunks(size):
+        yield chunk
 
 
 async def consume(chunks: AsyncIterable[Any], crc: int | None = None) -> tuple[int, int | None]:
@@ -145,7 +111,7 @@ async def measured(read: Read, size: int, trim: bool = False) -> tuple[float, fl
     gc.collect()
     if trim and _LIBC is not None:
         _LIBC.malloc_trim(0)
-    with RssSampler() as rss:
+    with PeakRss(interval=0.01) as rss:
         start = time.perf_counter()
         n, crc = await read()
         seconds = time.perf_counter() - start
@@ -187,88 +153,81 @@ async def first_chunk_size(store: Store, key: str) -> int:
     return size
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
     size = args.size_mb * MiB
-    _, crc = await consume(source(size), 0)
-    assert crc is not None
+    crc = 0
+    for chunk in chunks(size):
+        crc = zlib.crc32(chunk, crc)
     results: dict[str, Any] = {"size_mib": args.size_mb, "runs": args.runs, "chunk_bytes": CHUNK_SIZE,
                                "cpus": os.cpu_count(), "backends": {}}
-    with tempfile.TemporaryDirectory(prefix="cargohold-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="cargohold-bench-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
-        server = moto(tmp / "moto").start()
-        try:
-            s3 = open_store(Connection("minio", endpoint=server.url, access_key="testing", secret_key="testing"),
-                            BUCKET)
-            await s3.ensure_bucket()
-            local = open_store(Connection("http", root=tmp / "storage"), BUCKET)
-            await local.ensure_bucket()
-            for store in (s3, local):
-                start = time.perf_counter()
-                await store.put(KEY, source(size))
-                print(f"put {args.size_mb} MiB into {store.provider}: {time.perf_counter() - start:.1f} s")
-            path = local.local_path(KEY)
-            assert path is not None
-            # The bare client, built with the settings cargohold.storage.s3.open_s3 uses.
-            raw = S3Store(BUCKET, endpoint=server.url, region="us-east-1", virtual_hosted_style_request=False,
-                          access_key_id="testing", secret_access_key="testing",
-                          client_options={"allow_http": True, "connect_timeout": "5s", "timeout": "300s"},
-                          retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=30)})
-            s3_sides = {"cargohold": lambda check: via_store(s3, KEY, check),
-                        "bare": lambda check: via_obstore(raw, KEY, check)}
-            results["backends"]["s3 (moto)"] = await bench(s3_sides, size, args.runs, crc)
-            chunk_size = await first_chunk_size(local, KEY)
-            results["local_chunk_bytes"] = chunk_size
-            obstore_local = ObstoreLocalStore(prefix=path.parent.parent)
-            local_key = path.relative_to(path.parent.parent).as_posix()
-            local_sides = {"cargohold": lambda check: via_store(local, KEY, check),
-                           "bare": lambda check: via_pread(path, chunk_size, check)}
-            local_results = await bench(local_sides, size, args.runs, crc)
-            # The reference is slow and heavy on the kernel: run it apart, not between the A/B runs.
-            reference = {"obstore LocalStore": lambda check: via_obstore(obstore_local, local_key, check)}
-            results["backends"]["local disk"] = local_results | await bench(reference, size, args.runs, crc)
-            await s3.close()
-            await local.close()
-        finally:
-            server.stop()
+        server = started(stack, moto(tmp / "moto"))
+        s3 = open_store(Connection("minio", endpoint=server.url, access_key="testing", secret_key="testing"),
+                        BUCKET)
+        await s3.ensure_bucket()
+        local = open_store(Connection("http", root=tmp / "storage"), BUCKET)
+        await local.ensure_bucket()
+        for store in (s3, local):
+            began = time.perf_counter()
+            await store.put(KEY, source(size))
+            print(f"put {args.size_mb} MiB into {store.provider}: {time.perf_counter() - began:.1f} s")
+        path = local.local_path(KEY)
+        assert path is not None
+        raw = bare_s3(BUCKET, server.url)
+        s3_sides = {"cargohold": lambda check: via_store(s3, KEY, check),
+                    "bare": lambda check: via_obstore(raw, KEY, check)}
+        results["backends"]["s3 (moto)"] = await bench(s3_sides, size, args.runs, crc)
+        chunk_size = await first_chunk_size(local, KEY)
+        results["local_chunk_bytes"] = chunk_size
+        obstore_local = ObstoreLocalStore(prefix=path.parent.parent)
+        local_key = path.relative_to(path.parent.parent).as_posix()
+        local_sides = {"cargohold": lambda check: via_store(local, KEY, check),
+                       "bare": lambda check: via_pread(path, chunk_size, check)}
+        local_results = await bench(local_sides, size, args.runs, crc)
+        # The reference is slow and heavy on the kernel: run it apart, not between the A/B runs.
+        reference = {"obstore LocalStore": lambda check: via_obstore(obstore_local, local_key, check)}
+        results["backends"]["local disk"] = local_results | await bench(reference, size, args.runs, crc)
+        await s3.close()
+        await local.close()
     for sides in results["backends"].values():
         sides["ratio"] = sides["bare"]["median_s"] / sides["cargohold"]["median_s"]
-        sides["ratio_pass"] = sides["ratio"] >= RATIO_TARGET
-        sides["rss_pass"] = sides["cargohold"]["peak_rss_delta_mb"] < RSS_TARGET_MB
     return results
+
+
+def table(f: dict[str, Any]) -> Table:
+    t = Table(f"{f['size_mib']} MiB object streamed down through `store.get`, median of {f['runs']} alternating "
+              f"runs; memory: the reading process's RSS growth during a read.")
+    for backend, sides in f["backends"].items():
+        label = "S3 (moto)" if backend.startswith("s3") else backend
+        ours, bare = sides["cargohold"], sides["bare"]
+        t.rows.append(Row(f"{label}: download, MiB/s", rate(ours["mib_s"]),
+                          f"{rate(bare['mib_s'])}: {REFERENCES.get(backend, 'the bare library')}",
+                          sides["ratio"], at_least(RATIO_TARGET)))
+        t.rows.append(Row(f"{label}: memory growth during the read",
+                          f"+{ours['peak_rss_delta_mb']:.1f} MB (process {ours['peak_rss_mb']:.0f} MB)",
+                          target=Target("<", RSS_TARGET_MB, "MB", on_ratio=False), value=ours["peak_rss_delta_mb"]))
+        for name, side in sides.items():
+            if name not in ("cargohold", "bare") and isinstance(side, dict) and "mib_s" in side:
+                t.rows.append(Row(f"{label}: download, second reference, MiB/s", rate(ours["mib_s"]),
+                                  f"{rate(side['mib_s'])}: {name}", ours["mib_s"] / side["mib_s"]))
+    return t
 
 
 def report(results: dict[str, Any]) -> None:
     print(f"\n{results['size_mib']} MiB object, median of {results['runs']} alternating runs, "
           f"{results['cpus']} CPUs; chunks: S3 {results['chunk_bytes'] / MiB:g} MiB (min), local disk "
           f"{results['local_chunk_bytes'] / MiB:g} MiB; peak RSS = highest RSS above the pre-run baseline")
-    header = f"{'backend':<12} {'cargohold MiB/s':>15} {'bare MiB/s':>11} {'ratio':>6} {'cargohold peak RSS':>19}"
-    print(header)
-    print("-" * len(header))
-    backends = results["backends"]
-    for backend, sides in backends.items():
-        ours, bare, peak = sides["cargohold"], sides["bare"], sides["cargohold"]["peak_rss_delta_mb"]
-        print(f"{backend:<12} {ours['mib_s']:>15.0f} {bare['mib_s']:>11.0f} {sides['ratio']:>6.2f} {peak:>16.1f} MB")
-    for backend, sides in backends.items():
+    for backend, sides in results["backends"].items():
         for name, side in sides.items():
             if isinstance(side, dict):
                 runs = " ".join(f"{s:.3f}" for s in side["runs_s"])
                 print(f"  {backend:<11} {name:<18} {side['mib_s']:>7.0f} MiB/s  runs (s): {runs}  "
                       f"peak RSS +{side['peak_rss_delta_mb']:.1f} MB")
-    for backend, sides in backends.items():
-        peak = sides["cargohold"]["peak_rss_delta_mb"]
-        print(f"{backend}: {'PASS' if sides['ratio_pass'] else 'BELOW TARGET'} (ratio {sides['ratio']:.2f} vs "
-              f"{RATIO_TARGET}); peak RSS {peak:.1f} MB {'under' if sides['rss_pass'] else 'NOT under'} "
-              f"{RSS_TARGET_MB:.0f} MB (whole process peak {sides['cargohold']['peak_rss_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per side (median reported)")
     parser.add_argument("--size-mb", type=int, default=256, help="object size in MiB")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    arguments = parser.parse_args()
-    figures = asyncio.run(main(arguments))
-    report(figures)
-    if arguments.json:
-        arguments.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {arguments.json}")
+    main(parser, lambda args: asyncio.run(measure(args)), table, report)

@@ -45,111 +45,76 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
-import random
 import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import obstore
 import psutil  # type: ignore[import-untyped,unused-ignore]
-from obstore.store import S3Store
+from _harness import (
+    Measured,
+    MiB,
+    PeakRss,
+    Row,
+    Table,
+    Target,
+    api_client,
+    at_least,
+    bare_s3,
+    chunks,
+    log,
+    main,
+    medians,
+    minio_env,
+    rate,
+    started,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from cargohold.services.blobs import STAGING_PREFIX, content_key
+from cargohold.storage.base import PART_SIZE
+from tests.support.api_server import RunningServer
+from tests.support.servers import moto
 
-from cargohold.services.blobs import STAGING_PREFIX, content_key  # noqa: E402
-from cargohold.storage.base import PART_SIZE  # noqa: E402
-from tests.support.api_server import RunningServer  # noqa: E402
-from tests.support.servers import Server, moto  # noqa: E402
-
-MiB = 1024 * 1024
 RATIO_TARGET = 0.8
 RSS_TARGET_MB = 200.0
-SAMPLE_INTERVAL = 0.02
 BUCKET_PREFIX = "cargohold"
 PUBLIC_BUCKET = f"{BUCKET_PREFIX}-public"
 FILENAME = "big.bin"
 DIRECTIONS = ("upload", "download")
 LOW_MEMORY = 3 * 1024 * MiB
 """Below this much available memory (moto holds S3 objects in RAM) no further run starts."""
+REFERENCES = {
+    ("local disk", "upload"): "Python file copy + fsync",
+    ("local disk", "download"): "plain file read (page cache)",
+    ("s3 (moto)", "upload"): "obstore `put_async`, multipart",
+    ("s3 (moto)", "download"): "obstore `get_async` + `stream`",
+}
 
 
-# --- memory sampling --------------------------------------------------------------------------------------
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    """RSS of a process and its children (the server runs in one process; children would count too)."""
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            total += child.memory_info().rss
-    return int(total)
-
-
-class PeakRss:
-    """Samples the RSS of process ``pid`` (and children) every 20 ms on a thread; ``peak`` is the highest."""
-
-    def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL) -> None:
-        self._proc = psutil.Process(pid)
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.samples = 0
-        self.baseline = self.peak = tree_rss(self._proc)
-
-    def _sample(self) -> None:
-        try:
-            self.peak = max(self.peak, tree_rss(self._proc))
-            self.samples += 1
-        except psutil.Error:
-            pass
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._sample()
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-
-class MachineWatch:
-    """For the whole run: the lowest available memory of the machine and the highest RSS of moto."""
+class LowestMemory:
+    """The lowest memory available on the machine while in the ``with`` block, sampled every 0.1 s."""
 
     def __init__(self, interval: float = 0.1) -> None:
-        self.min_available = psutil.virtual_memory().available
-        self.moto_peak = 0
-        self.moto: psutil.Process | None = None
+        self.available = psutil.virtual_memory().available
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.min_available = min(self.min_available, psutil.virtual_memory().available)
-            if self.moto is not None:
-                with contextlib.suppress(psutil.Error):
-                    self.moto_peak = max(self.moto_peak, tree_rss(self.moto))
+            self.available = min(self.available, psutil.virtual_memory().available)
 
-    def __enter__(self) -> MachineWatch:
+    def __enter__(self) -> LowestMemory:
         self._thread.start()
         return self
 
@@ -162,13 +127,10 @@ class MachineWatch:
 
 
 def make_source(path: Path, size: int) -> str:
-    """``size`` deterministic bytes in 1 MiB chunks (one random block, rotated per chunk); their SHA-256."""
-    block = random.Random(20261101).randbytes(MiB)
+    """Writes the harness's ``size`` deterministic bytes to ``path``; returns their SHA-256."""
     sha = hashlib.sha256()
     with path.open("wb") as fh:
-        for i, pos in enumerate(range(0, size, MiB)):
-            k = (i * 4099) % MiB
-            chunk = (block[k:] + block[:k])[: min(MiB, size - pos)]
+        for chunk in chunks(size):
             sha.update(chunk)
             fh.write(chunk)
     return sha.hexdigest()
@@ -187,7 +149,7 @@ def multipart_body(path: Path, filename: str, sent: list[float]) -> tuple[str, i
     tail = f"\r\n--{boundary}--\r\n".encode()
     length = len(head) + path.stat().st_size + len(tail)
 
-    def chunks() -> Iterator[bytes]:
+    def body() -> Iterator[bytes]:
         yield head
         with path.open("rb", buffering=0) as fh:
             while chunk := fh.read(MiB):
@@ -195,7 +157,7 @@ def multipart_body(path: Path, filename: str, sent: list[float]) -> tuple[str, i
         yield tail
         sent.append(time.perf_counter())
 
-    return f"multipart/form-data; boundary={boundary}", length, chunks()
+    return f"multipart/form-data; boundary={boundary}", length, body()
 
 
 @dataclass
@@ -212,11 +174,7 @@ class Cargohold:
 
     @classmethod
     def open(cls, server: RunningServer, source: Path, size: int, sha256: str) -> Cargohold:
-        client = httpx.Client(
-            base_url=server.api,
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=httpx.Timeout(900, connect=10),
-        )
+        client = api_client(server, 900)
         answer = client.post("/datasets", json={"name": f"bench-{secrets.token_hex(4)}"})
         answer.raise_for_status()
         return cls(server, client, answer.json()["id"], source, size, sha256)
@@ -226,18 +184,14 @@ class Cargohold:
         sent: list[float] = []
         content_type, length, body = multipart_body(self.source, FILENAME, sent)
         start = time.perf_counter()
-        answer = self.client.post(
-            f"/datasets/{self.dataset_id}/items",
-            content=body,
-            headers={"Content-Type": content_type, "Content-Length": str(length)},
-        )
+        answer = self.client.post(f"/datasets/{self.dataset_id}/items", content=body,
+                                  headers={"Content-Type": content_type, "Content-Length": str(length)})
         if answer.status_code != 201:
             raise RuntimeError(f"upload answered {answer.status_code}: {answer.text[:500]}")
         item = answer.json()["results"][0]["item"]
         if item["size"] != self.size or item["sha256"] != self.sha256:
-            raise RuntimeError(
-                f"upload stored {item['size']} bytes, sha256 {item['sha256']}; expected {self.size}, {self.sha256}"
-            )
+            raise RuntimeError(f"upload stored {item['size']} bytes, sha256 {item['sha256']}; expected {self.size}, "
+                               f"{self.sha256}")
         self.item_id = item["id"]
         return sent[0] - start
 
@@ -325,24 +279,13 @@ class S3Backend(Backend):
         self.size = size
         self.runner = runner
         self.key = "bench-bare/object.bin"
-        # The settings cargohold.storage.s3.open_s3 uses for a non-AWS endpoint.
-        self.raw = S3Store(
-            PUBLIC_BUCKET,
-            endpoint=endpoint,
-            region="us-east-1",
-            virtual_hosted_style_request=False,
-            access_key_id="testing",
-            secret_access_key="testing",
-            client_options={"allow_http": True, "connect_timeout": "5s", "timeout": "300s"},
-            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=30)},
-        )
+        self.raw = bare_s3(PUBLIC_BUCKET, endpoint)
 
     def bare_upload(self) -> None:
         async def put() -> None:
             # The same part size and concurrency as cargohold's ObstoreStore.put.
-            await obstore.put_async(
-                self.raw, self.key, self.source, use_multipart=True, chunk_size=PART_SIZE, max_concurrency=4
-            )
+            await obstore.put_async(self.raw, self.key, self.source, use_multipart=True, chunk_size=PART_SIZE,
+                                    max_concurrency=4)
             meta = await obstore.head_async(self.raw, self.key)
             if meta["size"] != self.size:
                 raise RuntimeError(f"stored {meta['size']} bytes, expected {self.size}")
@@ -362,8 +305,7 @@ class S3Backend(Backend):
 
     def bare_rename(self) -> None:
         """The step cargohold adds after its put, done to the bare object: a server-side copy + delete."""
-
-        async def rename() -> None:
+        async def rename() -> None:  # Runner.run takes a coroutine, not obstore's future
             await obstore.rename_async(self.raw, self.key, self.key + ".renamed")
 
         self.runner.run(rename())
@@ -391,100 +333,49 @@ class S3Backend(Backend):
 # --- the runs ---------------------------------------------------------------------------------------------
 
 
-class Measured:
-    """Wall time of one action, CPU seconds of each watched process, and the server's peak RSS if asked."""
-
-    def __init__(self, procs: dict[str, psutil.Process], server_pid: int | None = None) -> None:
-        self.procs = procs
-        self.rss = PeakRss(server_pid) if server_pid is not None else None
-        self.seconds = 0.0
-        self.cpu: dict[str, float] = {}
-
-    @staticmethod
-    def _cpu(proc: psutil.Process) -> float:
-        t = proc.cpu_times()  # children: curl, for the bench process
-        return float(t.user + t.system + t.children_user + t.children_system)
-
-    def __enter__(self) -> Measured:
-        self._cpu0 = {name: self._cpu(proc) for name, proc in self.procs.items()}
-        if self.rss is not None:
-            self.rss.__enter__()
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self._start
-        if self.rss is not None:
-            self.rss.__exit__()
-        self.cpu = {name: self._cpu(proc) - self._cpu0[name] for name, proc in self.procs.items()}
-
-
 @dataclass
 class Figures:
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """Per step (``upload/cargohold``, ``download/bare``...) one record per run."""
+    """Per step (``upload/cargohold``, ``download/bare``...) one :meth:`Measured.record` per run."""
     server_baseline: int = 0
     staging_left: int = 0
     stopped_early: str | None = None
 
     def add(self, step: str, m: Measured, **extra: Any) -> None:
-        record = {"seconds": m.seconds, "cpu_s": m.cpu} | extra
-        if m.rss is not None:
-            record["server_peak_rss"] = m.rss.peak
-        self.runs.setdefault(step, []).append(record)
+        self.runs.setdefault(step, []).append(m.record(**extra))
 
 
 def curl_download(server: RunningServer, item_id: int, size: int) -> None:
     """The same download with curl, a client that is not the limit: what the server itself can send."""
-    out = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download}",
-            "-H",
-            f"Authorization: Bearer {server.token}",
-            f"{server.api}/items/{item_id}/content",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H",
+                          f"Authorization: Bearer {server.token}", f"{server.api}/items/{item_id}/content"],
+                         capture_output=True, text=True, check=True)
     if out.stdout.split() != ["200", str(size)]:
         raise RuntimeError(f"curl download: {out.stdout} {out.stderr}")
 
 
-def bench_backend(
-    backend: Backend,
-    server: RunningServer,
-    source: Path,
-    size: int,
-    sha256: str,
-    runs: int,
-    machine: MachineWatch,
-    log: Callable[[str], None],
-    curl: bool,
-) -> Figures:
+def bench_backend(backend: Backend, server: RunningServer, source: Path, size: int, sha256: str, runs: int,
+                  procs: dict[str, psutil.Process], memory: LowestMemory, curl: bool) -> Figures:
     assert server.process is not None
     pid = server.process.pid
-    procs = {"server": psutil.Process(pid), "client": psutil.Process()}
-    if machine.moto is not None:
-        procs["moto"] = machine.moto
+    procs = {"server": psutil.Process(pid), "client": psutil.Process()} | procs
     figures = Figures()
     api = Cargohold.open(server, source, size, sha256)
-    figures.server_baseline = PeakRss(pid).baseline
+    figures.server_baseline = PeakRss(pid, children=True).baseline
+
+    def server_rss() -> PeakRss:
+        return PeakRss(pid, children=True)
+
     try:
         for run in range(1, runs + 1):
             # Alternating: cargohold then bare, per direction; every run starts with nothing stored.
-            with Measured(procs, pid) as m:
+            with Measured(procs, server_rss()) as m:
                 sent_after = api.upload()
             figures.add("upload/cargohold", m, body_sent_s=sent_after)
             with Measured(procs) as m:
                 backend.bare_upload()
             figures.add("upload/bare", m)
-            with Measured(procs, pid) as m:
+            with Measured(procs, server_rss()) as m:
                 api.download()
             figures.add("download/cargohold", m)
             with Measured(procs) as m:
@@ -492,7 +383,7 @@ def bench_backend(
             figures.add("download/bare", m)
             if curl:
                 assert api.item_id is not None
-                with Measured(procs, pid) as m:
+                with Measured(procs, server_rss()) as m:
                     curl_download(server, api.item_id, size)
                 figures.add("download/cargohold via curl", m)
             if isinstance(backend, S3Backend):
@@ -506,18 +397,14 @@ def bench_backend(
             figures.staging_left = max(figures.staging_left, backend.staging_left())
             r = {step: records[-1]["seconds"] for step, records in figures.runs.items()}
             sent = figures.runs["upload/cargohold"][-1]["body_sent_s"]
-            peak = max(figures.runs[s][-1]["server_peak_rss"] for s in ("upload/cargohold", "download/cargohold"))
-            log(
-                f"  {backend.name} run {run}/{runs}: upload cargohold {r['upload/cargohold']:.2f} s (body sent after "
+            peak = max(figures.runs[s][-1]["peak_rss_mb"] for s in ("upload/cargohold", "download/cargohold"))
+            log(f"  {backend.name} run {run}/{runs}: upload cargohold {r['upload/cargohold']:.2f} s (body sent after "
                 f"{sent:.2f} s), bare {r['upload/bare']:.2f} s; download cargohold {r['download/cargohold']:.2f} s, "
-                f"bare {r['download/bare']:.2f} s; server RSS peak {peak / 1e6:.0f} MB; lowest available memory "
-                f"{machine.min_available / 1e6:.0f} MB"
-            )
+                f"bare {r['download/bare']:.2f} s; server RSS peak {peak:.0f} MB; lowest available memory "
+                f"{memory.available / 1e6:.0f} MB")
             if run < runs and psutil.virtual_memory().available < LOW_MEMORY:
-                figures.stopped_early = (
-                    f"stopped after run {run}: only {psutil.virtual_memory().available / 1e6:.0f} "
-                    "MB of memory available"
-                )
+                figures.stopped_early = (f"stopped after run {run}: only {psutil.virtual_memory().available / 1e6:.0f}"
+                                         " MB of memory available")
                 log("  " + figures.stopped_early)
                 break
     finally:
@@ -526,220 +413,147 @@ def bench_backend(
 
 
 def summarize(figures: Figures, size: int) -> dict[str, Any]:
-    mib = size / MiB
     steps: dict[str, Any] = {}
     for step, records in figures.runs.items():
-        seconds = [r["seconds"] for r in records]
-        median = statistics.median(seconds)
-        cpu = {name: statistics.median(r["cpu_s"][name] for r in records) for name in records[0]["cpu_s"]}
-        steps[step] = {"median_s": median, "mib_s": mib / median, "runs_s": seconds, "cpu_s_median": cpu}
-        if "server_peak_rss" in records[0]:
-            steps[step]["server_peak_rss_mb"] = max(r["server_peak_rss"] for r in records) / 1e6
+        steps[step] = medians(records, size / MiB)  # per_s: MiB/s
         if "body_sent_s" in records[0]:
             steps[step]["body_sent_s_median"] = statistics.median(r["body_sent_s"] for r in records)
             steps[step]["after_body_s_median"] = statistics.median(r["seconds"] - r["body_sent_s"] for r in records)
-    out: dict[str, Any] = {
-        "server_rss_baseline_mb": figures.server_baseline / 1e6,
-        "staging_objects_left": figures.staging_left,
-        "stopped_early": figures.stopped_early,
-        "steps": steps,
-    }
+    out: dict[str, Any] = {"server_rss_baseline_mb": figures.server_baseline / 1e6,
+                           "staging_objects_left": figures.staging_left, "stopped_early": figures.stopped_early,
+                           "steps": steps}
     for direction in DIRECTIONS:
         ours, bare = steps[f"{direction}/cargohold"], steps[f"{direction}/bare"]
-        ratio = bare["median_s"] / ours["median_s"]
-        peak = ours["server_peak_rss_mb"]
-        out[direction] = {
-            "cargohold_mib_s": ours["mib_s"],
-            "bare_mib_s": bare["mib_s"],
-            "ratio": ratio,
-            "ratio_pass": ratio >= RATIO_TARGET,
-            "server_peak_rss_mb": peak,
-            "rss_pass": peak < RSS_TARGET_MB,
-        }
+        out[direction] = {"cargohold_mib_s": ours["per_s"], "bare_mib_s": bare["per_s"],
+                          "ratio": bare["median_s"] / ours["median_s"], "server_peak_rss_mb": ours["peak_rss_mb"]}
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def backends(text: str) -> list[str]:
+    chosen = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = set(chosen) - {"local", "s3"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     size = args.size_mb * MiB
-    started = time.perf_counter()
-    log = print
+    began = time.perf_counter()
     curl = not args.no_curl and shutil.which("curl") is not None
-    results: dict[str, Any] = {
-        "size_mib": args.size_mb,
-        "local_data": str(args.local_data) if args.local_data else None,
-        "runs": args.runs,
-        "cpus": os.cpu_count(),
-        "part_size_mib": PART_SIZE / MiB,
-        "ratio_target": RATIO_TARGET,
-        "rss_target_mb": RSS_TARGET_MB,
-        "backends": {},
-        "bare": {},
-    }
-    with tempfile.TemporaryDirectory(prefix="cargohold-upload-bench-") as tmp_name, MachineWatch() as machine:
+    results: dict[str, Any] = {"size_mib": args.size_mb, "runs": args.runs,
+                               "local_data": str(args.local_data) if args.local_data else None,
+                               "cpus": os.cpu_count(), "part_size_mib": PART_SIZE / MiB,
+                               "ratio_target": RATIO_TARGET, "rss_target_mb": RSS_TARGET_MB, "backends": {}, "bare": {}}
+    with tempfile.TemporaryDirectory(prefix="cargohold-upload-bench-") as tmp_name, LowestMemory() as memory, \
+            contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
         source = tmp / "source.bin"
         sha256 = make_source(source, size)
         log(f"source: {args.size_mb} MiB in {source} ({time.perf_counter() - t0:.1f} s), sha256 {sha256[:16]}...")
-        started_here: list[Server | RunningServer] = []
-        cleanup: list[Path] = []
-        runner = asyncio.Runner()
-        try:
-            if "local" in args.backends:
-                home = tmp / "home-local"
-                data_path = home / "data"
-                if args.local_data:
-                    data_path = Path(tempfile.mkdtemp(prefix="cargohold-upload-bench-", dir=args.local_data))
-                    cleanup.append(data_path)
-                server = RunningServer(home, {"STORAGE_BUCKET_PREFIX": BUCKET_PREFIX, "DATA_PATH": str(data_path)})
-                started_here.append(server)
-                server.start(timeout=60)
-                assert server.process is not None
-                log(f"cargohold (local disk) pid {server.process.pid} on {server.url}")
-                local = LocalBackend(data_path, source, size)
-                results["bare"][local.name] = local.bare_label
-                results["backends"][local.name] = summarize(
-                    bench_backend(local, server, source, size, sha256, args.runs, machine, log, curl), size
-                )
-                server.stop()
-            if "s3" in args.backends:
-                s3_server = moto(tmp / "moto")
-                started_here.append(s3_server)
-                s3_server.start()
-                assert s3_server.process is not None
-                machine.moto = psutil.Process(s3_server.process.pid)
-                env = {
-                    "STORAGE_PROVIDER": "minio",
-                    "STORAGE_ENDPOINT": s3_server.url,
-                    "STORAGE_ACCESS_KEY": "testing",
-                    "STORAGE_SECRET_KEY": "testing",
-                    "STORAGE_BUCKET_PREFIX": BUCKET_PREFIX,
-                }
-                server = RunningServer(tmp / "home-s3", env)
-                started_here.append(server)
-                server.start(timeout=60)
-                assert server.process is not None
-                log(f"cargohold (S3 on moto {s3_server.url}) pid {server.process.pid} on {server.url}")
-                s3 = S3Backend(s3_server.url, source, size, runner)
-                results["bare"][s3.name] = s3.bare_label
-                results["backends"][s3.name] = summarize(
-                    bench_backend(s3, server, source, size, sha256, args.runs, machine, log, curl), size
-                )
-        finally:
-            runner.close()
-            for process in reversed(started_here):
-                process.stop()
-            machine.moto = None
-            for folder in cleanup:
-                shutil.rmtree(folder, ignore_errors=True)
-    results["moto_peak_rss_mb"] = machine.moto_peak / 1e6
-    results["min_available_memory_mb"] = machine.min_available / 1e6
+        runner = stack.enter_context(asyncio.Runner())
+        if "local" in args.backends:
+            home = tmp / "home-local"
+            data_path = home / "data"
+            if args.local_data:
+                data_path = Path(tempfile.mkdtemp(prefix="cargohold-upload-bench-", dir=args.local_data))
+                stack.callback(shutil.rmtree, data_path, ignore_errors=True)
+            env = {"STORAGE_BUCKET_PREFIX": BUCKET_PREFIX, "DATA_PATH": str(data_path)}
+            server = started(stack, RunningServer(home, env))
+            assert server.process is not None
+            log(f"cargohold (local disk) pid {server.process.pid} on {server.url}")
+            local = LocalBackend(data_path, source, size)
+            results["bare"][local.name] = local.bare_label
+            results["backends"][local.name] = summarize(
+                bench_backend(local, server, source, size, sha256, args.runs, {}, memory, curl), size)
+            server.stop()
+        if "s3" in args.backends:
+            s3_server = started(stack, moto(tmp / "moto"))
+            assert s3_server.process is not None
+            moto_rss = stack.enter_context(PeakRss(s3_server.process.pid, 0.1, children=True))
+            server = started(stack, RunningServer(tmp / "home-s3", minio_env(s3_server.url, BUCKET_PREFIX)))
+            assert server.process is not None
+            log(f"cargohold (S3 on moto {s3_server.url}) pid {server.process.pid} on {server.url}")
+            s3 = S3Backend(s3_server.url, source, size, runner)
+            results["bare"][s3.name] = s3.bare_label
+            procs = {"moto": psutil.Process(s3_server.process.pid)}
+            results["backends"][s3.name] = summarize(
+                bench_backend(s3, server, source, size, sha256, args.runs, procs, memory, curl), size)
+            results["moto_peak_rss_mb"] = moto_rss.peak / 1e6
+    results["min_available_memory_mb"] = memory.available / 1e6
     results["total_memory_mb"] = psutil.virtual_memory().total / 1e6
-    results["wall_s"] = time.perf_counter() - started
+    results["wall_s"] = time.perf_counter() - began
     return results
 
 
 def report(results: dict[str, Any]) -> None:
-    print(
-        f"\n{results['size_mib']} MiB file, median of {results['runs']} alternating runs (cargohold, bare), "
-        f"{results['cpus']} CPUs, wall time {results['wall_s']:.0f} s"
-    )
+    print(f"\n{results['size_mib']} MiB file, median of {results['runs']} alternating runs (cargohold, bare), "
+          f"{results['cpus']} CPUs, wall time {results['wall_s']:.0f} s")
     if results["local_data"]:
         print(f"local disk: the server's DATA_PATH and the bare copy are under {results['local_data']}")
-    print(
-        "cargohold upload = POST multipart through the API until its answer: includes the multipart parse, "
-        "SHA-256 hashing,\n  the staging put and the staging -> content rename (local disk: os.replace; S3: a "
-        "server-side copy + delete)\n  and the catalog row. Content is deduplicated by SHA-256; the bench "
-        "deletes item and content after each run,\n  so every upload stores and renames anew. Client: httpx."
-    )
+    print("cargohold upload = POST multipart through the API until its answer: includes the multipart parse, "
+          "SHA-256 hashing,\n  the staging put and the staging -> content rename (local disk: os.replace; S3: a "
+          "server-side copy + delete)\n  and the catalog row. Content is deduplicated by SHA-256; the bench "
+          "deletes item and content after each run,\n  so every upload stores and renames anew. Client: httpx.")
     for backend, label in results["bare"].items():
         print(f"bare {backend}: {label}")
-    header = (
-        f"{'backend':<11} {'direction':<9} {'cargohold MiB/s':>15} {'bare MiB/s':>11} {'ratio':>6} "
-        f"{'server peak RSS':>16}"
-    )
-    print()
-    print(header)
-    print("-" * len(header))
-    backends = results["backends"]
-    for backend, figures in backends.items():
-        for direction in DIRECTIONS:
-            f = figures[direction]
-            print(
-                f"{backend:<11} {direction:<9} {f['cargohold_mib_s']:>15.0f} {f['bare_mib_s']:>11.0f} "
-                f"{f['ratio']:>6.2f} {f['server_peak_rss_mb']:>13.0f} MB"
-            )
-    print(
-        "\nEvery step (seconds per run; median MiB/s; median CPU seconds per run of server / moto / this "
-        "process, the client, with curl as its child):"
-    )
-    for backend, figures in backends.items():
+    print("\nEvery step (seconds per run; median MiB/s; median CPU seconds per run of server / moto / this "
+          "process, the client, with curl as its child):")
+    for backend, figures in results["backends"].items():
         for step, s in figures["steps"].items():
             runs = " ".join(f"{x:.2f}" for x in s["runs_s"])
             cpu = " / ".join(f"{s['cpu_s_median'].get(name, 0):.1f}" for name in ("server", "moto", "client"))
-            print(f"  {backend:<11} {step:<28} {s['mib_s']:>6.0f} MiB/s  runs (s): {runs:<20} CPU s: {cpu}")
+            print(f"  {backend:<11} {step:<28} {s['per_s']:>6.0f} MiB/s  runs (s): {runs:<20} CPU s: {cpu}")
         up = figures["steps"]["upload/cargohold"]
-        line = (
-            f"  {backend:<11} cargohold upload: body sent after {up['body_sent_s_median']:.2f} s, answer "
-            f"{up['after_body_s_median']:.2f} s later (the last parts, rename, catalog row)"
-        )
+        line = (f"  {backend:<11} cargohold upload: body sent after {up['body_sent_s_median']:.2f} s, answer "
+                f"{up['after_body_s_median']:.2f} s later (the last parts, rename, catalog row)")
         if "rename/bare" in figures["steps"]:
             line += f"; a bare obstore rename of the same object: {figures['steps']['rename/bare']['median_s']:.2f} s"
         print(line)
-        if "download/cargohold via curl" in figures["steps"]:
-            curl = figures["steps"]["download/cargohold via curl"]
-            ratio = figures["steps"]["download/bare"]["median_s"] / curl["median_s"]
-            print(
-                f"  {backend:<11} cargohold download with curl as the client: {curl['mib_s']:.0f} MiB/s, ratio "
-                f"{ratio:.2f} to bare (reference: the server without httpx's cost)"
-            )
-        print(
-            f"  {backend:<11} server RSS before the runs {figures['server_rss_baseline_mb']:.0f} MB; staging "
-            f"objects left after runs: {figures['staging_objects_left']}"
-        )
+        print(f"  {backend:<11} server RSS before the runs {figures['server_rss_baseline_mb']:.0f} MB; staging "
+              f"objects left after runs: {figures['staging_objects_left']}")
         if figures["stopped_early"]:
             print(f"  {backend:<11} {figures['stopped_early']}")
-    print()
-    for backend, figures in backends.items():
-        for direction in DIRECTIONS:
-            f = figures[direction]
-            print(
-                f"{backend} {direction}: {'PASS' if f['ratio_pass'] else 'BELOW TARGET'} (ratio {f['ratio']:.2f} "
-                f"vs >= {RATIO_TARGET}); server peak RSS {f['server_peak_rss_mb']:.0f} MB: "
-                f"{'PASS' if f['rss_pass'] else 'BELOW TARGET'} (< {RSS_TARGET_MB:.0f} MB)"
-            )
     if results.get("moto_peak_rss_mb"):
         print(f"moto peak RSS {results['moto_peak_rss_mb']:.0f} MB; ", end="")
-    print(
-        f"lowest available memory during the run {results['min_available_memory_mb']:.0f} MB of "
-        f"{results['total_memory_mb']:.0f} MB"
-    )
+    print(f"lowest available memory during the run {results['min_available_memory_mb']:.0f} MB of "
+          f"{results['total_memory_mb']:.0f} MB")
+
+
+def table(f: dict[str, Any]) -> Table:
+    t = Table(f"{f['size_mib']:,} MiB file through the API of a real `cargohold up` (httpx streaming the body and "
+              f"the answer), median of {f['runs']} alternating runs; memory: the server's peak RSS.")
+    for backend, b in f["backends"].items():
+        label = "S3 (moto)" if backend.startswith("s3") else backend
+        for direction in DIRECTIONS:
+            d = b[direction]
+            ref = REFERENCES.get((backend, direction), "the bare library")
+            t.rows.append(Row(f"{label}: {direction}, MiB/s", rate(d["cargohold_mib_s"]),
+                              f"{rate(d['bare_mib_s'])}: {ref}", d["ratio"], at_least(f["ratio_target"])))
+        steps = b["steps"]
+        curl = steps.get("download/cargohold via curl")
+        if curl:
+            bare = steps["download/bare"]
+            t.rows.append(Row(f"{label}: download with curl as the client, MiB/s", rate(curl["per_s"]),
+                              f"{rate(bare['per_s'])}: {REFERENCES.get((backend, 'download'), 'the bare library')}",
+                              bare["median_s"] / curl["median_s"]))
+        peak = max(b[d]["server_peak_rss_mb"] for d in DIRECTIONS)
+        t.rows.append(Row(f"{label}: server peak RSS", f"{peak:.0f} MB",
+                          target=Target("<", f["rss_target_mb"], "MB", on_ratio=False), value=peak))
+        if b.get("stopped_early"):
+            t.notes.append(f"{label}: {b['stopped_early']}.")
+    return t
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side (median reported)")
     parser.add_argument("--size-mb", type=int, default=2048, help="file size in MiB")
-    parser.add_argument(
-        "--backends",
-        type=lambda s: [b.strip() for b in s.split(",") if b.strip()],
-        default=["local", "s3"],
-        help="comma-separated: local, s3 (default both)",
-    )
-    parser.add_argument(
-        "--local-data",
-        type=Path,
-        help="put the local-disk server's DATA_PATH (and the bare copy) under this folder, e.g. "
-        "/dev/shm to take the disk out of the comparison; default: the temporary folder",
-    )
+    parser.add_argument("--backends", type=backends, default=["local", "s3"],
+                        help="comma-separated: local, s3 (default both)")
+    parser.add_argument("--local-data", type=Path,
+                        help="put the local-disk server's DATA_PATH (and the bare copy) under this folder, e.g. "
+                        "/dev/shm to take the disk out of the comparison; default: the temporary folder")
     parser.add_argument("--no-curl", action="store_true", help="skip the reference download with curl")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    arguments = parser.parse_args()
-    unknown = set(arguments.backends) - {"local", "s3"}
-    if unknown:
-        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
-    figures = run(arguments)
-    report(figures)
-    if arguments.json:
-        arguments.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {arguments.json}")
+    main(parser, measure, table, report)
