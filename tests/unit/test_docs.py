@@ -43,3 +43,35 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     assert re.search(r"^\s*(exec\s+)?make test\s*$", ci, re.MULTILINE)
+
+
+def architecture_entries() -> set[str]:
+    """Every path named in the first column of the table under docs/ARCHITECTURE.md's "## Modules"."""
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text().split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
+    cells = re.findall(r"^\| ((?:`[^`]+`(?:, )?)+) \|", text, re.MULTILINE)
+    return {name for cell in cells for name in re.findall(r"`([^`]+)`", cell)}
+
+
+def holds_code(path: Path) -> bool:
+    """A package ``__init__.py`` that is only a docstring needs no row of its own."""
+    import ast
+
+    body = ast.parse(path.read_text()).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
+
+
+def test_the_module_table_names_every_module_and_only_modules_that_exist() -> None:
+    package = REPO / "src" / "cargohold"
+    listed = architecture_entries()
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()
+        if name.startswith("catalog/migrations/"):
+            continue  # Alembic's environment and versions: the table names the folder
+        if path.name == "__init__.py" and not holds_code(path):
+            continue
+        if name not in listed:
+            missing.append(name)
+    assert not missing, f"docs/ARCHITECTURE.md's module table does not name {missing}"
+    gone = sorted(n for n in listed if not (package / n.rstrip("/")).exists())
+    assert not gone, f"docs/ARCHITECTURE.md's module table names what is not in the tree: {gone}"

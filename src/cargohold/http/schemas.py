@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import RowMapping
 
-from ..catalog.models import Item, TeamFile
 from ..media.preview import ImageFormat
 from ..services.items import DatasetInfo
 from .params import PreviewIn
@@ -61,10 +60,11 @@ class ItemOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, item: Item | RowMapping) -> ItemOut:
-        if isinstance(item, Item):
-            return cls.model_validate(item, from_attributes=True)
-        return cls.model_validate(dict(item))
+    def of(cls, item: object) -> ItemOut:
+        """From a catalog row: an ORM object, or a mapping (a page of items is read as mappings)."""
+        if isinstance(item, Mapping):
+            return cls.model_validate(dict(item))
+        return cls.model_validate(item, from_attributes=True)
 
 
 class ItemPage(BaseModel):
@@ -111,7 +111,7 @@ class TeamFileOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: TeamFile) -> TeamFileOut:
+    def of(cls, row: object) -> TeamFileOut:
         return cls.model_validate(row, from_attributes=True)
 
 
