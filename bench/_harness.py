@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.api_server import RunningServer  # noqa: E402
+from tests.support.nginx_front import nginx_binary  # noqa: E402
 from tests.support.servers import Server, free_port  # noqa: E402
 
 KiB = 1024
@@ -394,11 +395,6 @@ def version(command: list[str], pattern: str) -> str | None:
     """The first group of ``pattern`` in what ``command`` prints; None when it is not installed."""
     found = re.search(pattern, command_output(command) or "") if shutil.which(command[0]) else None
     return found.group(1) if found else None
-
-
-def nginx_binary() -> str | None:
-    # Debian puts it in /usr/sbin, which is not on every user's PATH.
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
 def nginx_version() -> str | None:

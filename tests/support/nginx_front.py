@@ -16,7 +16,14 @@ import httpx
 from .servers import free_port, stop_process
 
 DEPLOYED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_binary() -> str | None:
+    """Debian's nginx; it lives in /usr/sbin, which is not on every user's PATH."""
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+NGINX = nginx_binary() or "/usr/sbin/nginx"
 
 
 @dataclass
