@@ -57,7 +57,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class CargoholdApp(FastAPI):
-    """The FastAPI app, but content and preview requests go straight to api/serve.py, before the
+    """The FastAPI app, but content and preview requests go straight to http/hot.py, before the
     middleware stack: those are the requests a page of thumbnails makes by the hundred (see
     docs/ARCHITECTURE.md, "The hot routes")."""
 

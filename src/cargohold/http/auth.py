@@ -2,7 +2,7 @@
 
 Checked in an ASGI middleware, before any route reads the body: a request without valid
 credentials gets 401 whatever it sends, and an upload without a token is refused before a byte of
-it is stored. Content and previews, which a signed URL may open, are checked in api/serve.py.
+it is stored. Content and previews, which a signed URL may open, are checked in http/hot.py.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def context(request: Request) -> Context:
 
 async def identify(request: Request, ctx: Context) -> Principal:
     if "signature" in request.query_params and "authorization" not in request.headers:
-        # Signed URLs open content and previews only, and those are answered by api/serve.py.
+        # Signed URLs open content and previews only, and those are answered by http/hot.py.
         raise Unauthenticated("a signed URL opens only the content or preview it was signed for")
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
