@@ -41,10 +41,25 @@ def request_headers(scope: Scope) -> dict[bytes, bytes]:
     return {k: v for k, v in scope["headers"] if k in WANTED}
 
 
-def content_disposition(filename: str) -> str:
+ACTIVE_TYPES = frozenset({
+    "text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml", "application/pdf",
+    "text/javascript", "application/javascript", "application/x-javascript", "text/xsl", "application/xslt+xml",
+    "multipart/x-mixed-replace",
+})
+"""Types a browser runs or renders with a viewer of its own (scripts, PDF actions) even under ``CSP: sandbox``
+(Chromium's PDF viewer runs a PDF's OpenAction script regardless): sent as attachments, never shown."""
+
+
+def is_active(content_type: str) -> bool:
+    essence = content_type.split(";", 1)[0].strip().lower()
+    return essence in ACTIVE_TYPES or essence.endswith(("+xml", "/xml"))
+
+
+def content_disposition(filename: str, content_type: str = "") -> str:
     base = filename.rsplit("/", 1)[-1]
     ascii_name = base.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
-    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"
+    kind = "attachment" if is_active(content_type) else "inline"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
 def etag_matches(header: str, etag: str) -> bool:
@@ -73,8 +88,8 @@ def _http_date(when: datetime) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _disposition(filename: str) -> bytes:
-    return content_disposition(filename).encode("latin-1")
+def _disposition(filename: str, content_type: str) -> bytes:
+    return content_disposition(filename, content_type).encode("latin-1")
 
 
 async def send_representation(send: Send, head_only: bool, rep: Representation,
@@ -112,14 +127,15 @@ async def send_representation(send: Send, head_only: bool, rep: Representation,
             await _close(body)
             out = [h for h in out if h[0] != b"accept-ranges"]  # nginx says it for the file
             out += [(b"content-type", rep.content_type.encode("latin-1", "replace")),
-                    (b"content-disposition", _disposition(rep.filename)), (b"x-accel-redirect", location)]
+                    (b"content-disposition", _disposition(rep.filename, rep.content_type)),
+                    (b"x-accel-redirect", location)]
             await send({"type": "http.response.start", "status": 200, "headers": out})
             await send({"type": "http.response.body", "body": b""})
             return
     out += [
         (b"content-type", rep.content_type.encode("latin-1", "replace")),
         (b"content-length", str(body.end - body.start).encode()),
-        (b"content-disposition", _disposition(rep.filename)),
+        (b"content-disposition", _disposition(rep.filename, rep.content_type)),
     ]
     status = 200
     if byte_range is not None:

@@ -1,0 +1,27 @@
+"""The sender's choices that are not about bytes: which types go as attachments, and how names are written."""
+
+from __future__ import annotations
+
+import pytest
+
+from cargohold.http.responses import content_disposition, is_active
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "text/html; charset=utf-7", "TEXT/HTML", "image/svg+xml",
+                                          "application/pdf", "application/xhtml+xml", "text/xml",
+                                          "application/rss+xml", "text/javascript"])
+def test_active_types_are_attachments(content_type: str) -> None:
+    assert is_active(content_type)
+    assert content_disposition("a/b/page", content_type).startswith('attachment; filename="page"')
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "video/mp4", "text/plain",
+                                          "application/octet-stream", "application/json", ""])
+def test_other_types_are_inline(content_type: str) -> None:
+    assert not is_active(content_type)
+    assert content_disposition("x.jpg", content_type).startswith("inline;")
+
+
+def test_names_are_quoted_safely_and_in_full() -> None:
+    assert content_disposition('dir/a "b"\\c é.jpg', "image/jpeg") == (
+        "inline; filename=\"a 'b'_c ?.jpg\"; filename*=UTF-8''a%20%22b%22%5Cc%20%C3%A9.jpg")
