@@ -72,7 +72,11 @@ class Access:
 
 @pytest.fixture(scope="module")
 def access(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Access]:
-    server = RunningServer(tmp_path_factory.mktemp("access") / "home", {}).start()
+    umask = os.umask(0o022)  # a shell's usual umask, as `make run` gets it: the server must not keep it
+    try:
+        server = RunningServer(tmp_path_factory.mktemp("access") / "home", {}).start()
+    finally:
+        os.umask(umask)
     try:
         user_token = cli(server, "token", "create", "--name", "user").stdout.strip()
         image = make_image("PNG", (64, 48))
@@ -459,3 +463,20 @@ def test_the_detached_servers_log_is_private(tmp_path: Path) -> None:
         assert log.read_text().count(token) == 1 and token not in started.stdout + started.stderr
     finally:
         subprocess.run([sys.executable, "-m", "cargohold", "down"], env=env, capture_output=True, timeout=60)
+
+
+@pytest.mark.reliability(kind="attack", cases=0, what="files and folders cargohold made under `make run`'s "
+                         "umask (022): the catalog, uploads, team files, caches, DATA_PATH: 0600 files, 0700 folders")
+def test_everything_cargohold_writes_is_private(access: Access, request: pytest.FixtureRequest) -> None:
+
+    with access.server.client() as client:  # a preview: the cache tiers write too
+        assert client.get(f"/items/{access.image}/preview", params={"w": 32, "h": 32}).status_code == 200
+    data = access.server.home / "data"
+    made = [data, *data.rglob("*"), access.server.home / "admin.token", access.server.home / SECRET_FILE]
+    loose = [f"{p.relative_to(access.server.home)} {stat.S_IMODE(p.lstat().st_mode):o}" for p in made
+             if stat.S_IMODE(p.lstat().st_mode) & 0o077]
+    assert not loose, loose
+    kinds = {"catalog": (data / "catalog.sqlite3") in made, "folders": any(p.is_dir() for p in made)}
+    assert all(kinds.values()), kinds
+    request.node.user_properties.append(("reliability_cases", len(made)))
+    request.node.user_properties.append(("reliability_result", f"{len(made)} paths, none readable by others"))

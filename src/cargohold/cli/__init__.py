@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -30,7 +31,13 @@ for command in (where, check, up, down, status, token, gc, upload, download, lin
     cli.add_command(command)
 
 
+PRIVATE_UMASK = 0o077
+"""Every file cargohold makes (catalog, uploads, team files, caches, the instance home) is its user's alone:
+0600 files and 0700 folders, however it was started (make run, cargohold up, the container, the unit)."""
+
+
 def main() -> None:
+    os.umask(PRIVATE_UMASK)
     try:
         cli.main(standalone_mode=False)
     except ConfigError as exc:
