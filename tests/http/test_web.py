@@ -235,6 +235,19 @@ def test_no_token_and_no_secret_in_any_html_js_or_css(server: RunningServer) -> 
                 assert "<script>" not in text and " style=" not in text, f"{path} has inline script or style"
 
 
+def test_the_api_docs_render_from_this_server_alone(page: Page, server: RunningServer) -> None:
+    """/api/docs: Swagger UI from the package, under the UI's CSP; the page asks nothing of another host."""
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    answer = page.goto(server.url + "/api/docs")
+    assert answer is not None and answer.ok
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/datasets").first).to_be_visible()
+    elsewhere = [url for url in asked if not url.startswith(server.url)]
+    assert not elsewhere, elsewhere
+    assert any(url.endswith("/static/swagger-ui-bundle.js") for url in asked), asked
+
+
 # -- sign in and out -----------------------------------------------------------------------------------------
 
 

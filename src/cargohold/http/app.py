@@ -102,7 +102,7 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
 
     app = CargoholdApp(
         title="cargohold", version=__version__, lifespan=lifespan,
-        docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+        docs_url=None, openapi_url="/api/openapi.json", redoc_url=None,  # /api/docs: web/, without a CDN
         swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here: FastAPI's /docs/oauth2-redirect would be a public page
         description="Own storage on disk, S3, Azure or GCS; datasets of images, videos and files. "
         "Every route but /healthz needs `Authorization: Bearer <token>`.",
