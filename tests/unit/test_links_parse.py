@@ -38,7 +38,8 @@ def test_url_links() -> None:
         ("", "empty"), ("cars/a.jpg", "not a link"), ("ftp://h/x", "unknown scheme"), ("s3:///a.jpg", "no bucket"),
         ("s3://cars", "no object"), ("s3://cars/", "no object"), ("fs://store/../etc/passwd", "'..'"),
         ("fs://store//etc/passwd", "start"), ("s3://b/a\x00b", "control"), ("https:///x", "no host"),
-        ("https://user:pw@h/x", "credentials"),
+        ("https://user:pw@h/x", "credentials"), ("http://h/a\r\nSet-Cookie: x=1", "control characters"),
+        ("http://h/a\tb.jpg", "control characters"), ("http://h/a b.jpg", "spaces"),
     ],
 )
 def test_bad_links_say_why(text: str, reason: str) -> None:

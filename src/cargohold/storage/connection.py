@@ -6,6 +6,7 @@ become connections of the same shape, so every provider is opened by one functio
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,9 @@ if TYPE_CHECKING:  # settings.py reads the provider table, which this package ho
     from ..settings import Settings
 
 __all__ = ["Connection", "ProviderName", "own_connection"]
+
+_UNSAFE = re.compile(r"[\x00-\x20\x7f<>\"'`{}|\\^]")
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")  # a name or an IPv4 address; an IPv6 address, unbracketed
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,15 @@ class Connection:
         if not self.endpoint:
             return ""
         raw = self.endpoint if "://" in self.endpoint else f"//{self.endpoint}"
+        if _UNSAFE.search(raw):
+            # The object-store library panics on some of these (`<img ...>`): refused before it sees them.
+            raise ConfigError(self.key("endpoint"), f"{self.endpoint[:100]!r} holds spaces, control characters or "
+                              "one of < > \" ' ` { } | \\ ^", "write the endpoint as host, host:port or http://host:port")
         parts = urlsplit(raw)
+        if parts.query or parts.fragment or parts.username or parts.password or (
+                parts.hostname and not _HOST.fullmatch(parts.hostname)):
+            raise ConfigError(self.key("endpoint"), f"{self.endpoint[:100]!r} is not a plain host, port and path",
+                              "write the endpoint as host, host:port or http://host:port, without ?, # or user@")
         if not parts.hostname:
             raise ConfigError(self.key("endpoint"), f"{self.endpoint!r} names no host",
                               "write a host name, optionally with scheme and port: http://10.0.0.5:9000")

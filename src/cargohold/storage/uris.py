@@ -7,6 +7,7 @@ and checked like every key: no ``..``, no empty segment, no absolute path.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,6 +22,8 @@ URL_SCHEMES = ("http", "https")
 MAX_URI_BYTES = 4096
 _NOT_A_LINK = f"not a link: write scheme://bucket/key ({', '.join(SCHEMES)}) or an http(s) URL"
 _NOT_A_FOLDER = f"name a bucket folder: {one_of([f'{s}://' for s in SCHEMES])}bucket/prefix/"
+
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ def parse_link(text: str) -> Link:
         raise BadInput(_NOT_A_LINK)
     scheme = scheme.lower()
     if scheme in URL_SCHEMES:
+        if _URL_UNSAFE.search(uri):
+            # urlsplit() silently drops tabs and line breaks, so the link stored would not be the one read.
+            raise BadInput("the URL holds spaces or control characters (CR, LF, tab...); percent-encode them")
         try:
             parts = urlsplit(uri)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
