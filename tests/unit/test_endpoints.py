@@ -33,6 +33,8 @@ def test_strange_endpoints_are_refused_with_the_key_and_the_fix(endpoint: str) -
     assert refused.value.key == "STORAGE_ENDPOINT" and "http://host:port" in refused.value.fix
 
 
+@pytest.mark.reliability(kind="attack", cases=1, what="an admin connection whose endpoint holds `<img ...>`: "
+                         "refused as a field problem of `endpoint` (400 from the API) before obstore sees it")
 def test_a_connection_with_a_strange_endpoint_names_the_field() -> None:
     fields = {"provider": "minio", "endpoint": "http://<img src=x>", "access_key": "k", "secret_key": "s",
               "buckets": ["b"]}
