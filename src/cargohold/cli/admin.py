@@ -79,9 +79,11 @@ def gc(yes: bool, older_than: str) -> None:
     async def run(ctx: Context) -> tuple[int, int, int, int]:
         # One gc at a time over the catalog, from whichever replica or host: a second is refused at once.
         async with locks.exclusive(ctx, "gc"):
-            finished = await finish_writes(ctx)  # their staged bytes are not garbage: finish them first
-            if finished:
-                click.echo(f"finished {finished} team-file writes a stop had interrupted")
+            done = await finish_writes(ctx)  # their staged bytes are not garbage: finish them first
+            if done.finished:
+                click.echo(f"finished {done.finished} team-file writes a stop had interrupted")
+            for problem in done.problems():  # reported, and gc goes on
+                click.echo(problem)
             garbage = await gc_service.find_garbage(ctx, grace)
             for store, meta, reason in garbage.found:
                 click.echo(f"{store.name}/{meta.key}\t{meta.size}\t{reason}")

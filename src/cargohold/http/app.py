@@ -88,10 +88,12 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
             print(f"cargohold: first start, admin token created: {token}\n"
                   f"           (kept in {settings.home / ADMIN_TOKEN_FILE}, mode 0600)", file=sys.stderr, flush=True)
         try:
-            finished = await finish_writes(ctx)  # team-file writes a crash cut between announcing and publishing
-            if finished:
+            done = await finish_writes(ctx)  # team-file writes a crash cut between announcing and publishing
+            if done.finished:
                 log.warning("finished %d team-file writes the last stop interrupted (or dropped those whose "
-                            "bytes were lost)", finished)
+                            "bytes were lost)", done.finished)
+            for problem in done.problems():  # each reported and skipped: one bad record never stops a start
+                log.warning("%s", problem)
         except CargoholdError as exc:
             log.warning("team-file writes interrupted by the last stop are left for the next start or `cargohold "
                         "gc`: %s", exc.message)

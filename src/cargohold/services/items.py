@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..catalog.models import MAX_ID, Dataset, Item, is_row_id
 from ..errors import AlreadyExists, BadInput, InvalidKey, NotFound
-from ..storage.base import check_key
+from ..storage.base import check_new_key, hidden_character
 from .blobs import Blob, drop_staging, ensure_content
 from .context import Context
 from .locks import content_guard
@@ -32,16 +32,21 @@ class DatasetInfo:
 
 
 def check_name(name: str, what: str = "item name") -> str:
+    """An item's name: a key (``check_key``) without control, bidi or line-separator characters, checked
+    before anything of an upload is stored (docs/API.md, "Names and paths")."""
     try:
-        return check_key(name)
+        return check_new_key(name, segments=False)  # no key of its own: items are stored by content
     except InvalidKey as exc:
         raise BadInput(exc.message.replace("object key", what)) from None
 
 
 async def create_dataset(ctx: Context, name: str) -> DatasetInfo:
     name = name.strip()
-    if not name or len(name) > 255 or "/" in name or any(ord(c) < 32 for c in name):
+    if not name or len(name) > 255 or "/" in name or any(ord(c) < 32 or c == "\x7f" for c in name):
         raise BadInput("a dataset name is 1 to 255 characters, without '/' or control characters")
+    if hidden := hidden_character(name):
+        raise BadInput(f"dataset name {name!r} has {hidden}: control, bidi and line-separator characters change "
+                       "how a name is shown without showing themselves")
     async with ctx.catalog.session() as session:
         dataset = Dataset(name=name)
         session.add(dataset)

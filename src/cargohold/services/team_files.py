@@ -13,23 +13,33 @@ A crash before 2 leaves a staged object no row names (``cargohold gc`` removes i
 announcement is finished at the next start (``finish_writes``; gc runs it too), even when the crash came
 between the rename and the commit. Concurrent writes of one path: the last announced wins, whole, and
 the others' staged bytes are dropped. A deletion is announced the same way, with no bytes.
+
+A path is checked before anything is written (``check_path``, and ``clash`` against the catalog), so a
+write that could never be published is refused with 400 and leaves nothing. One the store still refuses
+(a race of two writers on a file and a folder of one name, a record written by an older version or by
+hand) is dropped whole, its record and its staged bytes, by whoever meets it: the request (400), the
+start, gc. ``finish_writes`` reports each write it dropped or could not finish, and goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from ..catalog.db import Catalog
 from ..catalog.models import TeamFile, TeamFileWrite, utcnow
 from ..catalog.sql import starts_with
-from ..errors import BackendUnavailable, BadInput, InvalidKey, NotFound, TooLarge
-from ..storage.base import ByteRange, check_key
+from ..errors import BackendUnavailable, BadInput, CargoholdError, InvalidKey, NotFound, TooLarge
+from ..storage.base import ByteRange, check_key, check_new_key
 from .blobs import Hasher, gathered
 from .context import Context
 from .items import decode_cursor, encode_cursor
@@ -43,14 +53,66 @@ RESERVED = (STAGING, ".cargohold-check/")
 MAX_CONTENT_TYPE = 255
 
 
-def check_path(path: str) -> str:
+def check_path(path: str, new: bool = True) -> str:
+    """A team-file path as docs/API.md, "Names and paths", says: 1 to 1024 bytes, segments of 1 to 255
+    bytes, none ``.`` or ``..``, no control, bidi or line-separator character, no backslash. Not ``new``
+    (a read or a deletion), only ``check_key``: a file stored before these rules can still be read and deleted."""
     try:
-        check_key(path)
+        check_new_key(path) if new else check_key(path)
     except InvalidKey as exc:
         raise BadInput(exc.message.replace("object key", "team-file path")) from None
     if path.startswith(RESERVED):
         raise BadInput(f"team-file paths may not start with {' or '.join(RESERVED)}")
     return path
+
+
+async def clash(session: AsyncSession, path: str, before: int | None = None) -> str | None:
+    """Why ``path`` cannot be a file beside the team files (and, with ``before``, the writes announced before
+    that id), or None: a file cannot be a folder of other files, nor under one, on any provider (local disk
+    could not hold both, and a copy to it would fail)."""
+    folders = [path[:n] for n, c in enumerate(path) if c == "/"]
+    sources: list[tuple[Select[Any], InstrumentedAttribute[str]]] = [(select(TeamFile.path), TeamFile.path)]
+    if before is not None:  # of two clashing writes announced at once, the first wins
+        sources.append((select(TeamFileWrite.path).where(TeamFileWrite.id < before, TeamFileWrite.staged_key != DELETE),
+                        TeamFileWrite.path))
+    for query, column in sources:
+        if folders and (file := await session.scalar(query.where(column.in_(folders)).limit(1))) is not None:
+            return f"team-file path {path!r} is under {file!r}, which is a file: a file cannot hold other files"
+        if (inside := await session.scalar(query.where(starts_with(column, path + "/")).limit(1))) is not None:
+            return f"team-file path {path!r} is a folder (it holds {inside!r}): it cannot be a file too"
+    return None
+
+
+def _unusable(write: TeamFileWrite) -> str | None:
+    """Why an announced write can never be published (a record an older version or a hand wrote), or None."""
+    try:
+        check_path(write.path, new=write.staged_key != DELETE)
+    except BadInput as exc:
+        return exc.message
+    if write.staged_key != DELETE and not _staged(write.staged_key):
+        return f"its staged key {write.staged_key!r} is not one of {STAGING}"
+    return None
+
+
+def _staged(key: str) -> bool:
+    """Whether ``key`` is in ``.staging/``, where ``put_file`` stages bytes: a write's record may move and
+    delete those, never another file's."""
+    try:
+        check_key(key)
+    except InvalidKey:
+        return False
+    return key.startswith(STAGING) and "/" not in key.removeprefix(STAGING)
+
+
+async def _drop(ctx: Context, session: AsyncSession, writes: Sequence[TeamFileWrite]) -> None:
+    """Forgets writes that can never be published, records and staged bytes, so nothing waits on them."""
+    for gone in writes:
+        await session.delete(gone)
+    await session.commit()
+    for gone in writes:
+        if gone.staged_key != DELETE and _staged(gone.staged_key):
+            with contextlib.suppress(CargoholdError, OSError):  # else gc finds it: no record names it now
+                await ctx.storage.private.delete(gone.staged_key)
 
 
 @dataclass
@@ -79,6 +141,9 @@ async def put_file(ctx: Context, path: str, chunks: AsyncIterator[bytes], conten
     ctype = content_type or "application/octet-stream"
     if len(ctype) > MAX_CONTENT_TYPE:  # the column's size: PostgreSQL refuses longer, SQLite would keep it
         raise BadInput(f"a team file's Content-Type is at most {MAX_CONTENT_TYPE} characters")
+    async with ctx.catalog.session() as session:
+        if (why := await clash(session, path)) is not None:
+            raise BadInput(why)
     staged = f"{STAGING}{secrets.token_hex(16)}"
     try:
         await ctx.storage.private.put(staged, hashing.stream(), content_type=ctype)  # all or nothing
@@ -106,10 +171,16 @@ async def _publish(ctx: Context, write: TeamFileWrite) -> TeamFile | None:
                                         .order_by(TeamFileWrite.id))).all()
         if not writes or writes[-1].id != write.id:
             await session.commit()
-            if write.staged_key != DELETE:
+            if write.staged_key != DELETE and _staged(write.staged_key):
                 with contextlib.suppress(NotFound):
                     await store.delete(write.staged_key)
             return None
+        why = _unusable(write)
+        if why is None and write.staged_key != DELETE:
+            why = await clash(session, write.path, before=write.id)  # a write of a clashing path since the check
+        if why is not None:
+            await _drop(ctx, session, writes)
+            raise BadInput(f"{why} (nothing of this write is kept)")
         row = await session.scalar(select(TeamFile).where(TeamFile.path == write.path))
         if write.staged_key == DELETE:
             await store.delete(write.path)  # first: a crash before the commit leaves the write to finish
@@ -128,6 +199,15 @@ async def _publish(ctx: Context, write: TeamFileWrite) -> TeamFile | None:
                     await session.delete(gone)
                 await session.commit()
                 return None
+        except BadInput as exc:  # the store takes no such key: local disk, a file where a folder must be
+            await _drop(ctx, session, writes)
+            raise BadInput(f"{write.path!r} was not stored, nothing of it is kept: {exc.message}") from exc
+        except OSError as exc:  # local disk refused the move (it is atomic: nothing moved)
+            await _drop(ctx, session, writes)
+            message = f"{write.path!r} was not stored, nothing of it is kept: {exc.strerror}"
+            if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EILSEQ):
+                raise BadInput(message) from exc
+            raise BackendUnavailable(message) from exc
         if row is None:
             row = TeamFile(path=write.path)
             session.add(row)
@@ -156,19 +236,50 @@ async def _holds(ctx: Context, write: TeamFileWrite) -> bool:
     return sha.hexdigest() == write.sha256
 
 
-async def finish_writes(ctx: Context) -> int:
+@dataclass
+class Finished:
+    """What ``finish_writes`` did with the announced writes it found (``count``): each one it dropped (it can
+    never be published) or left for the next start or gc (the store or the catalog failed it), as
+    ``(record id, path, why)``; the others are finished (or superseded, or their bytes were lost)."""
+
+    count: int = 0
+    dropped: list[tuple[int, str, str]] = field(default_factory=list)
+    left: list[tuple[int, str, str]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return self.count - len(self.dropped) - len(self.left)
+
+    def problems(self) -> list[str]:
+        """One line per write dropped or left, naming its record and its path (escaped: ``repr``)."""
+        return ([f"team-file write {id_} of {path!r} dropped with its staged bytes: {why}"
+                 for id_, path, why in self.dropped]
+                + [f"team-file write {id_} of {path!r} left for the next start or `cargohold gc`: {why}"
+                   for id_, path, why in self.left])
+
+
+async def finish_writes(ctx: Context) -> Finished:
     """Finishes every announced write (a server killed between announcing and publishing one): run at
-    start and by gc. Returns how many were looked at."""
+    start and by gc. One that fails is reported and skipped, never stops the others: dropped when it can
+    never be published, else left for the next run."""
     async with ctx.catalog.session() as session:
         pending = (await session.scalars(select(TeamFileWrite).order_by(TeamFileWrite.id))).all()
+    done = Finished(len(pending))
     latest = {w.path: w for w in pending}
     for write in latest.values():
-        await _publish(ctx, write)
-    return len(pending)
+        ids = [w.id for w in pending if w.path == write.path]
+        try:
+            await _publish(ctx, write)
+        except BadInput as exc:
+            done.dropped += [(id_, write.path, exc.message) for id_ in ids]
+        except Exception as exc:  # any: one record never stops a start or a gc
+            why = exc.message if isinstance(exc, CargoholdError) else f"{type(exc).__name__}: {exc}"
+            done.left += [(id_, write.path, why) for id_ in ids]
+    return done
 
 
 async def get_file(ctx: Context, path: str) -> TeamFile:
-    check_path(path)
+    check_path(path, new=False)
     async with ctx.catalog.session() as session:
         row = await session.scalar(select(TeamFile).where(TeamFile.path == path))
         if row is None:

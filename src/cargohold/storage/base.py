@@ -11,6 +11,7 @@ providers translate their library's errors into these where they enter.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -211,18 +212,59 @@ def page_after(entries: FolderEntries, cursor: str | None, page_size: int) -> Fo
 
 _BAD_SEGMENTS = frozenset(("", ".", ".."))
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+MAX_KEY_BYTES = 1024
+"""The longest key, in UTF-8 bytes: S3's limit for an object key (GCS and Azure allow as much or more), and
+the size of the catalog columns that hold keys and names."""
+MAX_SEGMENT_BYTES = 255
+"""The longest segment (between two ``/``) of a key cargohold writes from a name it was given: a file
+name's limit on the file systems local disk uses (``NAME_MAX`` of ext4, XFS, btrfs, APFS)."""
+_HIDDEN_CHARS = re.compile("[\x80-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+"""C1 controls, the bidi controls (Unicode's ``Bidi_Control``: they reorder what is shown, so that
+``invoice\u202efdp.exe`` reads as "invoiceexe.pdf"), and the line and paragraph separators (they break a
+log line or a listing where nothing shows)."""
+
+
+def _char(c: str) -> str:
+    return f"U+{ord(c):04X} ({unicodedata.name(c, 'a control character')})"
+
+
+def hidden_character(text: str) -> str | None:
+    """The first C1 control, bidi control or line separator in ``text``, named (``U+202E (RIGHT-TO-LEFT
+    OVERRIDE)``), or None: for names that are no keys (a dataset's)."""
+    found = _HIDDEN_CHARS.search(text)
+    return _char(found.group()) if found else None
 
 
 def check_key(key: str) -> str:
     """Refuse keys that some provider could not store unchanged, or that could escape a folder."""
-    if not key or len(key.encode()) > 1024:
-        raise InvalidKey("an object key must be 1 to 1024 bytes")
+    if not key or len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidKey(f"object key must be 1 to {MAX_KEY_BYTES} bytes (S3's limit)"
+                         + (f", not {len(key.encode()):,}" if key else ""))
     if key.startswith("/") or key.endswith("/"):
         raise InvalidKey(f"object key {key!r} must not start or end with '/'")
     if not _BAD_SEGMENTS.isdisjoint(key.split("/")):
         raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' path segment")
-    if _BAD_CHARS.search(key):
-        raise InvalidKey(f"object key {key!r} has a control character or a backslash")
+    if found := _BAD_CHARS.search(key):
+        what = "a backslash" if found.group() == "\\" else f"a control character (U+{ord(found.group()):04X})"
+        raise InvalidKey(f"object key {key!r} has {what}")
+    return key
+
+
+def check_new_key(key: str, segments: bool = True) -> str:
+    """``check_key``, and what a name given to cargohold (a team-file path, an item name) must also be: no
+    C1 control, bidi control or line separator (``_HIDDEN_CHARS``), and, when ``segments``, no segment over
+    ``MAX_SEGMENT_BYTES``. Keys read from a bucket cargohold does not own are checked by ``check_key``
+    alone: they are what they are there."""
+    check_key(key)
+    if hidden := hidden_character(key):
+        raise InvalidKey(f"object key {key!r} has {hidden}: control, bidi and line-separator characters "
+                         "change how a name is shown without showing themselves")
+    if segments:
+        for n, segment in enumerate(key.split("/"), 1):
+            if (size := len(segment.encode())) > MAX_SEGMENT_BYTES:
+                shown = segment if len(segment) <= 40 else segment[:40] + "..."
+                raise InvalidKey(f"object key segment {n} ({shown!r}) is {size:,} bytes; a segment is at most "
+                                 f"{MAX_SEGMENT_BYTES} (the file-name limit of local disks)")
     return key
 
 
