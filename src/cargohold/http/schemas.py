@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from ..media.convert import BROWSER_SAFE
 from ..media.preview import ImageFormat
 from ..services.items import DatasetInfo
 from .params import PreviewIn
@@ -58,6 +59,12 @@ class ItemOut(BaseModel):
     source: Literal["stored", "link"]
     uri: str | None
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented use on a property
+    @property
+    def browser_shows(self) -> bool:
+        """Whether a browser shows the content as it is; if not, ask ``?format=jpeg`` (the converter tier)."""
+        return self.mime_type in BROWSER_SAFE
 
     @classmethod
     def of(cls, item: object) -> ItemOut:

@@ -158,9 +158,6 @@ export function uploadFile(datasetId, file, conflict, onProgress) {
   return { promise, abort: () => xhr.abort() };
 }
 
-/** The image types every current browser shows; anything else goes through the converter (?format=jpeg). */
-export const BROWSER_IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp', 'image/avif']);
-
 export const PREVIEW = { w: 256, h: 256, fit: 'cover', format: 'webp', q: 80 };
 export const SIGN_SECONDS = 600;
 

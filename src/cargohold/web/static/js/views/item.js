@@ -1,6 +1,6 @@
 // One item: the image at full size (converted to JPEG when the browser cannot show its type),
 // its metadata, its source, and a download through a signed URL.
-import { api, BROWSER_IMAGE_TYPES, signContent } from '../api.js';
+import { api, signContent } from '../api.js';
 import { dimensions, extensionOf, fileIcon, formatBytes, formatCount, formatDate, h, notice, pageHeader } from '../dom.js';
 import { announce, busy, showError } from '../ui.js';
 
@@ -78,7 +78,7 @@ export async function render(root, { params, signal }) {
       h('figcaption', { class: 'muted', text: `A ${item.kind} has no image view; use Download.` }));
     return;
   }
-  const convert = !BROWSER_IMAGE_TYPES.has(item.mime_type || '');
+  const convert = !item.browser_shows;  // the server's list (media/convert.py), not a copy of it
   let url;
   try {
     url = await signContent(item.id, convert ? 'jpeg' : undefined);
