@@ -18,6 +18,7 @@
     ├── ChangedWhileSent       a local file changed while it was uploaded; the next push sends it
     ├── BackendUnavailable     the storage service did not answer usefully (503)
     │   └── StoreTimeout       ... or not at all, within the time a request may take (504)
+    ├── Overloaded             image work waited too long for IMAGE_MEMORY_BUDGET (503, Retry-After)
     ├── BadGateway             a remote store answered with an error, or could not be reached (502)
     ├── GatewayTimeout         a remote store sent nothing for CACHE_FETCH_TIMEOUT (504)
     └── Unsupported            the provider has no such capability (501)
@@ -148,6 +149,18 @@ class StoreTimeout(BackendUnavailable):
 
     code = "gateway_timeout"
     http_status = 504
+
+
+class Overloaded(CargoholdError):
+    """The server is busy with this kind of work: ask again in ``retry_after`` seconds."""
+
+    code = "overloaded"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class BadGateway(CargoholdError):

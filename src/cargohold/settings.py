@@ -219,6 +219,12 @@ class Settings:
     image_max_pixels: int = setting(
         "IMAGE_MAX_PIXELS", "200000000", "Images declaring more pixels than this are refused (422).", _count,
     )
+    image_memory_budget: int = setting(
+        "IMAGE_MEMORY_BUDGET", "2g",
+        "Memory all image decoding (previews, conversions) may hold at once, each decode's cost estimated from "
+        "its header; more waits, and after 10 s is refused (503, `Retry-After`); one image over it alone is "
+        "refused (422).", parse_size,
+    )
     upload_max_size: int = setting(
         "UPLOAD_MAX_SIZE", "100g", "Largest accepted file; a larger one is refused (413).", parse_size,
     )

@@ -278,13 +278,13 @@ def test_a_preview_miss_fetches_the_original_once_into_the_storage_tier(server: 
     picture = jpeg(1000, 500)
     with server.client() as client:
         item = upload(client, dataset(client), "q.jpg", picture)
-        small = client.get(f"/items/{item['id']}/preview", params={"w": 100})
-        assert small.headers["content-type"] == "image/jpeg" and image_of(small.content).size == (100, 50)
+        small = client.get(f"/items/{item['id']}/preview", params={"w": 128})
+        assert small.headers["content-type"] == "image/jpeg" and image_of(small.content).size == (128, 64)
         assert object_gets(proxy, item["sha256"]) == 1
         assert client.get(f"/items/{item['id']}/content").content == picture
         assert object_gets(proxy, item["sha256"]) == 1
         # Conditional: the same preview again is 304 on its ETag, with no body.
-        again = client.get(f"/items/{item['id']}/preview", params={"w": 100},
+        again = client.get(f"/items/{item['id']}/preview", params={"w": 128},
                            headers={"If-None-Match": small.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
         assert "must-revalidate" in small.headers["cache-control"]

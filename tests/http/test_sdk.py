@@ -143,10 +143,10 @@ def test_previews_conversions_and_cache_counters(client: Client, tmp_path: Path)
     Image.new("RGB", (400, 200), (20, 40, 220)).save(photo, "TIFF")
     client.create_dataset("pictures")
     item = client.upload("pictures", [photo])[0]["item"]
-    thumb = Image.open(io.BytesIO(client.preview(item, w=100, h=100, fit="cover", format="png")))
-    assert thumb.format == "PNG" and thumb.size == (100, 100)
-    signed = httpx.get(client.sign(item, expires_in=60, preview={"w": 40, "format": "webp"}))
-    assert signed.headers["content-type"] == "image/webp" and Image.open(io.BytesIO(signed.content)).size == (40, 20)
+    thumb = Image.open(io.BytesIO(client.preview(item, w=128, h=128, fit="cover", format="png")))
+    assert thumb.format == "PNG" and thumb.size == (128, 128)
+    signed = httpx.get(client.sign(item, expires_in=60, preview={"w": 64, "format": "webp"}))
+    assert signed.headers["content-type"] == "image/webp" and Image.open(io.BytesIO(signed.content)).size == (64, 32)
     converted = httpx.get(client.sign(item, expires_in=60, format="jpeg"))
     assert Image.open(io.BytesIO(converted.content)).format == "JPEG"
     tiers = {t["name"]: t for t in client.cache_stats()}

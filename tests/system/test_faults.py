@@ -269,7 +269,7 @@ class Reads:
             return check
 
         checks = [cached(name, what, width) for name in ("stored-cached", "linked-cached")
-                  for what, width in (("content", 0), ("preview", 64), ("preview", 40))]
+                  for what, width in (("content", 0), ("preview", 64), ("preview", 32))]
         checks += [missed(name, what) for name in ("stored-missed", "linked-missed") for what in ("content", "preview")]
         run_all(checks, self.shared.server)
         # Nothing of a failed fetch was kept.
@@ -650,9 +650,9 @@ def test_cache_disk_full_serves_from_source(tmp_path: Path, moto_server: Server)
             assert content("b1.bin", Range="bytes=100-").content == blobs["b1.bin"][100:]
             assert content("p0.jpg").content == photos["p0.jpg"]
             preview("p0.jpg", 64)  # made before: from the cache
-            preview("p0.jpg", 48)  # a new size of a cached original
+            preview("p0.jpg", 32)  # a new size of a cached original
             preview("p1.jpg", 64)  # neither original nor preview cached: both only in the temporary folder
-            preview("p3.jpg", 100)
+            preview("p3.jpg", 128)
             assert tier(client, "storage")["entries"] == entries, "nothing was kept"
 
             # Read-only: the same.

@@ -336,8 +336,8 @@ async def test_a_preview_is_made_from_the_storage_tiers_copy_without_the_remote(
     item = await remote_rig.on_remote("photo.jpg", jpeg(800, 600))
     await content(remote_rig.ctx, item.id)
     item.store.state = "down"  # any request to the remote would fail the preview
-    made = await read(await serving.preview(remote_rig.ctx, item.id, PreviewSpec(100, 100, format="png")))
-    assert Image.open(io.BytesIO(made)).size == (100, 75)
+    made = await read(await serving.preview(remote_rig.ctx, item.id, PreviewSpec(128, 128, format="png")))
+    assert Image.open(io.BytesIO(made)).size == (128, 96)
     assert item.gets == 1 and remote_rig.ctx.cache.previews.entries == 1
 
 

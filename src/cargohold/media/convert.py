@@ -6,8 +6,10 @@ asking for the image's own size, Pillow for BMP and PPM), so the same guarantees
 above IMAGE_MAX_PIXELS, truncated files refused, EXIF orientation applied, 8-bit sRGB out, first frame
 of an animation, alpha kept for PNG and WebP and flattened on white for JPEG, metadata stripped.
 
-Memory: rows stream from decoder to encoder, except for an image whose EXIF orientation turns it by 90
-or 180 degrees: that one is held in memory once (width x height x bands bytes) to be rotated.
+Memory: rows stream from decoder to encoder, except for an image whose EXIF orientation turns or
+mirrors it: that one is held in memory once (width x height x bands bytes) to be rotated.
+``conversion_cost`` estimates it, and what the decoder holds, from the header alone, for the caller to
+admit the work within IMAGE_MEMORY_BUDGET (services/serving/budget.py).
 
 JPEG and WebP are written at quality 90: this stands in for the original, not for a thumbnail. A 12 MP
 WebP costs about a second to encode (LAB.md), JPEG a tenth of that.
@@ -17,7 +19,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .preview import MEDIA_TYPES, ImageFormat, check_pixels, read_header, save, shrink, vips_errors
+from .preview import (
+    MEDIA_TYPES,
+    Header,
+    ImageFormat,
+    check_pixels,
+    load_bytes,
+    pillow_decode_bytes,
+    read_header,
+    save,
+    shrink,
+    vips_errors,
+)
 
 BROWSER_SAFE: frozenset[str] = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif"})
 """MIME types browsers show as they are. Not SVG: served from our origin it can run scripts."""
@@ -47,14 +60,28 @@ def needs_conversion(source: Path, mime_type: str, format: ImageFormat) -> bool:
     )
 
 
-def convert_image(source: Path, dest: Path, format: ImageFormat, max_pixels: int) -> None:
+def conversion_cost(header: Header) -> int:
+    """Bytes a conversion of this image is expected to hold at its peak, from the header alone: what the
+    decoder holds (Pillow: the whole image, and the pixels handed to libvips), and the 8-bit copy held to
+    rotate an image whose EXIF orientation is not 1."""
+    pixels = header.width * header.height
+    out_bands = 4 if header.bands in (2, 4) else 3  # alpha kept; grey counted as colour, to be safe
+    if header.pillow:
+        return pillow_decode_bytes(header) + pixels * 4  # the buffer for libvips: 4 bytes at most a pixel
+    held = load_bytes(header)
+    return held + pixels * out_bands if header.orientation != 1 else held
+
+
+def convert_image(source: Path, dest: Path, format: ImageFormat, max_pixels: int,
+                  header: Header | None = None) -> None:
     """Write a full-size, browser-friendly ``format`` version of the image ``source`` to ``dest`` (the
-    format does not come from dest's name). Synchronous and CPU-bound: call it in a thread.
+    format does not come from dest's name). Synchronous and CPU-bound: call it in a thread. ``header``:
+    ``source``'s, when the caller has read it already (to admit the work by its cost).
 
     Raises Unprocessable when the image declares more than ``max_pixels`` pixels (nothing is decoded
     then) or cannot be read as an image. On failure ``dest`` may hold a partial file.
     """
-    header = read_header(source)
+    header = header or read_header(source)
     check_pixels(header, max_pixels)
     with vips_errors():
         # A box the image already fits in: no shrink, but thumbnail's colour handling.

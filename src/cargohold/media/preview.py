@@ -23,6 +23,13 @@ The choices, and why:
   ``width x height`` (enlarging a small image), since a grid relies on that size. ``cover`` scales and
   then crops the centre itself, streaming: inside ``thumbnail(crop=...)`` a 20,000 x 1 strip asked at
   2048 x 2048 would first be scaled, in memory, to 84 gigapixels.
+- Sizes: a box is snapped up to one of a few (``PreviewSpec.snapped``, docs/CACHE.md) before anything
+  is made, so an item has a bounded number of previews however many sizes are asked for: its longer
+  side to the next of ``STEPS``, its shorter side scaled by the same factor and rounded up to an eighth
+  of that step. The preview is then at least as large as asked (the browser scales it down), never
+  blurred by being scaled up.
+- Memory: ``preview_cost`` estimates, from the header alone, what making a preview holds at its peak,
+  so that the caller can admit the work within IMAGE_MEMORY_BUDGET (services/serving/budget.py).
 - Alpha is kept for PNG and WebP and flattened on white for JPEG. PNG is lossless: ``quality`` only
   applies to JPEG and WebP (it stays in the spec's name, one name per spec).
 - Formats: JPEG, PNG, WebP, GIF, TIFF and HEIF/AVIF through libvips. libvips' other loaders (matrix,
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -61,6 +68,10 @@ FORMATS: tuple[ImageFormat, ...] = get_args(ImageFormat)
 MEDIA_TYPES: dict[str, str] = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
 
 MAX_SIDE = 2048
+STEPS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+"""The longer side of every preview box is one of these (``PreviewSpec.snapped``)."""
+STEP_PARTS = 8
+"""... and its shorter side a multiple of ``step // STEP_PARTS``."""
 
 _FAIL_ON = "truncated"
 # libvips loader nicknames ("jpegload_source" -> "jpeg") read through libvips; "uhdr" is a JPEG with an
@@ -88,6 +99,20 @@ class PreviewSpec:
         _check_choice("fit", self.fit, FITS)
         _check_choice("format", self.format, FORMATS)
 
+    def snapped(self) -> PreviewSpec:
+        """This spec with its box scaled up to one of the few boxes previews are made in: the longer
+        side to the next of ``STEPS``, the shorter one by the same factor, rounded up to a multiple of
+        an eighth of that step (aspect kept within that eighth). 256x256 stays; 100x60 becomes
+        128x80; 1x1 becomes 32x32. At most 7 x 15 boxes."""
+        long, short = max(self.width, self.height), min(self.width, self.height)
+        step = next(s for s in STEPS if s >= long)
+        unit = step // STEP_PARTS
+        snapped_short = min(step, -(-short * step // (long * unit)) * unit)
+        width, height = (step, snapped_short) if self.width >= self.height else (snapped_short, step)
+        if (width, height) == (self.width, self.height):
+            return self
+        return replace(self, width=width, height=height)
+
     @property
     def name(self) -> str:
         """Canonical file name, one per spec: ``256x256-contain-q80.jpeg``."""
@@ -109,35 +134,94 @@ def _check_choice(param: str, value: object, allowed: tuple[str, ...]) -> None:
         raise BadInput(f"{param} must be one of {', '.join(allowed)}, not {value!r}")
 
 
-def make_preview(source: Path, dest: Path, spec: PreviewSpec, max_pixels: int) -> None:
+def make_preview(source: Path, dest: Path, spec: PreviewSpec, max_pixels: int, header: Header | None = None) -> None:
     """Write a preview of the image file ``source`` to ``dest`` (the format comes from ``spec``, not
-    from dest's name). Synchronous and CPU-bound: call it in a thread.
+    from dest's name). Synchronous and CPU-bound: call it in a thread. ``header``: ``source``'s, when
+    the caller has read it already (to admit the work by its cost).
 
     Raises Unprocessable when the image declares more than ``max_pixels`` pixels (nothing is decoded
     then) or cannot be read as an image. On failure ``dest`` may hold a partial file.
     """
-    header = read_header(source)
+    header = header or read_header(source)
     check_pixels(header, max_pixels)
     with vips_errors():
         image = _scaled(source, header, spec)
         save(image, dest, spec.format, spec.quality)
 
 
+def _box(header: Header, spec: PreviewSpec) -> tuple[int, int]:
+    """The box in the stored orientation: sizes are asked of the image as shown."""
+    return (spec.height, spec.width) if header.orientation in _SWAPS_SIDES else (spec.width, spec.height)
+
+
+def preview_cost(header: Header, spec: PreviewSpec) -> int:
+    """Bytes making this preview is expected to hold at its peak, from the header alone (docs/SECURITY.md,
+    "Image work"): what the decoder holds at the size it loads (a JPEG's shrink-on-load applied), and
+    the preview itself, held once to be rotated and encoded."""
+    width, height = _box(header, spec)
+    ratio = min(header.width / width, header.height / height)  # the least the image is shrunk by
+    out = width * height * 4
+    if header.pillow:
+        k = pillow_reduce(ratio)
+        return pillow_decode_bytes(header) + -(-header.width // k) * -(-header.height // k) * 4 + out
+    shrink = jpeg_shrink(ratio) if header.kind == "jpeg" else 1
+    return load_bytes(header, shrink) + out
+
+
+def jpeg_shrink(ratio: float) -> int:
+    """libvips' shrink-on-load for a JPEG shrunk by ``ratio``: 8, 4 or 2, leaving at least a factor of 2
+    for the final resize (``vips_thumbnail_find_jpegshrink``)."""
+    return 8 if ratio >= 16 else 4 if ratio >= 8 else 2 if ratio >= 4 else 1
+
+
+def pillow_reduce(ratio: float) -> int:
+    """The factor a Pillow-read image is reduced by while it is read, strip by strip, for a preview
+    shrunk by ``ratio``; as libvips' shrink-on-load, it leaves a factor of 2 for the final resize."""
+    return max(1, int(ratio // 2))
+
+
+_SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4,
+                 "complex": 8, "double": 8, "dpcomplex": 16}
+# Loaders that hold a whole frame in memory however the pixels are read: libwebp and libheif decode it
+# whole, GIF keeps a frame buffer, an interlaced PNG or progressive JPEG comes in passes.
+_WHOLE_FRAME = frozenset({"webp", "gif", "heif", "uhdr"})
+_WINDOW_ROWS = 512  # what a streaming decoder and libvips' line caches hold, in rows, at most
+
+
+def load_bytes(header: Header, shrink: int = 1) -> int:
+    """What the decoder (libvips) holds of ``header``'s image loaded at 1/``shrink`` scale."""
+    sample = _SAMPLE_BYTES.get(header.band_format, 8) * header.bands
+    width, height = -(-header.width // shrink), -(-header.height // shrink)
+    if header.kind == "jpeg" and header.interlaced:
+        return header.width * header.height * header.bands * 2  # libjpeg's coefficients, at full size
+    if header.kind in _WHOLE_FRAME or header.interlaced:
+        return width * height * sample
+    return width * min(height, _WINDOW_ROWS) * sample
+
+
+def pillow_decode_bytes(header: Header) -> int:
+    """What Pillow holds of an image it decodes: one byte a pixel for palette and grey images, the
+    sample size for one band of 16 or 32 bits, four bytes a pixel for every image of several bands;
+    as many times as its decoder copies it."""
+    per_pixel = _SAMPLE_BYTES.get(header.band_format, 4) if header.bands == 1 else 4
+    return header.width * header.height * per_pixel * header.copies
+
+
 def _scaled(source: Path, header: Header, spec: PreviewSpec) -> pyvips.Image:
     # Sizes are asked in the stored orientation and the result rotated after: rotating needs the
     # image in memory, and after the crop that is only the preview itself.
-    swap = header.orientation in _SWAPS_SIDES
-    width, height = (spec.height, spec.width) if swap else (spec.width, spec.height)
+    width, height = _box(header, spec)
+    reduce = pillow_reduce(min(header.width / width, header.height / height)) if header.pillow else 1
     if spec.fit == "contain":
-        image = shrink(source, header, width, height, size="down")
+        image = shrink(source, header, width, height, size="down", reduce=reduce)
     elif spec.fit == "fill":
-        image = shrink(source, header, width, height, size="force")
+        image = shrink(source, header, width, height, size="force", reduce=reduce)
     else:
         # Scale so the box is covered, then cut the centre out (header sizes are stored ones too).
         if header.width * height > width * header.height:  # wider than the box: the heights must match
-            image = shrink(source, header, _HUGE, height, size="both")
+            image = shrink(source, header, _HUGE, height, size="both", reduce=reduce)
         else:
-            image = shrink(source, header, width, _HUGE, size="both")
+            image = shrink(source, header, width, _HUGE, size="both", reduce=reduce)
         scaled_w, scaled_h = int(image.width), int(image.height)
         left, top = max(0, (scaled_w - width) // 2), max(0, (scaled_h - height) // 2)
         image = image.crop(left, top, min(width, scaled_w), min(height, scaled_h))
@@ -163,6 +247,8 @@ class Header:
     bands: int
     icc: bool  # an ICC profile is embedded
     pillow: bool  # read with Pillow, libvips having no loader for it
+    interlaced: bool = False  # an interlaced PNG or a progressive JPEG: decoded in passes, whole
+    copies: int = 1  # full-size copies Pillow's decoder makes: 3 for an RLE BMP (bytearray, bytes, image)
 
     @property
     def cmyk(self) -> bool:
@@ -195,6 +281,7 @@ def read_header(source: Path) -> Header:
             bands=int(image.bands),
             icc=bool(image.get_typeof("icc-profile-data")),
             pillow=False,
+            interlaced=bool(image.get_typeof("interlaced") and image.get("interlaced")),
         )
 
 
@@ -212,9 +299,10 @@ def check_pixels(header: Header, max_pixels: int) -> None:
         )
 
 
-def shrink(source: Path, header: Header, width: int, height: int, size: str) -> pyvips.Image:
+def shrink(source: Path, header: Header, width: int, height: int, size: str, reduce: int = 1) -> pyvips.Image:
     """``source`` scaled into ``width x height`` (``size`` is libvips': down, both or force), 8-bit sRGB
-    or grey, alpha kept, EXIF orientation not applied yet: the image is still in stored orientation."""
+    or grey, alpha kept, EXIF orientation not applied yet: the image is still in stored orientation.
+    ``reduce``: a Pillow-read image is reduced by that factor while it is read (``pillow_reduce``)."""
     kwargs: dict[str, object] = {"height": height, "size": size, "no_rotate": True}
     if header.icc or header.cmyk:
         # Resize in the image's own space, then one transform at the small size (see the docstring).
@@ -222,7 +310,7 @@ def shrink(source: Path, header: Header, width: int, height: int, size: str) -> 
         if header.cmyk:
             kwargs["input_profile"] = "cmyk"  # only when the file embeds no profile
     if header.pillow:
-        image = pyvips.Image.thumbnail_image(_pillow_pixels(source, header), width, **kwargs)
+        image = pyvips.Image.thumbnail_image(_pillow_pixels(source, header, reduce), width, **kwargs)
     else:
         # fail_on as a loader option: thumbnail_source's own fail_on argument is not passed on.
         image = pyvips.Image.thumbnail_source(_source(source), width, option_string=f"fail_on={_FAIL_ON}", **kwargs)
@@ -283,9 +371,19 @@ def _pillow_header(source: Path) -> Header:
             if kind is None:
                 raise Unprocessable("cannot read this file as an image: not a known image format")
             width, height = im.size
+            bands, band_format = _PILLOW_MODES.get(im.mode, (4, "uchar"))
+            rle = kind == "bmp" and im.info.get("compression") in _BMP_RLE
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise Unprocessable("cannot read this file as an image: not a known image format") from exc
-    return Header(kind, width, height, 1, "srgb", "uchar", 3, icc=False, pillow=True)
+    return Header(kind, width, height, 1, "srgb", band_format, bands, icc=False, pillow=True, copies=3 if rle else 1)
+
+
+# Pillow's modes as they are stored (a palette image is one band of indices), for pillow_decode_bytes.
+_PILLOW_MODES = {"1": (1, "uchar"), "L": (1, "uchar"), "P": (1, "uchar"), "LA": (2, "uchar"), "PA": (2, "uchar"),
+                 "RGB": (3, "uchar"), "RGBA": (4, "uchar"), "I;16": (1, "ushort"), "I;16B": (1, "ushort"),
+                 "I;16L": (1, "ushort"), "I": (1, "int"), "F": (1, "float")}
+_BMP_RLE = (1, 2)  # BI_RLE8, BI_RLE4: decoded by Pillow in Python, into a bytearray, then copied twice
+_STRIP_BYTES = 8 * 1024 * 1024  # of Pillow's pixels converted at a time
 
 
 def _pillow_open(source: Path) -> Image.Image:
@@ -293,25 +391,51 @@ def _pillow_open(source: Path) -> Image.Image:
     return Image.open(source, formats=list(_PILLOW_FORMATS))
 
 
-def _pillow_pixels(source: Path, header: Header) -> pyvips.Image:
+def _pillow_pixels(source: Path, header: Header, reduce: int = 1) -> pyvips.Image:
     """Decode with Pillow (after check_pixels) into a libvips image: 8-bit grey or sRGB, or 16-bit grey
-    for a 16-bit PGM, which libvips then scales to 8 bits."""
+    for a 16-bit PGM, which libvips then scales to 8 bits. Converted strip by strip, each reduced by
+    ``reduce`` (a box average), into one buffer: Pillow's decoded image is held once, beside the
+    (reduced) pixels handed to libvips, never a third full-size copy."""
     try:
         with _pillow_open(source) as im:
             if im.size != (header.width, header.height):
                 raise Unprocessable("cannot read this file as an image: it changed while being read")
             im.load()
             if im.mode.startswith("I"):  # a 16-bit PGM; Pillow's convert("L") would clip it to white
-                data = im.convert("I").tobytes("raw", "I")
-                image = pyvips.Image.new_from_memory(data, im.width, im.height, 1, "int")
-                return image.cast("ushort").copy(interpretation="grey16")
-            if im.mode not in ("L", "LA", "RGB", "RGBA"):
+                mode, sample = "I", 4
+            elif im.mode in ("L", "LA", "RGB", "RGBA"):
+                mode, sample = im.mode, 1
+            else:
                 has_alpha = "A" in im.mode or "transparency" in im.info
                 grey = im.mode == "1"
-                im = im.convert(("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB"))
-            data = im.tobytes()
+                mode, sample = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB"), 1
+            data = _strips(im, mode, len(mode) * sample, reduce)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise Unprocessable(f"cannot read this file as an image: {exc}") from exc
-    bands = len(im.mode)
-    image = pyvips.Image.new_from_memory(data, im.width, im.height, bands, "uchar")
-    return image.copy(interpretation="b-w" if bands <= 2 else "srgb")
+    width = -(-header.width // reduce)
+    height = len(data) // (width * len(mode) * sample)
+    if mode == "I":
+        image = pyvips.Image.new_from_memory(data, width, height, 1, "int")
+        return image.cast("ushort").copy(interpretation="grey16")
+    image = pyvips.Image.new_from_memory(data, width, height, len(mode), "uchar")
+    return image.copy(interpretation="b-w" if len(mode) <= 2 else "srgb")
+
+
+def _strips(im: Image.Image, mode: str, pixel_bytes: int, reduce: int) -> bytearray:
+    width, height = im.size
+    rows = max(1, _STRIP_BYTES // (width * 4) // reduce) * reduce  # a multiple of reduce
+    out_width = -(-width // reduce)
+    out = bytearray(out_width * -(-height // reduce) * pixel_bytes)  # full strips reduce exactly
+    at = 0
+    for top in range(0, height, rows):
+        part = im.crop((0, top, width, min(height, top + rows)))
+        if part.mode != mode:
+            part = part.convert(mode)
+        if reduce > 1:
+            part = part.reduce(reduce)
+        data = part.tobytes("raw", "I") if mode == "I" else part.tobytes()
+        out[at:at + len(data)] = data
+        at += len(data)
+    if at != len(out):
+        raise ValueError(f"decoded {at} bytes of {len(out)}")
+    return out

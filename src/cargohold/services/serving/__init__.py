@@ -4,10 +4,13 @@
 - ``originals``: what the item is and where its original is (in place or remote), in which version;
 - ``bodies``: what is answered (``Representation``, ``Body``) and where its bytes come from: a file, a
   cache entry, or the original through the storage tier (one fetch, followed as it lands);
-- ``fallback``: previews and conversions made when the cache's disk takes no writes.
+- ``fallback``: previews and conversions made when the cache's disk takes no writes;
+- ``budget``: image work admitted by memory (IMAGE_MEMORY_BUDGET), each decode's cost from its header.
 
 Previews and conversions are made from a local copy: the original in place, or the storage tier's
 copy (made first if missing). A preview whose original is in the storage tier never contacts the remote.
+A preview's box is snapped to one of a few first (``PreviewSpec.snapped``): that box names the cache
+entry and the ETag, so an item has a bounded number of previews.
 """
 
 from __future__ import annotations
@@ -21,11 +24,21 @@ from pathlib import Path
 
 from ...cache import Fill
 from ...errors import Unprocessable
-from ...media.convert import convert_image, needs_conversion
-from ...media.preview import MEDIA_TYPES, ImageFormat, PreviewSpec, make_preview
+from ...media.convert import conversion_cost, convert_image, needs_conversion
+from ...media.preview import (
+    MEDIA_TYPES,
+    Header,
+    ImageFormat,
+    PreviewSpec,
+    check_pixels,
+    make_preview,
+    preview_cost,
+    read_header,
+)
 from ...storage import ByteRange
 from ..context import Context
 from ..memo import ItemView
+from . import budget
 from .bodies import Body, Representation, cached, in_memory, local_copy, open_original
 from .fallback import MEMORY_LIMIT, made_without_cache, write_image
 from .originals import Original, item_view, original
@@ -68,6 +81,7 @@ def _check_pixels(ctx: Context, item: ItemView) -> None:
 
 
 async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representation:
+    spec = spec.snapped()
     item = await item_view(ctx, item_id)
     if item.kind != "image":
         raise Unprocessable(f"previews are made of images; {item.name!r} is {item.mime_type}")
@@ -80,27 +94,46 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
     if entry is None:
         max_pixels = ctx.settings.image_max_pixels
 
-        def made(path: Path, dest: Path) -> None:
-            make_preview(path, dest, spec, max_pixels)
+        def made(path: Path, dest: Path, header: Header) -> None:
+            make_preview(path, dest, spec, max_pixels, header)
+
+        def cost(header: Header) -> int:
+            return preview_cost(header, spec)
 
         async def make(fill: Fill) -> None:
             path = await local_copy(ctx, source)
             started = time.monotonic()
-            await asyncio.to_thread(write_image, made, path, fill.tmp)
+            await _imaged(ctx, made, cost, path, fill.tmp)
             ctx.metrics.generate_seconds.labels("preview").observe(time.monotonic() - started)
             ctx.metrics.previews_made.labels(spec.format).inc()
+
+        async def make_here(path: Path, dest: Path) -> None:
+            await _imaged(ctx, made, cost, path, dest)
 
         try:
             entry = await tier.fill(key, make).wait()
         except OSError:
             # The cache's disk cannot take it (full, read-only; the tier logs that once): made in the
             # temporary folder from the original, sent from memory, kept nowhere.
-            data = await made_without_cache(ctx, source, made, MEMORY_LIMIT, "preview")
+            data = await made_without_cache(ctx, source, make_here, MEMORY_LIMIT, "preview")
             ctx.metrics.previews_made.labels(spec.format).inc()
             return in_memory(data, _etag(key), source.last_modified, spec.media_type, filename)
         if entry is None:
             raise Unprocessable("the preview is larger than the whole previews tier (CACHE_PREVIEWS_SIZE)")
     return cached(tier, entry, _etag(key), source.last_modified, spec.media_type, filename)
+
+
+async def _imaged(ctx: Context, make: Callable[[Path, Path, Header], None], cost: Callable[[Header], int],
+                  path: Path, dest: Path) -> None:
+    """``make(path, dest, header)`` once its cost, estimated from the header, is admitted by the image
+    memory budget (``budget``): it may wait, or be refused (503, or 422 for an image over the budget alone)."""
+    header = await asyncio.to_thread(read_header, path)
+    check_pixels(header, ctx.settings.image_max_pixels)
+
+    def run(source: Path, target: Path) -> None:
+        make(source, target, header)
+
+    await budget.shared(ctx.settings.image_memory_budget).run(cost(header), write_image, run, path, dest)
 
 
 async def _converted(ctx: Context, item: ItemView, source: Original, format: ImageFormat) -> Representation | None:
@@ -113,8 +146,8 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
     filename = f"{_stem(item.name)}.{format}"
     max_pixels = ctx.settings.image_max_pixels
 
-    def made(path: Path, dest: Path) -> None:
-        convert_image(path, dest, format, max_pixels)
+    def made(path: Path, dest: Path, header: Header) -> None:
+        convert_image(path, dest, format, max_pixels, header)
 
     entry = tier.lookup(key, count=False)
     if entry is None:
@@ -128,7 +161,7 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
 
         async def convert(fill: Fill) -> None:
             started = time.monotonic()
-            await asyncio.to_thread(write_image, made, path, fill.tmp)
+            await _imaged(ctx, made, conversion_cost, path, fill.tmp)
             ctx.metrics.generate_seconds.labels("conversion").observe(time.monotonic() - started)
             ctx.metrics.conversions_made.labels(format).inc()
 
@@ -144,16 +177,16 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
 
 
 async def _converted_without_cache(ctx: Context, item: ItemView, source: Original, format: ImageFormat,
-                                   made: Callable[[Path, Path], None], key: str,
+                                   made: Callable[[Path, Path, Header], None], key: str,
                                    filename: str) -> Representation | None:
     converted: list[bool] = []
 
-    def make(path: Path, dest: Path) -> None:
-        if needs_conversion(path, item.mime_type, format):
-            made(path, dest)
+    async def make(path: Path, dest: Path) -> None:
+        if await asyncio.to_thread(needs_conversion, path, item.mime_type, format):
+            await _imaged(ctx, made, conversion_cost, path, dest)
             converted.append(True)
         else:
-            dest.write_bytes(b"")
+            await asyncio.to_thread(dest.write_bytes, b"")
 
     data = await made_without_cache(ctx, source, make, MEMORY_LIMIT, "conversion")
     if not converted:

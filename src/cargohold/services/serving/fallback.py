@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from ...errors import BackendUnavailable, BadGateway, Unprocessable
@@ -74,14 +74,16 @@ async def _original_file(ctx: Context, source: Original, scratch: Path) -> Path:
     return dest
 
 
-async def made_without_cache(ctx: Context, source: Original, make: Callable[[Path, Path], None],
+async def made_without_cache(ctx: Context, source: Original, make: Callable[[Path, Path], Awaitable[None]],
                               limit: int, what: str) -> bytes:
+    """``make(original, dest)`` (it runs the image work: ``serving._imaged``, within the memory budget) in
+    a scratch folder of the temporary folder; ``dest``'s bytes."""
     try:
         async with _scratch() as folder:
             path = await _original_file(ctx, source, folder)
             dest = folder / "made"
             started = time.monotonic()
-            await asyncio.to_thread(make, path, dest)
+            await make(path, dest)
             ctx.metrics.generate_seconds.labels(what).observe(time.monotonic() - started)
             size = dest.stat().st_size
             if size > limit:
