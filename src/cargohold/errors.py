@@ -42,6 +42,8 @@ class CargoholdError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
+        """HTTP headers every answer of this error carries (``Retry-After``...), whichever door sends it."""
 
 
 class ConfigError(CargoholdError):

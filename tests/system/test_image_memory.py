@@ -93,6 +93,7 @@ def check_answers(answers: list[httpx.Response]) -> tuple[int, int, int]:
             error = answer.json()["error"]
             assert error["code"] == "overloaded" and "IMAGE_MEMORY_BUDGET" in error["message"], error
             assert "ask again in" in error["message"]
+            assert answer.headers.get("retry-after", "").isdigit(), answer.headers
         else:
             Image.open(io.BytesIO(answer.content)).load()
     refused = [a for a in answers if a.status_code == 503]

@@ -37,8 +37,8 @@ MAX_HEADER_BYTES = 64 * 1024
 async def _cargohold_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CargoholdError)
     if exc.http_status >= 500:
-        log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc.message)
-    return error_response(exc.http_status, exc.code, exc.message)
+        log.warning("%s %r: %s: %s", request.method, request.url.path, type(exc).__name__, exc.message)
+    return error_response(exc.http_status, exc.code, exc.message, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

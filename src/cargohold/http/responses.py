@@ -184,6 +184,7 @@ async def send_error(send: Send, exc: CargoholdError, extra: Headers | None = No
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if exc.http_status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
     await send({"type": "http.response.start", "status": exc.http_status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": payload})
 
