@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -81,6 +82,18 @@ def _accel_prefix(text: str) -> str:
     text = text.strip()
     if text and not (text.startswith("/") and text.endswith("/")):
         raise ValueError(f"{text!r} is not a location path; write it with a leading and a trailing slash")
+    return text
+
+
+def _public_url(value: str) -> str:
+    text = value.strip().rstrip("/")
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
+            or "@" in parts.netloc):
+        raise ValueError(f"{value!r} is not an http(s) address without a query (like https://data.example.com)")
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     return text
 
 
@@ -248,6 +261,20 @@ class Settings:
         "are then sent by nginx (`X-Accel-Redirect`) and signed answers may be cached by it until they expire.",
         _accel_prefix, example="/_cargohold/r1/",
     )
+    server_public_url: str = setting(
+        "SERVER_PUBLIC_URL", "",
+        "The address signed URLs name (scheme, host, port, and a path if a proxy adds one); empty: the listening "
+        "address, `http://SERVER_HOST:SERVER_PORT`. Never taken from a request's `Host` header.",
+        _public_url, example="https://data.example.com",
+    )
+
+    @property
+    def public_url(self) -> str:
+        """Where this server is reached, without a trailing slash: SERVER_PUBLIC_URL, or the listening address."""
+        if self.server_public_url:
+            return self.server_public_url
+        host = f"[{self.server_host}]" if ":" in self.server_host else self.server_host
+        return f"http://{host}:{self.server_port}"
 
     @property
     def storage_root(self) -> Path:

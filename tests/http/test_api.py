@@ -413,7 +413,9 @@ def test_signed_urls(shared_server: RunningServer, client: httpx.Client) -> None
     url = signed.json()["url"]
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    assert parts.path == f"/api/v1/items/{item['id']}/content" and set(query) == {"expires", "signature"}
+    assert parts.path == f"/api/v1/items/{item['id']}/content"
+    assert set(query) == {"version", "signer", "expires", "signature"}  # the item's version, the signing token
+    assert query["version"] == item["sha256"][:16]
     expires_at = assert_timestamp(signed.json()["expires_at"], after_now=timedelta(seconds=600))
     assert int(query["expires"]) == int(expires_at.timestamp())
     assert client.post(f"/items/{item['id']}/sign", json={}).status_code == 200, "expires_in has a default"
@@ -434,6 +436,8 @@ def test_signed_urls(shared_server: RunningServer, client: httpx.Client) -> None
             with_query(parts.path, signature=""),
             with_query(parts.path, expires=str(int(query["expires"]) + 1)),
             with_query(parts.path, expires="soon"),
+            with_query(parts.path, version=other["sha256"][:16]),
+            with_query(parts.path, signer=str(int(query["signer"]) + 1)),
             with_query(f"/api/v1/items/{other['id']}/content"),  # another item, the same signature
         ):
             assert_error(anonymous.get(bad), 401, "unauthenticated")

@@ -38,12 +38,19 @@ def is_row_id(value: int) -> bool:
     return 0 < value <= MAX_ID
 
 
+NEVER_REUSED = {"sqlite_autoincrement": True}
+"""The table args of every table whose ids are named from outside (signed URLs, cursors, a token inside a
+signature): a deleted row's id is never given to another. SQLite reuses the largest id once that row is
+deleted unless the key is ``AUTOINCREMENT``; PostgreSQL's sequences never go back."""
+
+
 class Base(DeclarativeBase):
     pass
 
 
 class Dataset(Base):
     __tablename__ = "datasets"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -61,6 +68,7 @@ class Item(Base):
         # hash index (equality is all the lookup needs), on SQLite a plain one.
         Index("ix_items_dataset_uri", "dataset_id", "uri").ddl_if(dialect="sqlite"),
         Index("ix_items_uri_hash", "uri", postgresql_using="hash").ddl_if(dialect="postgresql"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -80,6 +88,7 @@ class Item(Base):
 
 class TeamFile(Base):
     __tablename__ = "team_files"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(String(1024), unique=True)
@@ -107,6 +116,7 @@ class TeamFileWrite(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -120,6 +130,7 @@ class ConnectionRecord(Base):
     """A connection made at run time (the API, the web UI); ``remote_links.yml`` ones are not stored here."""
 
     __tablename__ = "connections"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)

@@ -2,7 +2,8 @@
 
 These are the requests a browser makes by the hundred for a page of thumbnails, so they skip
 FastAPI's routing and validation (about 57 µs a request, LAB.md) and Starlette's ``FileResponse``
-(thread hops per chunk): a cache hit costs a signature check, two dictionary lookups, an ``open``,
+(thread hops per chunk): a cache hit costs a signature check (remembered: the signer's token and the
+item's version are then dictionary lookups), two dictionary lookups, an ``open``,
 a ``pread`` from the page cache and two ``send`` calls. The FastAPI routes of the same paths exist
 for the OpenAPI description and answer through this same code. What is sent, and how, is
 ``responses.py``'s, as for every other answer that carries a file.
@@ -20,10 +21,11 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Message, Scope, Send
 
-from ..errors import CargoholdError, Unauthenticated
+from ..errors import CargoholdError, NotFound, Unauthenticated
 from ..services import serving, signing
 from ..services.context import Context
-from ..services.tokens import authenticate
+from ..services.memo import ItemView
+from ..services.tokens import authenticate, check_live
 from .params import content_format, preview_spec
 from .responses import Front, request_headers, send_error, send_representation
 
@@ -50,7 +52,7 @@ async def serve(ctx: Context, scope: Scope, send: Send, item_id: int, what: str)
         await send(message)
 
     try:
-        signed_until = await _authorize(ctx, scope["path"], params, headers)
+        signed_until = await _authorize(ctx, item_id, scope["path"], params, headers)
         query = dict(params)
         if what == "preview":
             representation = await serving.preview(ctx, item_id, preview_spec(query))
@@ -66,24 +68,36 @@ async def serve(ctx: Context, scope: Scope, send: Send, item_id: int, what: str)
         await send_error(send, exc)
 
 
-async def _authorize(ctx: Context, path: str, params: list[tuple[str, str]],
+async def _authorize(ctx: Context, item_id: int, path: str, params: list[tuple[str, str]],
                      headers: dict[bytes, bytes]) -> int | None:
     """Checks the token or the signature; a signed URL's expiry (Unix seconds), None for a token."""
     authorization = headers.get(b"authorization")
     if authorization is None:
-        query = dict(params)
-        signature = query.get("signature")
-        if signature is None:
+        if "signature" not in dict(params):
             raise Unauthenticated("send Authorization: Bearer <token>, or use a signed URL (POST .../sign)")
-        expires = _verified(ctx.secret, path, query.get("expires", ""), signature, tuple(params))
-        if time.time() > expires:
+        signed = _verified(ctx.secret, path, tuple(params))
+        if time.time() > signed.expires:
             raise Unauthenticated("the signed URL has expired; ask for a new one")
-        return expires
+        # The signer and the item from memory (services/memo.py) in the common case: no await, no query.
+        if ctx.memo.live_tokens.get(signed.signer) is not True:
+            await check_live(ctx, signed.signer)
+        item = ctx.memo.items.get(item_id) or await _signed_item(ctx, item_id)
+        if signing.item_version(item) != signed.version:
+            raise NotFound(f"item {item_id} was replaced since this URL was signed (it names another version "
+                           "of its content); ask for a new URL")
+        return signed.expires
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <token> (cargohold token create makes one)")
     await authenticate(ctx, token.strip())
     return None
+
+
+async def _signed_item(ctx: Context, item_id: int) -> ItemView:
+    try:
+        return await serving.item_view(ctx, item_id)
+    except NotFound:  # it existed when signed: ids are never reused, so no other item will ever answer here
+        raise NotFound(f"item {item_id} was deleted after this URL was signed") from None
 
 
 def _front(ctx: Context, signed_until: int | None) -> Front | None:
@@ -101,9 +115,8 @@ def _data_root(data_path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _verified(secret: bytes, path: str, expires: str, signature: str, params: tuple[tuple[str, str], ...]) -> int:
+def _verified(secret: bytes, path: str, params: tuple[tuple[str, str], ...]) -> signing.Signed:
     """Checks a signature once; a page shown again asks for the same URLs, and an HMAC per request
-    was a tenth of a hit's time. A bad signature raises, and exceptions are never cached; the expiry
-    is checked again on every call."""
-    signing.verify(secret, path, expires, signature, now=0, params=params)
-    return int(expires)
+    was a tenth of a hit's time. A bad signature raises, and exceptions are never cached; the expiry,
+    the signer and the item's version are checked again on every call (from memory)."""
+    return signing.verify(secret, path, params, now=0)

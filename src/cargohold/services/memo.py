@@ -31,7 +31,7 @@ ITEM_TTL = 2.0
 TOKEN_TTL = 1.0
 """How long a checked token is trusted without asking the catalog again. A catalog query per request
 cost about 1.3 ms here (SQLite through aiosqlite) and capped token requests at ~600/s; a revoked
-token now stops working within this time on every replica."""
+token, and the URLs it signed (``live_tokens``), now stop working within this time on every replica."""
 MAX_ENTRIES = 100_000
 """Per memory: a crawl over many items pushes the oldest out rather than growing without end."""
 
@@ -62,6 +62,8 @@ class ItemMemo:
         self.originals: TTLCache[str, Original] = TTLCache(math.inf, MAX_ENTRIES, clock)
         self.principals: TTLCache[str, Any] = TTLCache(TOKEN_TTL, 10_000, clock)
         """Checked tokens' principals by digest (services/tokens.py)."""
+        self.live_tokens: TTLCache[int, bool] = TTLCache(TOKEN_TTL, 10_000, clock)
+        """Whether a token id still exists, by id: the signer of a signed URL (services/tokens.check_live)."""
 
     def forget(self, item_id: int | None = None) -> None:
         """An item changed or deleted through this process (every item: None)."""

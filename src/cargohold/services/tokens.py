@@ -30,6 +30,8 @@ ROLES = ("admin", "user")
 class Principal:
     name: str
     role: str
+    token_id: int
+    """The token's row id, never given to another token: signed URLs carry it (services/signing.py)."""
 
     @property
     def is_admin(self) -> bool:
@@ -69,6 +71,7 @@ async def revoke_token(ctx: Context, name: str) -> None:
         await session.delete(token)
         await session.commit()
     ctx.memo.principals.clear()
+    ctx.memo.live_tokens.put(token.id, False)
 
 
 async def authenticate(ctx: Context, token: str) -> Principal:
@@ -92,7 +95,19 @@ async def _authenticate(ctx: Context, digest: str) -> Principal:
         if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
             await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
             await session.commit()
-        return Principal(row.name, row.role)
+        return Principal(row.name, row.role, row.id)
+
+
+async def check_live(ctx: Context, token_id: int) -> None:
+    """Whether the token ``token_id`` still exists (a signed URL dies with the token that signed it),
+    trusted for ``memo.TOKEN_TTL`` like a checked token: a hit costs no query."""
+    live = ctx.memo.live_tokens.get(token_id)
+    if live is None:
+        async with ctx.catalog.session() as session:
+            live = await session.scalar(select(ApiToken.id).where(ApiToken.id == token_id)) is not None
+        ctx.memo.live_tokens.put(token_id, live)
+    if not live:
+        raise Unauthenticated("the token that signed this URL was revoked; ask for a new URL")
 
 
 async def bootstrap_admin_token(ctx: Context) -> str | None:

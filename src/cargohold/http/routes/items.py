@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.types import Receive, Scope, Send
@@ -14,6 +13,7 @@ from ...media.preview import ImageFormat
 from ...services import items as svc
 from ...services import signing
 from ...services.context import Context
+from ...services.tokens import Principal
 from .. import params
 from ..auth import context, require_user
 from ..hot import serve
@@ -21,6 +21,7 @@ from ..schemas import ItemOut, SignIn, SignManyIn, SignManyOut, SignOut
 
 router = APIRouter(tags=["items"])
 Ctx = Annotated[Context, Depends(context)]
+User = Annotated[Principal, Depends(require_user)]
 
 
 @router.get("/items/{item_id}", dependencies=[Depends(require_user)])
@@ -86,7 +87,8 @@ async def get_preview(
     return _Served(item_id, "preview")
 
 
-def _signed_url(request: Request, ctx: Context, item_id: int, body: SignIn) -> tuple[str, int]:
+def _signed_url(request: Request, ctx: Context, item_id: int, version: str, principal: Principal,
+                body: SignIn) -> tuple[str, int]:
     params: dict[str, str] = {}
     if body.preview is not None:
         path = request.app.url_path_for("get_preview", item_id=str(item_id))
@@ -95,28 +97,30 @@ def _signed_url(request: Request, ctx: Context, item_id: int, body: SignIn) -> t
         path = request.app.url_path_for("get_content", item_id=str(item_id))
         if body.format is not None:
             params = {"format": body.format}
-    expires, signature = signing.sign(ctx.secret, path, body.expires_in, params=params)
-    query = urlencode({**params, "expires": expires, "signature": signature})
-    return str(request.base_url).rstrip("/") + f"{path}?{query}", expires
+    expires, query = signing.sign(ctx.secret, path, body.expires_in, signer=principal.token_id, version=version,
+                                  params=params)
+    # The configured address, never the request's Host header: a URL handed on must lead to this server.
+    return f"{ctx.settings.public_url}{path}?{query}", expires
 
 
-@router.post("/items/{item_id}/sign", dependencies=[Depends(require_user)])
-async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx) -> SignOut:
+@router.post("/items/{item_id}/sign")
+async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx, principal: User) -> SignOut:
     """A URL that opens the item's content, a conversion (``format``) or a preview (``preview``) without a
-    token until it expires: HMAC over the path, its parameters and the expiry."""
-    await svc.get_item(ctx, item_id)
-    url, expires = _signed_url(request, ctx, item_id, body)
+    token until it expires: HMAC over the path, its parameters, the expiry, the item's version and the
+    signing token. It stops opening when the item is deleted or replaced, or the token revoked."""
+    version = signing.item_version(await svc.get_item(ctx, item_id))
+    url, expires = _signed_url(request, ctx, item_id, version, principal, body)
     return SignOut(url=url, expires_at=datetime.fromtimestamp(expires, UTC))
 
 
-@router.post("/sign", dependencies=[Depends(require_user)])
-async def sign_items(body: SignManyIn, request: Request, ctx: Ctx) -> SignManyOut:
+@router.post("/sign")
+async def sign_items(body: SignManyIn, request: Request, ctx: Ctx, principal: User) -> SignManyOut:
     """Signed URLs for many items at once (a page of thumbnails): one per item that exists; ids of
     items that do not are left out."""
-    found = await svc.existing_item_ids(ctx, body.items)
+    versions = await signing.item_versions(ctx, body.items)
     urls: dict[str, str] = {}
     expires = 0
     for item_id in body.items:
-        if item_id in found:
-            urls[str(item_id)], expires = _signed_url(request, ctx, item_id, body)
+        if item_id in versions:
+            urls[str(item_id)], expires = _signed_url(request, ctx, item_id, versions[item_id], principal, body)
     return SignManyOut(urls=urls, expires_at=datetime.fromtimestamp(expires or time.time() + body.expires_in, UTC))
