@@ -56,7 +56,8 @@ def links_add(dataset: str, links_file: Path, no_verify: bool, conflict: str, ur
 @links.command("sync")
 @click.argument("dataset")
 @click.argument("source")
-@click.option("--filter", "pattern", help="Only keys matching this regular expression.")
+@click.option("--filter", "pattern", help="Only keys containing a match of this RE2 regular expression "
+              "(no backreferences or lookaround; docs/LINKS.md).")
 @click.option("--verify", is_flag=True, help="Also read each image's header for its width and height.")
 @connection_options
 def links_sync(dataset: str, source: str, pattern: str | None, verify: bool, url: str | None,

@@ -23,6 +23,7 @@ from ..services.tokens import bootstrap_admin_token
 from ..settings import Settings
 from ..storage import OwnStorage
 from .auth import AuthMiddleware
+from .bodies import BodyLimits
 from .hot import hot_route, serve
 from .openapi import describe_errors
 from .responses import error_response
@@ -110,6 +111,7 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
         "Every route but /healthz needs `Authorization: Bearer <token>`.",
     )
     app.state.health = Health(settings.storage_provider, storage)
+    app.add_middleware(BodyLimits)  # inside AuthMiddleware (added after it): no body is read before the token
     app.add_middleware(AuthMiddleware)
     app.add_exception_handler(CargoholdError, _cargohold_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

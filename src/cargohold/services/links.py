@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import hashlib
 import mimetypes
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import re2
 from sqlalchemy import Table, insert, select
 
 from ..catalog.models import Dataset, Item, is_row_id, utcnow
@@ -38,6 +38,16 @@ HEAD_READ = 64 * 1024
 """Bytes read from the start of a linked file to learn an image's format and size."""
 BIG_HEAD_READ = HEAD_SIZE
 """Read when the first bytes were not enough (a JPEG with a large EXIF block)."""
+
+
+FILTER_MAX_LENGTH = 1000
+"""Characters of a sync filter."""
+FILTER_MAX_MEM = 8 * 2**20
+"""RE2's memory for one compiled filter; a pattern whose automaton needs more is refused."""
+FILTER_INLINE = 64
+"""Keys matched on the event loop; a larger page of keys is matched in a thread."""
+KeyFilter = Callable[[str], object]
+"""A compiled filter's ``search``: None when the key does not match."""
 
 
 MAX_REPORTED = 10_000
@@ -297,11 +307,10 @@ async def _write(
         await session.commit()
 
 
-async def json_entries(links: list[str | dict[str, str]]) -> AsyncIterator[Entry | Refused]:
-    """Entries from ``{"links": [...]}``: a URL, or ``{"url", "name"}``; numbered from 1 as a file would be."""
+async def json_entries(links: list[str | tuple[str, str | None]]) -> AsyncIterator[Entry | Refused]:
+    """Entries from ``{"links": [...]}``: a URL, or ``(url, name)``; numbered from 1 as a file would be."""
     for number, raw in enumerate(links, start=1):
-        url = raw if isinstance(raw, str) else raw.get("url", "")
-        name = None if isinstance(raw, str) else raw.get("name")
+        url, name = (raw, None) if isinstance(raw, str) else raw
         try:
             yield Entry(number, parse_link(url), name)
         except CargoholdError as exc:
@@ -320,6 +329,35 @@ class SyncReport:
                 "removed": self.removed}
 
 
+def key_filter(pattern: str | None) -> KeyFilter | None:
+    """A sync filter compiled by RE2: matching takes time linear in the key, whatever the pattern. What RE2
+    cannot run in linear time (backreferences, lookaround) is refused, with RE2's reason."""
+    if not pattern:
+        return None
+    if len(pattern) > FILTER_MAX_LENGTH:
+        raise BadInput(f"filter: longer than {FILTER_MAX_LENGTH} characters")
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = FILTER_MAX_MEM
+    try:
+        return cast(KeyFilter, re2.compile(pattern, options).search)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise BadInput(f"filter: not a regular expression RE2 can run in linear time: {reason} (backreferences "
+                       "and lookaround are not supported; see docs/LINKS.md)") from None
+
+
+async def matching(wanted: KeyFilter | None, keys: Sequence[str]) -> list[bool]:
+    """Which keys the filter finds a match in; a large batch in a thread, off the event loop."""
+    if wanted is None:
+        return [True] * len(keys)
+
+    def run() -> list[bool]:
+        return [wanted(key) is not None for key in keys]
+
+    return run() if len(keys) <= FILTER_INLINE else await asyncio.to_thread(run)
+
+
 async def sync_prefix(
     ctx: Context, dataset_id: int, source: str, pattern: str | None, *, verify: bool = False,
     conflict: Conflict = "rename",
@@ -328,10 +366,7 @@ async def sync_prefix(
     the links whose objects are gone (nothing is deleted: not in the bucket, not in the catalog)."""
     base = parse_prefix(source)
     prefix = base.prefix
-    try:
-        wanted = re.compile(pattern) if pattern else None
-    except re.error as exc:
-        raise BadInput(f"filter: not a regular expression: {exc}") from None
+    wanted = key_filter(pattern)
     _, store = await ctx.connections.store_for(base.provider, base.bucket)
     report = SyncReport(LinkReport())
     # 8-byte digests, not the keys: a million-object prefix costs tens of MB here, never a list of keys.
@@ -339,8 +374,8 @@ async def sync_prefix(
 
     async def entries() -> AsyncIterator[Entry | Refused]:
         async for page in store.list(prefix):
-            for meta in page:
-                if wanted is not None and not wanted.search(meta.key):
+            for meta, wanted_key in zip(page, await matching(wanted, [m.key for m in page]), strict=True):
+                if not wanted_key:
                     continue
                 report.listed += 1
                 link = ObjectLink(base.scheme, base.provider, base.bucket, meta.key)
@@ -360,12 +395,13 @@ async def sync_prefix(
         if not rows:
             break
         after = rows[-1].id
-        for row in rows:
-            key = (row.uri or "")[len(f"{base.scheme}://{base.bucket}/"):]
-            if row.uri and _digest(row.uri) not in listed and (wanted is None or wanted.search(key)):
+        gone = [row.uri for row in rows if row.uri and _digest(row.uri) not in listed]
+        keys = [uri[len(f"{base.scheme}://{base.bucket}/"):] for uri in gone]
+        for uri, wanted_key in zip(gone, await matching(wanted, keys), strict=True):
+            if wanted_key:
                 report.removed_count += 1
                 if len(report.removed) < 1000:
-                    report.removed.append(row.uri)
+                    report.removed.append(uri)
     return report
 
 

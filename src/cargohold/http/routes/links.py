@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -14,10 +13,10 @@ from ...services import links as svc
 from ...services.context import Context
 from ...storage.links_file import parse_stream
 from ..auth import context, require_user
+from ..bodies import links_json
 
 router = APIRouter(tags=["links"], dependencies=[Depends(require_user)])
 Ctx = Annotated[Context, Depends(context)]
-MAX_JSON_BYTES = 64 * 1024 * 1024
 
 LINKS_BODY = {
     "requestBody": {
@@ -44,24 +43,8 @@ async def add_links(
     every refused line is reported with its number, URL and reason. Nothing is copied."""
     await items_svc.get_dataset(ctx, dataset_id)
     kind = request.headers.get("content-type", "text/plain").split(";")[0].strip().lower()
-    if kind == "application/json":
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_JSON_BYTES:
-                raise BadInput("a JSON links body is limited to 64 MiB; send a links file as text/plain instead")
-        try:
-            payload = json.loads(body)
-            links = payload["links"]
-            if not isinstance(links, list):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise BadInput('send {"links": ["s3://bucket/key", {"url": "...", "name": "..."}]}') from None
-        for number, link in enumerate(links, start=1):
-            if not (isinstance(link, str) or (isinstance(link, dict) and isinstance(link.get("url"), str)
-                                              and isinstance(link.get("name", ""), str | None))):
-                raise BadInput(f'links[{number - 1}] must be a URL or {{"url": "...", "name": "..."}}, in text')
-        entries = svc.json_entries(links)
+    if kind == "application/json":  # bounded by http/bodies.BodyLimits, LINKS_JSON_MAX_BYTES
+        entries = svc.json_entries(await links_json(b"".join([chunk async for chunk in request.stream()])))
     elif kind in ("text/plain", "application/octet-stream", ""):
         entries = parse_stream(request.stream())
     else:
@@ -72,7 +55,8 @@ async def add_links(
 
 class SyncIn(BaseModel):
     source: str = Field(description="s3://bucket/prefix/ (or azure://, google://, gs://, fs://)")
-    filter: str | None = Field(default=None, description="a regular expression the key must match")
+    filter: str | None = Field(default=None, max_length=svc.FILTER_MAX_LENGTH,
+                               description="an RE2 regular expression a key must contain a match of (docs/LINKS.md)")
     verify: bool = Field(default=False, description="read each image's header for its size (sizes and ETags "
                          "come from the listing either way)")
 
