@@ -159,7 +159,7 @@ def test_an_upload_on_one_is_served_by_the_other(replicas: Replicas) -> None:
         # and the other way round, through the other replica's own cache
         back = upload(b, dataset, "back.jpg", jpeg((100, 50), seed=2))
         assert a.get(f"/items/{back['id']}/content").content == jpeg((100, 50), seed=2)
-        assert Image.open(io.BytesIO(a.get(f"/items/{back['id']}/preview", params={"w": 20}).content)).size == (20, 10)
+        assert Image.open(io.BytesIO(a.get(f"/items/{back['id']}/preview", params={"w": 32}).content)).size == (32, 16)
 
 
 def test_a_url_signed_by_one_opens_on_the_other(replicas: Replicas) -> None:
