@@ -88,6 +88,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                files=[("files", ("item.bin", data))]).json()["results"][0]["item"]
             assert client.get(f"/items/{item['id']}/content").content == data  # into the storage tier
             signed = client.post(f"/items/{item['id']}/sign", json={"expires_in": 3600}).json()["url"]
+        signed = signed.replace(replica.url, front.url)  # SERVER_PUBLIC_URL is the replica's own address here
         first = httpx.get(signed)
         assert first.content == data and first.headers["x-cache-status"] in ("MISS", "HIT")
         assert httpx.get(signed).headers["x-cache-status"] == "HIT"
