@@ -68,6 +68,11 @@ class _Row:
         skipped = [t for t in self.tests if t.outcome == "skipped"]
         if failed:
             return f"**FAILED** ({len(failed)} of {len(self.tests)} tests)"
+        xfailed = [t for t in self.tests if t.outcome == "xfailed"]
+        if xfailed:
+            known = "**known failure**: " + "; ".join(sorted({t.reason for t in xfailed}))
+            others = [text for t in self.tests if t.outcome == "passed" for text in t.found]
+            return known + ("<br>the other tests passed: " + "<br>".join(others) if others else "")
         if skipped and len(skipped) == len(self.tests):
             return "not tested: " + "; ".join(sorted({t.reason for t in skipped}))
         if skipped:
@@ -119,7 +124,9 @@ class ReliabilityReport:
                     test.found.append(text)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             test.outcome = "error" if report.when == "setup" and report.failed else report.outcome
-            if report.skipped and isinstance(report.longrepr, tuple):
+            if hasattr(report, "wasxfail"):  # pytest.xfail(reason) at run time: a known failure, not a skip
+                test.outcome, test.reason = "xfailed", str(report.wasxfail).removeprefix("reason: ")
+            elif report.skipped and isinstance(report.longrepr, tuple):
                 test.reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.when == "teardown" and report.failed:
             test.outcome = "error"
