@@ -39,6 +39,7 @@ from ..catalog.db import Catalog
 from ..catalog.models import TeamFile, TeamFileWrite, utcnow
 from ..catalog.sql import starts_with
 from ..errors import BackendUnavailable, BadInput, CargoholdError, InvalidKey, NotFound, TooLarge
+from ..media.probe import probe_name
 from ..storage.base import ByteRange, check_key, check_new_key
 from .blobs import Hasher, gathered
 from .context import Context
@@ -294,7 +295,10 @@ def representation(ctx: Context, row: TeamFile) -> Representation:
         download = await ctx.storage.private.get(row.path, byte_range)
         return Body(download.start, download.end, download.meta.size, chunks=download.chunks)
 
-    return Representation(row.size, f'"{row.sha256}"', row.updated_at, row.content_type, row.path, open_)
+    # Sent as the type cargohold reads from the name, not the one the uploader declared (which may say
+    # `text/html; charset=utf-7`); active types go as attachments (http/responses.py).
+    served = probe_name(row.path).mime_type
+    return Representation(row.size, f'"{row.sha256}"', row.updated_at, served, row.path, open_)
 
 
 async def team_file_sums(catalog: Catalog, paths: list[str]) -> dict[str, str]:

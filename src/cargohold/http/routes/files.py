@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ...media.probe import probe_name
 from ...services import team_files as svc
 from ...services.context import Context
 from ..auth import context, require_user
@@ -43,10 +41,7 @@ async def get_file(path: str, ctx: Ctx) -> Response:
     """The file's bytes, answered as an item's content is: ``Range``, ``If-None-Match`` and ``If-Range``
     honoured, ``X-Content-Type-Options: nosniff`` and ``Content-Security-Policy: sandbox``."""
     row = await svc.get_file(ctx, path)
-    # Sent as the type cargohold reads from the name, not the one the uploader declared (which may say
-    # `text/html; charset=utf-7`); active types go as attachments (http/responses.py).
-    served = probe_name(row.path).mime_type
-    return RepresentationResponse(dataclasses.replace(svc.representation(ctx, row), content_type=served))
+    return RepresentationResponse(svc.representation(ctx, row))
 
 
 @router.delete("/files/{path:path}", status_code=204)
