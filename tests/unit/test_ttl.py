@@ -68,7 +68,7 @@ def test_discard_and_clear() -> None:
 
 def view(item_id: int) -> ItemView:
     return ItemView(item_id, f"{item_id}.jpg", "image", 1, None, "image/jpeg", 1, 1, "stored", None,
-                    datetime.now(UTC))
+                    datetime.now(UTC), 1)
 
 
 def test_the_item_memo_forgets_one_item_or_all() -> None:

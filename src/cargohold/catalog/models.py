@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -120,8 +120,14 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # admin | user
+    role: Mapped[str] = mapped_column(String(16))  # read | write | admin (services/access.py)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    datasets: Mapped[list[int] | None] = mapped_column(JSON)
+    """The dataset ids it is limited to; null: not limited by dataset (unless ``files`` is set)."""
+    files: Mapped[list[str] | None] = mapped_column(JSON)
+    """The team-file folders it is limited to, each ending in ``/``; null: not limited by folder."""
+    connections: Mapped[list[str] | None] = mapped_column(JSON)
+    """The connections whose buckets it may sync; null: none (an admin token may sync any)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

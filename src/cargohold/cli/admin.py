@@ -26,35 +26,57 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--name", required=True, help="A name to tell the token by (unique).")
-@click.option("--admin", is_flag=True, help="Admin role: may also use admin routes.")
+@click.option("--read", "role", flag_value="read", help="Read only: list, download, previews, signed URLs.")
+@click.option("--write", "role", flag_value="write", default=True,
+              help="Read and write: upload, add links, replace, delete (the default).")
+@click.option("--admin", "role", flag_value="admin", help="Everything, admin routes too (connections, tokens...).")
+@click.option("--datasets", metavar="A,B", help="Limit it to these datasets (names or ids, comma-separated).")
+@click.option("--files", metavar="DIR/,DIR/", help="Limit it to team files under these folders (comma-separated).")
+@click.option("--connections", metavar="C,D", help="Let it sync the buckets of these connections (comma-separated).")
 @click.option("--save", is_flag=True,
               help="With --admin: also write it to this instance home's admin.token (mode 0600), where the CLI "
                    "and the operator look for it; for a replica whose first start found the admin token made.")
-def token_create(name: str, admin: bool, save: bool) -> None:
-    """Print a new token. Only its hash is stored: copy it now."""
+def token_create(name: str, role: str, datasets: str | None, files: str | None, connections: str | None,
+                 save: bool) -> None:
+    """Print a new token. Only its hash is stored: copy it now.
+
+    With --datasets or --files, the token reaches only what they name: `--read --datasets cars` reads the
+    dataset cars and no team file."""
     if save:
-        if not admin:
+        if role != "admin":
             raise click.UsageError("--save writes admin.token: give --admin too")
         path = load_settings().home / ADMIN_TOKEN_FILE
         if path.exists():
             raise click.UsageError(f"{path} exists; its token still works (revoke it first to replace it)")
-    value = with_context(lambda ctx: tokens.create_token(ctx, name, "admin" if admin else "user"), storage=False)
+    value = with_context(lambda ctx: tokens.create_token(
+        ctx, name, role, datasets=_names(datasets), files=_names(files), connections=_names(connections)),
+        storage=False)
     if save:
         write_private_file(path, value + "\n")
         click.echo(f"saved in {path}", err=True)
     click.echo(value)
 
 
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v for v in value.split(",") if v.strip()]
+
+
 @token.command("list")
 def token_list() -> None:
-    """Names, roles and last use of every token (never the tokens themselves)."""
+    """Names, roles, limits and last use of every token (never the tokens themselves)."""
     rows = with_context(tokens.list_tokens, storage=False)
     table = Table()
-    for column in ("name", "role", "created", "last used"):
+    for column in ("name", "role", "datasets", "team files", "sync", "created", "last used"):
         table.add_column(column)
-    for name, role, created, used in rows:
-        table.add_row(name, role, created.strftime("%Y-%m-%d %H:%M"), used.strftime("%Y-%m-%d %H:%M") if used else "")
+    for t in rows:
+        table.add_row(t.name, t.role, _limit(t.datasets), _limit(t.files), ", ".join(t.connections),
+                      t.created_at.strftime("%Y-%m-%d %H:%M"),
+                      t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "")
     Console().print(table)
+
+
+def _limit(values: list[str] | None) -> str:
+    return "all" if values is None else ", ".join(values) or "none"
 
 
 @token.command("revoke")

@@ -27,7 +27,7 @@ from .bodies import BodyLimits
 from .hot import hot_route, serve
 from .openapi import describe_errors
 from .responses import error_response
-from .routes import cache, connections, datasets, files, items, links, system
+from .routes import cache, connections, datasets, files, items, links, system, tokens
 
 log = logging.getLogger("cargohold")
 API_PREFIX = "/api/v1"
@@ -119,7 +119,7 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
     app.include_router(system.public)
     app.include_router(cache.metrics_router)
     for router in (system.admin, datasets.router, items.router, files.router, links.router, connections.router,
-                   cache.router):
+                   cache.router, tokens.router, tokens.me_router):
         app.include_router(router, prefix=API_PREFIX)
     web.mount(app)
     describe_errors(app)

@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import CargoholdError, Forbidden, Unauthenticated
+from ..errors import CargoholdError, Unauthenticated
+from ..services import access
 from ..services.context import Context
 from ..services.tokens import Principal, authenticate
 from .responses import error_response
@@ -56,13 +57,55 @@ class AuthMiddleware:
 
 
 async def require_user(request: Request) -> Principal:
+    """Any token: what a ``read`` token may do. The routes that need more depend on what follows; every
+    one of them ends in ``services/access.require``."""
     principal = getattr(request.state, "principal", None)
     if not isinstance(principal, Principal):
         raise Unauthenticated("this route needs a token")
     return principal
 
 
-async def require_admin(principal: Annotated[Principal, Depends(require_user)]) -> Principal:
-    if not principal.is_admin:
-        raise Forbidden("this route needs an admin token")
+User = Annotated[Principal, Depends(require_user)]
+
+
+async def require_write(principal: User) -> Principal:
+    access.require(principal.scope, "write")
+    return principal
+
+
+async def require_admin(principal: User) -> Principal:
+    access.require(principal.scope, "admin")
+    return principal
+
+
+# What a route names, checked before its body is read (an upload a token may not make stores nothing). Path
+# parameters of the same names reach these from the route's path.
+
+async def read_dataset(dataset_id: int, principal: User) -> Principal:
+    access.require(principal.scope, "read", dataset=dataset_id)
+    return principal
+
+
+async def write_dataset(dataset_id: int, principal: User) -> Principal:
+    access.require(principal.scope, "write", dataset=dataset_id)
+    return principal
+
+
+async def read_item(item_id: int, request: Request, principal: User) -> Principal:
+    await access.require_item(context(request), principal.scope, "read", item_id)
+    return principal
+
+
+async def write_item(item_id: int, request: Request, principal: User) -> Principal:
+    await access.require_item(context(request), principal.scope, "write", item_id)
+    return principal
+
+
+async def read_file(path: str, principal: User) -> Principal:
+    access.require(principal.scope, "read", file=path)
+    return principal
+
+
+async def write_file(path: str, principal: User) -> Principal:
+    access.require(principal.scope, "write", file=path)
     return principal

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from starlette.types import Message, Scope, Send
 
 from ..errors import CargoholdError, NotFound, Unauthenticated
-from ..services import serving, signing
+from ..services import access, serving, signing
 from ..services.context import Context
 from ..services.memo import ItemView
 from ..services.tokens import authenticate, check_live
@@ -70,7 +70,8 @@ async def serve(ctx: Context, scope: Scope, send: Send, item_id: int, what: str)
 
 async def _authorize(ctx: Context, item_id: int, path: str, params: list[tuple[str, str]],
                      headers: dict[bytes, bytes]) -> int | None:
-    """Checks the token or the signature; a signed URL's expiry (Unix seconds), None for a token."""
+    """Checks the token (and that it reaches the item: services/access.py) or the signature (checked when
+    signed); a signed URL's expiry (Unix seconds), None for a token."""
     authorization = headers.get(b"authorization")
     if authorization is None:
         if "signature" not in dict(params):
@@ -89,7 +90,8 @@ async def _authorize(ctx: Context, item_id: int, path: str, params: list[tuple[s
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <token> (cargohold token create makes one)")
-    await authenticate(ctx, token.strip())
+    principal = await authenticate(ctx, token.strip())
+    await access.require_item(ctx, principal.scope, "read", item_id)
     return None
 
 

@@ -29,6 +29,8 @@ from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe, probe_
 from ..storage import ByteRange, Download, ObjectMeta
 from ..storage.links_file import Entry, Refused
 from ..storage.uris import Link, ObjectLink, UrlLink, parse_link, parse_prefix
+from . import access
+from .access import Scope
 from .context import Context
 from .items import Conflict, check_name, free_name
 
@@ -360,14 +362,16 @@ async def matching(wanted: KeyFilter | None, keys: Sequence[str]) -> list[bool]:
 
 async def sync_prefix(
     ctx: Context, dataset_id: int, source: str, pattern: str | None, *, verify: bool = False,
-    conflict: Conflict = "rename",
+    conflict: Conflict = "rename", scope: Scope | None = None,
 ) -> SyncReport:
     """Register every object under a prefix as a link. Run again, it adds only new keys, and reports
     the links whose objects are gone (nothing is deleted: not in the bucket, not in the catalog)."""
     base = parse_prefix(source)
     prefix = base.prefix
     wanted = key_filter(pattern)
-    _, store = await ctx.connections.store_for(base.provider, base.bucket)
+    named, store = await ctx.connections.store_for(base.provider, base.bucket)
+    if scope is not None:  # None: the CLI on the catalog itself, the operator's
+        access.require(scope, "write", dataset=dataset_id, connection=named.name)
     report = SyncReport(LinkReport())
     # 8-byte digests, not the keys: a million-object prefix costs tens of MB here, never a list of keys.
     listed: set[int] = set()

@@ -49,11 +49,13 @@ class ItemView:
     source: str
     uri: str | None
     created_at: datetime
+    dataset_id: int
+    """What a limited token is checked against (services/access.py)."""
 
     @classmethod
     def of(cls, item: Item) -> ItemView:
         return cls(item.id, item.name, item.kind, item.size, item.sha256, item.mime_type, item.width, item.height,
-                   item.source, item.uri, item.created_at)
+                   item.source, item.uri, item.created_at, item.dataset_id)
 
 
 class ItemMemo:

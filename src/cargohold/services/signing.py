@@ -64,14 +64,18 @@ def item_version(item: Versioned) -> str:
     return hashlib.sha256(f"{item.uri}\n{made}".encode()).hexdigest()[:16]
 
 
-async def item_versions(ctx: Context, item_ids: list[int]) -> dict[int, str]:
-    """The version of each item that exists, by id (one query); ids of items that do not are left out."""
+async def item_versions(ctx: Context, item_ids: list[int], datasets: frozenset[int] | None = None) -> dict[int, str]:
+    """The version of each item that exists (and is in one of ``datasets``, unless None), by id (one query);
+    other ids are left out."""
     item_ids = [i for i in item_ids if is_row_id(i)]
     if not item_ids:
         return {}
     async with ctx.catalog.session() as session:
         columns = (Item.id, Item.sha256, Item.uri, Item.created_at)
-        rows = (await session.execute(select(*columns).where(Item.id.in_(item_ids)))).all()
+        query = select(*columns).where(Item.id.in_(item_ids))
+        if datasets is not None:
+            query = query.where(Item.dataset_id.in_(datasets))
+        rows = (await session.execute(query)).all()
     return {row.id: item_version(row) for row in rows}
 
 

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -318,13 +318,17 @@ async def delete_file(ctx: Context, path: str) -> None:
     await _publish(ctx, write)
 
 
-async def list_files(ctx: Context, prefix: str, limit: int, cursor: str | None) -> tuple[list[TeamFile], str | None]:
+async def list_files(ctx: Context, prefix: str, limit: int, cursor: str | None,
+                     within: tuple[str, ...] | None = None) -> tuple[list[TeamFile], str | None]:
+    """A page of the files under ``prefix`` (and under one of the folders ``within``, unless None)."""
     if not 1 <= limit <= 1000:
         raise BadInput("limit must be between 1 and 1000")
     after = decode_cursor(cursor)
     query = select(TeamFile).where(TeamFile.id > after)
     if prefix:
         query = query.where(starts_with(TeamFile.path, prefix))
+    if within is not None:
+        query = query.where(or_(false(), *(starts_with(TeamFile.path, folder) for folder in within)))
     async with ctx.catalog.session() as session:
         rows = list((await session.scalars(query.order_by(TeamFile.id).limit(limit + 1))).all())
     more = len(rows) > limit

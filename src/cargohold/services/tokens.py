@@ -8,48 +8,83 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..catalog.models import ApiToken, utcnow
+from ..catalog.models import ApiToken, Dataset, utcnow
 from ..errors import AlreadyExists, BadInput, NotFound, Unauthenticated
 from ..instance import ADMIN_TOKEN_FILE, write_private_file
+from ..storage.base import hidden_character
+from ..storage.connections import NAME_PATTERN
+from .access import ROLES, Role, Scope, file_folders
 from .context import Context
+from .items import find_dataset
 
 log = logging.getLogger("cargohold")
 
 PREFIX = "chd_"
-ROLES = ("admin", "user")
 
 
 @dataclass(frozen=True)
 class Principal:
     name: str
-    role: str
     token_id: int
     """The token's row id, never given to another token: signed URLs carry it (services/signing.py)."""
+    scope: Scope
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.scope.role == "admin"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as it is listed: never the token itself."""
+
+    name: str
+    role: str
+    datasets: list[str] | None
+    """The names of the datasets it is limited to (a deleted one: ``#id``); None: not limited by dataset."""
+    files: list[str] | None
+    connections: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_token(ctx: Context, name: str, role: str) -> str:
+async def create_token(ctx: Context, name: str, role: str, *, datasets: Sequence[str] | None = None,
+                       files: Sequence[str] | None = None, connections: Sequence[str] | None = None) -> str:
+    """A new token, shown once. ``datasets`` by name (or id), ``files`` as folders; either makes the token
+    limited (services/access.py): the other, when not given, then reaches nothing."""
     if role not in ROLES:
         raise BadInput(f"role must be one of {', '.join(ROLES)}")
-    if not name or len(name) > 255:
-        raise BadInput("a token needs a name of 1 to 255 characters")
+    if not name or len(name) > 255 or hidden_character(name) or any(ord(c) < 32 for c in name):
+        raise BadInput("a token needs a name of 1 to 255 characters, without control, bidi or line-separator "
+                       "characters")
+    limited = datasets is not None or files is not None
+    if role == "admin" and (limited or connections):
+        raise BadInput("an admin token reaches everything: limits (datasets, files, connections) are for read "
+                       "and write tokens")
+    dataset_ids = sorted({await _dataset_id(ctx, d.strip()) for d in datasets or ()}) if limited else None
+    folders = list(file_folders(files or ())) if limited else None
+    names = sorted({c.strip() for c in connections or ()}) or None
+    for connection in names or ():
+        if not re.fullmatch(NAME_PATTERN, connection):
+            raise BadInput(f"connection {connection!r}: a connection name is 1-128 letters, digits, '.', '_' or '-'")
     token = PREFIX + secrets.token_urlsafe(32)
     async with ctx.catalog.session() as session:
-        session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
+        session.add(ApiToken(name=name, role=role, token_hash=hash_token(token), datasets=dataset_ids,
+                             files=folders, connections=names))
         try:
             await session.commit()
         except IntegrityError:
@@ -57,10 +92,19 @@ async def create_token(ctx: Context, name: str, role: str) -> str:
     return token
 
 
-async def list_tokens(ctx: Context) -> list[tuple[str, str, datetime, datetime | None]]:
+async def _dataset_id(ctx: Context, name: str) -> int:
+    try:
+        return (await find_dataset(ctx, name)).dataset.id
+    except NotFound:
+        raise BadInput(f"no dataset named {name!r}: a token is limited to datasets that exist") from None
+
+
+async def list_tokens(ctx: Context) -> list[TokenInfo]:
     async with ctx.catalog.session() as session:
         rows = (await session.scalars(select(ApiToken).order_by(ApiToken.name))).all()
-        return [(t.name, t.role, t.created_at, t.last_used_at) for t in rows]
+        named = {d.id: d.name for d in (await session.scalars(select(Dataset))).all()}
+    return [TokenInfo(t.name, t.role, None if t.datasets is None else [named.get(i, f"#{i}") for i in t.datasets],
+                      t.files, t.connections or [], t.created_at, t.last_used_at) for t in rows]
 
 
 async def revoke_token(ctx: Context, name: str) -> None:
@@ -86,7 +130,8 @@ async def authenticate(ctx: Context, token: str) -> Principal:
 
 async def _authenticate(ctx: Context, digest: str) -> Principal:
     async with ctx.catalog.session() as session:
-        columns = (ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.last_used_at)
+        columns = (ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.last_used_at, ApiToken.datasets,
+                   ApiToken.files, ApiToken.connections)
         row = (await session.execute(select(*columns).where(ApiToken.token_hash == digest))).first()
         if row is None:
             raise Unauthenticated("unknown or revoked token")
@@ -95,7 +140,14 @@ async def _authenticate(ctx: Context, digest: str) -> Principal:
         if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
             await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
             await session.commit()
-        return Principal(row.name, row.role, row.id)
+        return Principal(row.name, row.id, scope_of(row))
+
+
+def scope_of(row: Any) -> Scope:
+    """The scope of an ``api_tokens`` row. A role this version does not know reaches nothing more than read."""
+    role: Role = row.role if row.role in ROLES else "read"
+    return Scope(role, None if row.datasets is None else frozenset(row.datasets),
+                 None if row.files is None else tuple(row.files), frozenset(row.connections or ()))
 
 
 async def check_live(ctx: Context, token_id: int) -> None:

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...errors import BadInput
+from ...services import access
 from ...services import items as svc
 from ...services.blobs import store_blob
 from ...services.context import Context
-from ..auth import context, require_user
+from ..auth import User, context, read_dataset, require_user, require_write, write_dataset
 from ..multipart import iter_parts
 from ..schemas import DatasetIn, DatasetList, DatasetOut, ItemOut, ItemPage, UploadOut, UploadResult
 
@@ -28,28 +29,31 @@ UPLOAD_BODY = {
 }
 
 
-@router.post("/datasets", status_code=201)
-async def create_dataset(body: DatasetIn, ctx: Ctx) -> DatasetOut:
+@router.post("/datasets", status_code=201, dependencies=[Depends(require_write)])
+async def create_dataset(body: DatasetIn, ctx: Ctx, principal: User) -> DatasetOut:
+    access.require_unlimited(principal.scope, "create a dataset")
     return DatasetOut.of(await svc.create_dataset(ctx, body.name))
 
 
 @router.get("/datasets")
-async def list_datasets(ctx: Ctx) -> DatasetList:
-    return DatasetList(datasets=[DatasetOut.of(d) for d in await svc.list_datasets(ctx)])
+async def list_datasets(ctx: Ctx, principal: User) -> DatasetList:
+    """The datasets this token reaches."""
+    found = await svc.list_datasets(ctx)
+    return DatasetList(datasets=[DatasetOut.of(d) for d in found if principal.scope.reaches_dataset(d.dataset.id)])
 
 
-@router.get("/datasets/{dataset_id}")
+@router.get("/datasets/{dataset_id}", dependencies=[Depends(read_dataset)])
 async def get_dataset(dataset_id: int, ctx: Ctx) -> DatasetOut:
     return DatasetOut.of(await svc.get_dataset(ctx, dataset_id))
 
 
-@router.delete("/datasets/{dataset_id}", status_code=204)
+@router.delete("/datasets/{dataset_id}", status_code=204, dependencies=[Depends(write_dataset)])
 async def delete_dataset(dataset_id: int, ctx: Ctx) -> Response:
     await svc.delete_dataset(ctx, dataset_id)
     return Response(status_code=204)
 
 
-@router.get("/datasets/{dataset_id}/items")
+@router.get("/datasets/{dataset_id}/items", dependencies=[Depends(read_dataset)])
 async def list_items(
     dataset_id: int, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
     name: Annotated[str | None, Query(max_length=1024, description="Only items whose name contains this, any case")]
@@ -59,7 +63,8 @@ async def list_items(
     return ItemPage(items=[ItemOut.of(i) for i in rows], next_cursor=next_cursor)
 
 
-@router.post("/datasets/{dataset_id}/items", status_code=201, openapi_extra=UPLOAD_BODY)
+@router.post("/datasets/{dataset_id}/items", status_code=201, openapi_extra=UPLOAD_BODY,
+             dependencies=[Depends(write_dataset)])
 async def upload_items(dataset_id: int, request: Request, ctx: Ctx, conflict: svc.Conflict = "rename") -> UploadOut:
     """Upload one or many files (multipart parts with a filename), streamed into own storage.
 

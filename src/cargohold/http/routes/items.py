@@ -15,21 +15,20 @@ from ...services import signing
 from ...services.context import Context
 from ...services.tokens import Principal
 from .. import params
-from ..auth import context, require_user
+from ..auth import User, context, read_item, write_item
 from ..hot import serve
 from ..schemas import ItemOut, SignIn, SignManyIn, SignManyOut, SignOut
 
 router = APIRouter(tags=["items"])
 Ctx = Annotated[Context, Depends(context)]
-User = Annotated[Principal, Depends(require_user)]
 
 
-@router.get("/items/{item_id}", dependencies=[Depends(require_user)])
+@router.get("/items/{item_id}", dependencies=[Depends(read_item)])
 async def get_item(item_id: int, ctx: Ctx) -> ItemOut:
     return ItemOut.of(await svc.get_item(ctx, item_id))
 
 
-@router.delete("/items/{item_id}", status_code=204, dependencies=[Depends(require_user)])
+@router.delete("/items/{item_id}", status_code=204, dependencies=[Depends(write_item)])
 async def delete_item(item_id: int, ctx: Ctx) -> Response:
     """Removes the item from the catalog. Stored bytes no other item uses are left to `cargohold gc`;
     a linked file is never touched."""
@@ -103,7 +102,7 @@ def _signed_url(request: Request, ctx: Context, item_id: int, version: str, prin
     return f"{ctx.settings.public_url}{path}?{query}", expires
 
 
-@router.post("/items/{item_id}/sign")
+@router.post("/items/{item_id}/sign", dependencies=[Depends(read_item)])
 async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx, principal: User) -> SignOut:
     """A URL that opens the item's content, a conversion (``format``) or a preview (``preview``) without a
     token until it expires: HMAC over the path, its parameters, the expiry, the item's version and the
@@ -115,9 +114,9 @@ async def sign_item(item_id: int, body: SignIn, request: Request, ctx: Ctx, prin
 
 @router.post("/sign")
 async def sign_items(body: SignManyIn, request: Request, ctx: Ctx, principal: User) -> SignManyOut:
-    """Signed URLs for many items at once (a page of thumbnails): one per item that exists; ids of
-    items that do not are left out."""
-    versions = await signing.item_versions(ctx, body.items)
+    """Signed URLs for many items at once (a page of thumbnails): one per item that exists and this token
+    reaches; other ids are left out."""
+    versions = await signing.item_versions(ctx, body.items, principal.scope.datasets)
     urls: dict[str, str] = {}
     expires = 0
     for item_id in body.items:

@@ -12,7 +12,7 @@ from ...services import items as items_svc
 from ...services import links as svc
 from ...services.context import Context
 from ...storage.links_file import parse_stream
-from ..auth import context, require_user
+from ..auth import User, context, require_user, write_dataset
 from ..bodies import links_json
 
 router = APIRouter(tags=["links"], dependencies=[Depends(require_user)])
@@ -35,7 +35,7 @@ LINKS_BODY = {
 }
 
 
-@router.post("/datasets/{dataset_id}/links", openapi_extra=LINKS_BODY)
+@router.post("/datasets/{dataset_id}/links", openapi_extra=LINKS_BODY, dependencies=[Depends(write_dataset)])
 async def add_links(
     dataset_id: int, request: Request, ctx: Ctx, conflict: items_svc.Conflict = "rename", verify: bool = True
 ) -> dict[str, Any]:
@@ -61,12 +61,14 @@ class SyncIn(BaseModel):
                          "come from the listing either way)")
 
 
-@router.post("/datasets/{dataset_id}/sync")
+@router.post("/datasets/{dataset_id}/sync", dependencies=[Depends(write_dataset)])
 async def sync(
-    dataset_id: int, body: SyncIn, ctx: Ctx, conflict: items_svc.Conflict = "rename"
+    dataset_id: int, body: SyncIn, ctx: Ctx, principal: User, conflict: items_svc.Conflict = "rename"
 ) -> dict[str, Any]:
     """Register every object under a bucket prefix as a link; again later, only the new keys are added,
-    and links whose objects are gone are reported (never deleted, in the bucket or here)."""
+    and links whose objects are gone are reported (never deleted, in the bucket or here). Listing a
+    connected bucket needs an admin token or one made with `--connections` naming its connection."""
     await items_svc.get_dataset(ctx, dataset_id)
-    report = await svc.sync_prefix(ctx, dataset_id, body.source, body.filter, verify=body.verify, conflict=conflict)
+    report = await svc.sync_prefix(ctx, dataset_id, body.source, body.filter, verify=body.verify, conflict=conflict,
+                                   scope=principal.scope)
     return report.as_dict()
