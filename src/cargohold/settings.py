@@ -261,6 +261,12 @@ class Settings:
         "are then sent by nginx (`X-Accel-Redirect`) and signed answers may be cached by it until they expire.",
         _accel_prefix, example="/_cargohold/r1/",
     )
+    server_accel_cache: float = setting(
+        "SERVER_ACCEL_CACHE", "1m",
+        "Behind nginx: how long nginx may answer a signed URL from its own cache (at most until the URL expires). "
+        "A URL whose item was deleted or whose token was revoked keeps answering from there that long.",
+        parse_duration, example="10s",
+    )
     server_public_url: str = setting(
         "SERVER_PUBLIC_URL", "",
         "The address signed URLs name (scheme, host, port, and a path if a proxy adds one); empty: the listening "

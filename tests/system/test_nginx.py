@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,45 @@ def test_hits_are_sent_by_nginx_after_cargohold_authorised_them(front: tuple[Run
                 assert storage_tier(client)["hits"] <= hits + 1, "the second answer came from nginx"
                 tampered = url.replace("signature=", "signature=A")
                 assert browser.get(tampered).status_code == 401
+
+
+@pytest.mark.reliability(kind="attack", cases=2, what="behind nginx: a signed URL of a deleted item, and one of a "
+                         "revoked token, answered from nginx's cache (SERVER_ACCEL_CACHE bounds it)")
+def test_nginx_answers_a_signed_url_no_longer_than_server_accel_cache(tmp_path: Path, moto_server: Server,
+                                                                      request: pytest.FixtureRequest) -> None:
+    env = {"STORAGE_PROVIDER": "minio", "STORAGE_ENDPOINT": moto_server.url, "STORAGE_ACCESS_KEY": "testing",
+           "STORAGE_SECRET_KEY": "testing", "STORAGE_BUCKET_PREFIX": "nginx-bound",
+           "SERVER_ACCEL_REDIRECT": "/_cargohold/r1/", "SERVER_ACCEL_CACHE": "2s"}
+    replica = RunningServer(tmp_path / "r1", env).start()
+    nginx = NginxFront(tmp_path / "nginx", [Replica("r1", replica.port, replica.home / "data")])
+    try:
+        nginx.start()
+        auth = {"Authorization": f"Bearer {replica.token}"}
+        with httpx.Client(base_url=nginx.url, timeout=60, headers=auth) as admin:
+            ds = admin.post("/api/v1/datasets", json={"name": "bound"}).json()["id"]
+            items = [admin.post(f"/api/v1/datasets/{ds}/items", files=[("files", (f"{n}.bin", n.encode() * 100))])
+                     .json()["results"][0]["item"]["id"] for n in ("deleted", "revoked")]
+            signer = admin.post("/api/v1/tokens", json={"name": "signer", "role": "read"}).json()["token"]
+            with httpx.Client(base_url=nginx.url, timeout=60, headers={"Authorization": f"Bearer {signer}"}) as other:
+                urls = [client.post(f"/api/v1/items/{i}/sign", json={"expires_in": 600}).json()["url"]
+                        .replace(replica.url, nginx.url) for client, i in zip((admin, other), items, strict=True)]
+            with httpx.Client(timeout=60) as browser:
+                for url in urls:
+                    assert browser.get(url).headers["x-cache-status"] == "MISS"
+                    kept = browser.get(url)
+                    assert kept.status_code == 200 and kept.headers["x-cache-status"] == "HIT"
+                assert admin.delete(f"/api/v1/items/{items[0]}").status_code == 204
+                assert admin.delete("/api/v1/tokens/signer").status_code == 204
+                time.sleep(2.5)  # SERVER_ACCEL_CACHE, and the revocation's TOKEN_TTL
+                gone, revoked = (browser.get(url) for url in urls)
+        assert gone.status_code == 404 and "deleted after this URL was signed" in gone.text
+        assert revoked.status_code == 401 and "revoked" in revoked.text
+    finally:
+        nginx.stop()
+        replica.stop()
+    request.node.user_properties.append(("reliability_result", (
+        "with SERVER_ACCEL_CACHE=2s, nginx answered both URLs from its cache (HIT), and 2.5 s after the item's "
+        "deletion and the token's revocation: 404 and 401 from cargohold")))
 
 
 def test_nothing_is_served_without_authorisation(front: tuple[RunningServer, NginxFront]) -> None:

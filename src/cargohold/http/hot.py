@@ -106,7 +106,10 @@ def _front(ctx: Context, signed_until: int | None) -> Front | None:
     redirect = ctx.settings.server_accel_redirect
     if not redirect:
         return None
-    cache_for = max(0, signed_until - int(time.time())) if signed_until is not None else None
+    # Until the URL expires, but no longer than SERVER_ACCEL_CACHE: nginx cannot know of a revoked token or a
+    # deleted item, so this bounds how long it answers for one.
+    cache_for = None if signed_until is None else \
+        max(0, min(signed_until - int(time.time()), int(ctx.settings.server_accel_cache)))
     return Front(redirect, _data_root(ctx.settings.data_path), cache_for)
 
 

@@ -73,7 +73,7 @@ class Front:
 
     redirect: str  # the internal location mapped to DATA_PATH
     data_path: str
-    cache_for: int | None  # a signed answer: nginx may keep it this many seconds (until the URL expires)
+    cache_for: int | None  # a signed answer: nginx may keep it this many seconds (SERVER_ACCEL_CACHE at most)
 
     def location_of(self, path: Path) -> bytes | None:
         text = os.fspath(path)
