@@ -1,4 +1,5 @@
 // The single-page app: hash routes (#/datasets/3), sign-in state, navigation.
+import { forget, may, remember, whoami } from './access.js';
 import { onUnauthorized, session } from './api.js';
 import { h } from './dom.js';
 import { announce, showError } from './ui.js';
@@ -11,6 +12,7 @@ import * as item from './views/item.js';
 import * as links from './views/links.js';
 import * as signin from './views/signin.js';
 import * as storage from './views/storage.js';
+import * as tokens from './views/tokens.js';
 import * as upload from './views/upload.js';
 
 const ROUTES = [
@@ -25,6 +27,7 @@ const ROUTES = [
   [/^\/settings\/connections\/new$/, connectionForm, 'connections'],
   [/^\/settings\/connections\/([A-Za-z0-9][A-Za-z0-9._-]{0,127})\/edit$/, connectionForm, 'connections'],
   [/^\/settings\/cache$/, cache, 'cache'],
+  [/^\/settings\/tokens$/, tokens, 'tokens'],
 ];
 
 const state = {
@@ -59,6 +62,11 @@ function setSignedIn(signedIn) {
   document.getElementById('main-nav').hidden = !signedIn;
   document.getElementById('menu-toggle').hidden = !signedIn;
   document.body.classList.toggle('signed-in', signedIn);
+}
+
+/** The navigation entries a token of this role may use: the Settings ones are for admin tokens (hidden until /me says so). */
+function showAllowed(me) {
+  for (const entry of document.querySelectorAll('#main-nav [data-needs]')) entry.hidden = !may(me, entry.dataset.needs);
 }
 
 function setMenu(open) {
@@ -100,6 +108,21 @@ async function render() {
   setSignedIn(Boolean(session.token));
 
   const main = document.getElementById('main');
+  const { controller } = state;
+  let me = null;
+  if (session.token) {
+    try {
+      me = await whoami();
+    } catch (exc) {
+      if (controller !== state.controller) return;
+      const failed = h('div', { class: 'view' });
+      main.replaceChildren(failed);
+      showError(failed, exc, 'What this token may use could not be read');
+      return;
+    }
+    if (controller !== state.controller) return;  // another page was asked for meanwhile
+  }
+  showAllowed(me);
   if (path !== state.path) window.scrollTo(0, 0);
   state.path = path;
   const root = h('div', { class: 'view' });
@@ -116,9 +139,10 @@ async function render() {
   markSection(section);
   const params = path.match(pattern).slice(1).map(decodeURIComponent);
   const context = {
-    params, query, signal: state.controller.signal, navigate, replaceQuery,
-    signIn: (token) => {
+    params, query, signal: state.controller.signal, navigate, replaceQuery, me,
+    signIn: (token, answer) => {
       session.signIn(token);
+      if (answer) remember(token, answer);
       const target = state.returnTo;
       state.returnTo = '#/datasets';
       navigate(target);
@@ -152,6 +176,8 @@ function focusHeading(root) {
 
 function signOut(message) {
   session.signOut();
+  forget();
+  showAllowed(null);
   state.signInMessage = message;
   setSignedIn(false);
   navigate('#/signin');

@@ -23,6 +23,16 @@ export function messageOf(error) {
 }
 
 /**
+ * What a page for admin tokens shows another token (`me` from GET /me), instead of asking what it would be
+ * refused. `what` is the subject of the sentence: “The storage settings”.
+ */
+export function adminOnly(what, me) {
+  const role = me && me.role ? `a ${me.role} token` : 'not an admin token';
+  return notice('warning', h('strong', { text: 'Admin only. ' }),
+    `${what} need an admin token; you are signed in with ${role}.`);
+}
+
+/**
  * Put an error in `where` (a container, emptied first) as a role=alert notice.
  * A 401 already sent the user to the sign-in page, so it is not shown again. AbortErrors are ignored.
  */

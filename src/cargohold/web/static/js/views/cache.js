@@ -1,4 +1,5 @@
 // Settings → Cache: each tier's usage against its limit, hit rate and entries; clear a tier (admin).
+import { may } from '../access.js';
 import { api } from '../api.js';
 import { formatBytes, formatCount, h, pageHeader } from '../dom.js';
 import { announce, busy, confirmAction, showError } from '../ui.js';
@@ -26,7 +27,7 @@ function percent(fraction) {
   return `${(fraction * 100).toFixed(fraction >= 0.1 || fraction === 0 ? 0 : 1)}%`;
 }
 
-export async function render(root, { signal }) {
+export async function render(root, { signal, me }) {
   const refresh = h('button', { type: 'button', text: 'Refresh' });
   root.append(pageHeader('Cache', {
     crumbs: [['Settings'], ['Cache']],
@@ -68,7 +69,7 @@ export async function render(root, { signal }) {
     return h('section', { class: 'card tier', dataset: { tier: t.name }, 'aria-labelledby': `tier-${t.name}` },
       h('div', { class: 'card-head' },
         h('div', {}, h('h2', { id: `tier-${t.name}`, text: title }), h('p', { class: 'muted small', text: about })),
-        clearButton),
+        may(me, 'admin') ? clearButton : null),  // any token reads the figures; clearing is for admin tokens
       h('div', { class: 'usage' },
         h('label', { for: meterId, class: 'usage-label' },
           h('span', { class: 'strong', text: `${formatBytes(t.bytes)} of ${formatBytes(t.limit)}` }),

@@ -2,9 +2,10 @@
 // fields, labels and hints come from GET /providers, so a new provider needs nothing here.
 // Secrets are write-only: the form never shows one back; left empty, the stored one is kept.
 // A server folder may be connected only under the folders the operator lists in LINKS_FS_ROOTS.
+import { may } from '../access.js';
 import { api, fieldOf, providers } from '../api.js';
 import { h, notice, pageHeader } from '../dom.js';
-import { announce, busy, showError } from '../ui.js';
+import { adminOnly, announce, busy, showError } from '../ui.js';
 import { testResult } from './connections.js';
 
 const NAME_PATTERN = '[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}';
@@ -30,13 +31,17 @@ function secretHint(field, keeps) {
   return field.help ? `${field.help} ${STORED}` : STORED;
 }
 
-export async function render(root, { params, query, signal, navigate }) {
+export async function render(root, { params, query, signal, navigate, me }) {
   const editing = params.length ? params[0] : null;
   const header = pageHeader(editing ? `Edit connection ${editing}` : 'Add a connection', {
     crumbs: [['Settings'], ['Cloud connections', '#/settings/connections'], [editing ? 'Edit' : 'Add']],
   });
   const feedback = h('div', { class: 'feedback' });
   root.append(header, feedback);
+  if (!may(me, 'admin')) {
+    feedback.replaceChildren(adminOnly('Connections hold credentials, so they', me));
+    return;
+  }
 
   let existing = null;
   let fsRoots = [];

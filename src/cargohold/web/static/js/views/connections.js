@@ -1,8 +1,9 @@
 // Settings → Cloud connections: the list (remote_links.yml ones read-only), test with the per-bucket
 // result, delete with confirmation. Adding and editing is connection-form.js. Secrets never come back.
+import { may } from '../access.js';
 import { api, fieldOf, providerOf, providers } from '../api.js';
 import { formatDate, h, notice, pageHeader, plural } from '../dom.js';
-import { announce, busy, confirmAction, showError } from '../ui.js';
+import { adminOnly, announce, busy, confirmAction, showError } from '../ui.js';
 
 /** A connection's buckets as links: s3://a, s3://b. */
 function links(c, provider) {
@@ -47,7 +48,7 @@ export function testResult(check, provider) {
         h('td', { class: 'break', text: b.error || '—' })))))));
 }
 
-export async function render(root, { signal }) {
+export async function render(root, { signal, me }) {
   let known = {};
   const add = h('a', { class: 'button primary', href: '#/settings/connections/new', text: 'Add connection' });
   root.append(pageHeader('Cloud connections', {
@@ -135,12 +136,16 @@ export async function render(root, { signal }) {
 
   async function load() {
     let answer;
+    if (!may(me, 'admin')) {
+      list.replaceChildren(adminOnly('Connections hold credentials, so they', me));
+      add.hidden = true;
+      return;
+    }
     try {
       [answer, known] = await Promise.all([api('GET', '/connections', { signal }), providers()]);
     } catch (exc) {
       if (exc.status === 403) {
-        list.replaceChildren(notice('warning', h('strong', { text: 'Admin only. ' }),
-          'Connections hold credentials, so they need the admin token; you are signed in with a user token. ', exc.message));
+        list.replaceChildren(adminOnly('Connections hold credentials, so they', me));
         add.hidden = true;
       } else {
         showError(list, exc, 'The connections could not be listed');

@@ -4,6 +4,7 @@
 // - One signing request per page (POST /sign), then each <img> gets its signed URL only when it nears
 //   the viewport (IntersectionObserver). Expired signatures are renewed per page, once.
 // - The name filter is the API's server-side `name` parameter, debounced.
+import { may } from '../access.js';
 import { api, signPreviews } from '../api.js';
 import {
   debounce, dimensions, extensionOf, fileIcon, formatBytes, formatCount, h, pageHeader, plural,
@@ -13,8 +14,9 @@ import { announce, busy, confirmAction, showError } from '../ui.js';
 const PAGE_SIZE = 100;
 const RENEW_MARGIN_MS = 20_000;
 
-export async function render(root, { params, query, signal, replaceQuery, navigate }) {
+export async function render(root, { params, query, signal, replaceQuery, navigate, me }) {
   const datasetId = params[0];
+  const writes = may(me, 'write');  // a read token is offered no upload, links or delete
   let filter = query.get('name') || '';
 
   const header = pageHeader('Dataset', { crumbs: [['Datasets', '#/datasets'], ['…']] });
@@ -22,10 +24,12 @@ export async function render(root, { params, query, signal, replaceQuery, naviga
   const subtitle = h('p', { class: 'subtitle', text: ' ' });
   title.after(subtitle);
   const deleteButton = h('button', { type: 'button', class: 'danger subtle', text: 'Delete dataset' });
-  header.querySelector('.page-title').append(h('div', { class: 'actions' },
-    h('a', { class: 'button primary', href: `#/datasets/${datasetId}/upload`, text: 'Upload files' }),
-    h('a', { class: 'button', href: `#/datasets/${datasetId}/links`, text: 'Import links' }),
-    deleteButton));
+  if (writes) {
+    header.querySelector('.page-title').append(h('div', { class: 'actions' },
+      h('a', { class: 'button primary', href: `#/datasets/${datasetId}/upload`, text: 'Upload files' }),
+      h('a', { class: 'button', href: `#/datasets/${datasetId}/links`, text: 'Import links' }),
+      deleteButton));
+  }
 
   const filterInput = h('input', {
     id: 'name-filter', type: 'search', value: filter, autocomplete: 'off', placeholder: 'Part of a name, e.g. front/',
@@ -161,8 +165,9 @@ export async function render(root, { params, query, signal, replaceQuery, naviga
         ? h('div', { class: 'empty' }, h('p', { class: 'empty-title', text: 'No match' }),
           h('p', { class: 'muted', text: `No item name contains “${filter}”.` }))
         : h('div', { class: 'empty' }, h('p', { class: 'empty-title', text: 'This dataset is empty' }),
-          h('p', { class: 'muted' }, h('a', { href: `#/datasets/${datasetId}/upload`, text: 'Upload files' }),
-            ' from this computer or ', h('a', { href: `#/datasets/${datasetId}/links`, text: 'import links' }), '.'));
+          writes ? h('p', { class: 'muted' }, h('a', { href: `#/datasets/${datasetId}/upload`, text: 'Upload files' }),
+            ' from this computer or ', h('a', { href: `#/datasets/${datasetId}/links`, text: 'import links' }), '.')
+            : null);
       sentinel.replaceChildren(empty, moreButton);
     } else {
       grid.hidden = false;

@@ -1,9 +1,11 @@
 // Datasets: the list with item counts and sizes; create; delete (after a confirmation dialog).
+import { limited, may } from '../access.js';
 import { api } from '../api.js';
 import { formatBytes, formatCount, formatDate, h, notice, pageHeader, plural } from '../dom.js';
 import { announce, busy, confirmAction, showError } from '../ui.js';
 
-export async function render(root, { signal }) {
+export async function render(root, { signal, me }) {
+  const writes = may(me, 'write');
   const feedback = h('div', { class: 'feedback' });
   const nameInput = h('input', {
     id: 'new-dataset', name: 'name', required: true, maxlength: '200', autocomplete: 'off',
@@ -16,6 +18,8 @@ export async function render(root, { signal }) {
       nameInput,
       h('p', { class: 'hint', id: 'new-dataset-hint', text: 'A name for a set of images and files, unique here.' })),
     create);
+  // A read token changes nothing; a token limited to some datasets cannot make another (the server says 403).
+  form.hidden = !writes || limited(me);
   const list = h('div', { class: 'dataset-list', 'aria-busy': 'true' }, h('p', { class: 'muted', text: 'Loading…' }));
   root.append(pageHeader('Datasets', { subtitle: 'Images and files, stored here or linked from buckets.' }),
     form, feedback, list);
@@ -27,7 +31,8 @@ export async function render(root, { signal }) {
     if (!datasets.length) {
       list.replaceChildren(h('div', { class: 'empty' },
         h('p', { class: 'empty-title', text: 'No datasets yet' }),
-        h('p', { class: 'muted', text: 'Create one above, then upload images or import links into it.' })));
+        h('p', { class: 'muted', text: form.hidden ? 'This token reaches no dataset yet.'
+          : 'Create one above, then upload images or import links into it.' })));
       return;
     }
     const rows = datasets.map((d) => h('tr', { dataset: { id: String(d.id) } },
@@ -36,10 +41,10 @@ export async function render(root, { signal }) {
       h('td', { class: 'num', text: formatBytes(d.total_size) }),
       h('td', { class: 'hide-narrow', text: formatDate(d.created_at) }),
       h('td', { class: 'row-actions' },
-        h('button', {
+        writes ? h('button', {
           type: 'button', class: 'danger subtle', text: 'Delete',
           'aria-label': `Delete dataset ${d.name}`, onclick: (event) => remove(d, event.currentTarget),
-        }))));
+        }) : null)));
     list.replaceChildren(h('table', { class: 'table datasets-table' },
       h('caption', { class: 'visually-hidden', text: 'Datasets' }),
       h('thead', {}, h('tr', {},

@@ -1,5 +1,7 @@
 // Import links into a dataset: a .txt links file or pasted lines (POST /datasets/{id}/links), and
-// whole folders of a connected bucket, browsed folder by folder (POST /datasets/{id}/sync).
+// whole folders of a connected bucket, browsed folder by folder (POST /datasets/{id}/sync). Browsing lists
+// connections, which is for admin tokens; a write token made with --connections types the folder's address.
+import { may } from '../access.js';
 import { api, providerOf, providers } from '../api.js';
 import { checkbox, formatBytes, formatCount, formatDate, h, notice, pageHeader, plural } from '../dom.js';
 import { announce, busy, showError } from '../ui.js';
@@ -64,13 +66,18 @@ function readSynced(datasetId) {
   }
 }
 
-export async function render(root, { params, query, signal, replaceQuery }) {
+export async function render(root, { params, query, signal, replaceQuery, me }) {
   const datasetId = params[0];
   const header = pageHeader('Import links', {
     crumbs: [['Datasets', '#/datasets'], ['…', `#/datasets/${datasetId}`], ['Import links']],
     subtitle: 'Files that stay where they are: registered by link, read in place, never copied.',
   });
   root.append(header);
+  if (!may(me, 'write')) {
+    root.append(notice('warning', h('strong', { text: 'Read only. ' }),
+      `Adding links needs a write or admin token; you are signed in with a ${me.role} token.`));
+    return () => {};
+  }
 
   // -- a links file or pasted links ------------------------------------------------------------------
   const fileInput = h('input', { id: 'links-file', type: 'file', accept: '.txt,text/plain', 'aria-describedby': 'links-file-hint' });
@@ -150,7 +157,20 @@ export async function render(root, { params, query, signal, replaceQuery }) {
   const browseBody = h('div', { class: 'stack' }, h('p', { class: 'muted', text: 'Loading the connections…' }));
   browseSection.append(browseBody);
   const syncedList = h('div', { class: 'synced' });
+  const syncFeedback = h('div', { class: 'feedback' });
+  const syncResult = h('div', { class: 'report', id: 'sync-report', 'aria-live': 'polite' });
   root.append(browseSection, syncedList);
+
+  if (!may(me, 'admin')) {
+    if (me.connections.length) {
+      browseBody.replaceChildren(addressForm());
+    } else {
+      browseBody.replaceChildren(notice('info', 'Browsing buckets needs an admin token (connections hold credentials), '
+        + 'and syncing one a token made for its connection. The links file above works with any write token.'));
+    }
+    drawSynced();
+    return () => {};
+  }
 
   let connections = [];
   let known = {};
@@ -187,8 +207,6 @@ export async function render(root, { params, query, signal, replaceQuery }) {
   const syncVerify = checkbox('Read each image’s header for its size (slower)', { id: 'sync-verify' });
   const syncConflict = conflictSelect('sync-conflict');
   const syncButton = h('button', { type: 'button', class: 'primary', text: 'Add this folder as links' });
-  const syncFeedback = h('div', { class: 'feedback' });
-  const syncResult = h('div', { class: 'report', id: 'sync-report', 'aria-live': 'polite' });
   browseBody.replaceChildren(
     h('div', { class: 'form-row' },
       h('div', { class: 'field' }, h('label', { for: 'browse-connection', text: 'Connection' }), connectionSelect),
@@ -315,6 +333,43 @@ export async function render(root, { params, query, signal, replaceQuery }) {
   }
 
   // -- sync, and the folders synced from this page -----------------------------------------------------
+  /** For a token that may sync some connections but not browse them: the folder's address, typed. */
+  function addressForm() {
+    const address = h('input', { id: 'sync-address', required: true, autocomplete: 'off', spellcheck: 'false',
+      placeholder: 's3://bucket/folder/', 'aria-describedby': 'sync-address-hint' });
+    const filter = h('input', { id: 'sync-filter', autocomplete: 'off', spellcheck: 'false', placeholder: '\\.jpe?g$',
+      'aria-describedby': 'sync-filter-hint' });
+    const verifyBox = checkbox('Read each image’s header for its size (slower)', { id: 'sync-verify' });
+    const conflictBox = conflictSelect('sync-conflict');
+    const button = h('button', { type: 'submit', class: 'primary', text: 'Add this folder as links' });
+    const form = h('form', { class: 'stack', novalidate: true },
+      h('div', { class: 'field' },
+        h('label', { for: 'sync-address', text: 'Folder address' }), address,
+        h('p', { class: 'hint', id: 'sync-address-hint',
+          text: `This token may sync the buckets of ${me.connections.join(', ')}. Browsing them needs an admin token, `
+            + 'so give the folder’s address: s3://, azure://, gs:// or fs://, then the bucket and the folder.' })),
+      h('div', { class: 'form-row' },
+        h('div', { class: 'field grow' },
+          h('label', { for: 'sync-filter', text: 'Only keys matching (optional)' }), filter,
+          h('p', { class: 'hint', id: 'sync-filter-hint', text: 'A regular expression, e.g. \\.jpe?g$' })),
+        h('div', { class: 'field' }, h('label', { for: 'sync-conflict', text: 'When a name is already taken' }), conflictBox)),
+      verifyBox.wrap,
+      h('div', { class: 'actions' }, button),
+      syncFeedback,
+      syncResult);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const source = address.value.trim();
+      if (!source) {
+        syncFeedback.replaceChildren(notice('error', 'Give the folder’s address first.'));
+        address.focus();
+        return;
+      }
+      sync({ source, filter: filter.value.trim(), verify: verifyBox.input.checked, conflict: conflictBox.value }, button);
+    });
+    return form;
+  }
+
   function drawSynced() {
     const synced = readSynced(datasetId);
     if (!synced.length) {

@@ -1,4 +1,5 @@
-// Sign-in with a token. The token is checked with one API call, then kept in sessionStorage.
+// Sign-in with a token. The token is checked with one API call (GET /me, which also says what it may use),
+// then kept in sessionStorage.
 import { api } from '../api.js';
 import { h, notice } from '../dom.js';
 import { busy, messageOf } from '../ui.js';
@@ -30,8 +31,9 @@ export function render(root, { signIn, takeSignInMessage }) {
       return;
     }
     await busy(submit, 'Checking…', async () => {
+      let me;
       try {
-        await api('GET', '/datasets', { token, redirect: false });
+        me = await api('GET', '/me', { token, redirect: false });  // any token may ask what it may use
       } catch (exc) {
         const text = exc.status === 401 ? `This token was not accepted: ${exc.message}` : messageOf(exc);
         feedback.replaceChildren(notice('error', text));
@@ -39,7 +41,7 @@ export function render(root, { signIn, takeSignInMessage }) {
         return;
       }
       input.value = '';
-      signIn(token);
+      signIn(token, me);
     });
   });
 

@@ -1,13 +1,14 @@
 // Settings → Storage: own storage's provider, buckets and their health (admin only).
+import { may } from '../access.js';
 import { api, providers } from '../api.js';
-import { h, notice, pageHeader } from '../dom.js';
-import { busy, showError } from '../ui.js';
+import { h, pageHeader } from '../dom.js';
+import { adminOnly, busy, showError } from '../ui.js';
 
 function statusBadge(status) {
   return h('span', { class: `badge ${status === 'ok' ? 'ok' : 'bad'}`, text: status === 'ok' ? 'healthy' : status });
 }
 
-export async function render(root, { signal }) {
+export async function render(root, { signal, me }) {
   const refresh = h('button', { type: 'button', text: 'Check again' });
   root.append(pageHeader('Storage', {
     crumbs: [['Settings'], ['Storage']],
@@ -18,6 +19,11 @@ export async function render(root, { signal }) {
   root.append(body);
 
   async function load() {
+    if (!may(me, 'admin')) {
+      body.replaceChildren(adminOnly('The storage settings', me));
+      refresh.hidden = true;
+      return;
+    }
     let storage;
     let known;
     try {
@@ -25,8 +31,7 @@ export async function render(root, { signal }) {
       [storage, known] = await Promise.all([api('GET', '/storage', { signal }), providers().catch(() => ({}))]);
     } catch (exc) {
       if (exc.status === 403) {
-        body.replaceChildren(notice('warning', h('strong', { text: 'Admin only. ' }),
-          'You are signed in with a user token; the storage settings need the admin token. ', exc.message));
+        body.replaceChildren(adminOnly('The storage settings', me));
         refresh.hidden = true;
       } else {
         showError(body, exc, 'The storage could not be read');

@@ -1,18 +1,24 @@
 // Upload from this computer: drop or pick files; one request per file, three at a time, each with its
 // own progress bar and the total; the conflict policy; the API's error message per file.
+import { may } from '../access.js';
 import { api, uploadFile } from '../api.js';
-import { formatBytes, h, pageHeader, plural } from '../dom.js';
+import { formatBytes, h, notice, pageHeader, plural } from '../dom.js';
 import { announce, messageOf, showError } from '../ui.js';
 
 const PARALLEL = 3;
 const STATUS_TEXT = { created: 'Uploaded', renamed: 'Uploaded as', replaced: 'Replaced', skipped: 'Skipped: name taken' };
 
-export async function render(root, { params, signal }) {
+export async function render(root, { params, signal, me }) {
   const datasetId = params[0];
   const header = pageHeader('Upload files', {
     crumbs: [['Datasets', '#/datasets'], ['…', `#/datasets/${datasetId}`], ['Upload']],
   });
   const feedback = h('div', { class: 'feedback' });
+  if (!may(me, 'write')) {
+    root.append(header, notice('warning', h('strong', { text: 'Read only. ' }),
+      `Uploading needs a write or admin token; you are signed in with a ${me.role} token.`));
+    return () => {};
+  }
 
   const conflict = h('select', { id: 'conflict', name: 'conflict', 'aria-describedby': 'conflict-hint' },
     h('option', { value: 'rename', text: 'Keep both: rename the new file' }),
