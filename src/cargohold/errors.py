@@ -9,6 +9,7 @@
     │   ├── RangeNotSatisfiable    no byte of the object is in the asked range (416)
     │   ├── TooLarge           an upload over UPLOAD_MAX_SIZE (413)
     │   └── Unprocessable      well-formed but refused: an image over the pixel limit (422)
+    ├── ClientTimeout          a client sent too slowly: headers, or a body's next piece (408, Connection: close)
     ├── Unauthenticated        no token, an unknown one, a bad or expired signature (401)
     ├── Forbidden              credentials missing, wrong, or not allowed to do this (403)
     ├── NotFound               (404)
@@ -100,6 +101,18 @@ class TooLarge(BadInput):
 class Unprocessable(BadInput):
     code = "unprocessable"
     http_status = 422
+
+
+class ClientTimeout(CargoholdError):
+    """The client did not send a request's headers within SERVER_HEADER_TIMEOUT, or the next piece of its body
+    within SERVER_BODY_TIMEOUT; the connection is closed after the answer (``http/timeouts.py``)."""
+
+    code = "request_timeout"
+    http_status = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Connection": "close"}
 
 
 class Unauthenticated(CargoholdError):

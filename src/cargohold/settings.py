@@ -110,6 +110,13 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _timeout(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} would wait no time at all; a timeout is longer than 0")
+    return seconds
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -255,6 +262,18 @@ class Settings:
         "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",
     )
     server_port: int = setting("SERVER_PORT", "8080", "Port the HTTP server listens on.", _server_port)
+    server_header_timeout: float = setting(
+        "SERVER_HEADER_TIMEOUT", "10s",
+        "Longest a client may take to send a request's whole header block, counted from the connection or, on a "
+        "kept-alive one, from the first byte of the next request; then the connection is closed (nginx's "
+        "`client_header_timeout`).", _timeout,
+    )
+    server_body_timeout: float = setting(
+        "SERVER_BODY_TIMEOUT", "60s",
+        "Longest wait for the next piece of a request body before the request is refused (408) and the connection "
+        "closed; the wait starts again with every piece, so a slow upload that keeps sending is never cut (nginx's "
+        "`client_body_timeout`).", _timeout,
+    )
     server_accel_redirect: str = setting(
         "SERVER_ACCEL_REDIRECT", "",
         "Behind nginx (deploy/nginx.conf): the internal location that maps to `DATA_PATH`; files on local disk "

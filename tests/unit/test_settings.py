@@ -29,6 +29,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.cache_storage_size == 10 * 1024**3
     assert s.cache_previews_expires == 12 * 3600
     assert (s.server_host, s.server_port) == ("127.0.0.1", 8080)
+    assert (s.server_header_timeout, s.server_body_timeout) == (10, 60)
     assert s.remote_links_path == tmp_path / "remote_links.yml"
 
 
@@ -60,6 +61,9 @@ BAD = [
     ({"CACHE_PREVIEWS_EXPIRES": "soon"}, "CACHE_PREVIEWS_EXPIRES", "not a duration"),
     ({"STORAGE_PORT": "nine"}, "STORAGE_PORT", "not a TCP port"),
     ({"SERVER_PORT": "70000"}, "SERVER_PORT", "not a TCP port"),
+    ({"SERVER_HEADER_TIMEOUT": "0"}, "SERVER_HEADER_TIMEOUT", "would wait no time at all"),
+    ({"SERVER_BODY_TIMEOUT": "soon"}, "SERVER_BODY_TIMEOUT", "not a duration"),
+    ({"SERVER_BODY_TIMEOUT": "-1"}, "SERVER_BODY_TIMEOUT", "not a duration"),
     ({"STORAGE_BUCKET_PREFIX": "My_Bucket"}, "STORAGE_BUCKET_PREFIX", "cannot name a bucket"),
     ({"STORAGE_JUPYTER_SYNC": "maybe"}, "STORAGE_JUPYTER_SYNC", "not true or false"),
     ({"LINKS_FS_ROOTS": "/data/datasets, relative/folder"}, "LINKS_FS_ROOTS", "'relative/folder' is not an absolute"),

@@ -87,6 +87,7 @@ def up(detach: bool) -> None:
     import uvicorn
 
     from ..http.app import create_app
+    from ..http.timeouts import TimedHttpTools
 
     if settings.remote_links_path.exists():  # a bad file stops start-up here, with the CLI's message
         load_file(settings.remote_links_path, settings.aws_ec2_metadata_service_endpoint)
@@ -97,7 +98,9 @@ def up(detach: bool) -> None:
         f"cargohold serving on {base_url(settings)} (storage: {settings.storage_provider}, data: {settings.data_path})",
         err=True,
     )
-    uvicorn.run(app, host=settings.server_host, port=settings.server_port, log_level="info", access_log=False)
+    protocol = TimedHttpTools.configured(settings.server_header_timeout, settings.server_body_timeout)
+    uvicorn.run(app, host=settings.server_host, port=settings.server_port, log_level="info", access_log=False,
+                http=protocol)
 
 
 def _start_background(settings: Settings) -> None:

@@ -16,6 +16,7 @@ parsed by Python code in a thread, which lets the event loop have the GIL betwee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from itertools import accumulate
@@ -23,7 +24,7 @@ from itertools import accumulate
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import BadInput, CargoholdError, TooLarge
+from ..errors import BadInput, CargoholdError, ClientTimeout, TooLarge
 from .responses import error_response
 
 JSON_MAX_BYTES = 128 * 1024
@@ -112,8 +113,9 @@ class BodyLimits:
                 check_json(body)  # C-speed, about 1 ms for the largest body
         except CargoholdError as exc:
             if isinstance(exc, TooLarge):
-                await _drain(receive)
-            await error_response(exc.http_status, exc.code, exc.message)(scope, receive, send)
+                with contextlib.suppress(ClientTimeout):  # a client that stops meanwhile gets the 413 all the same
+                    await _drain(receive)
+            await error_response(exc.http_status, exc.code, exc.message, exc.headers)(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 

@@ -15,6 +15,7 @@ WHY = {
     401: "no token, an unknown one, or a bad or expired signature",
     403: "a user token on an admin route, or storage refused the credentials",
     404: "no such dataset, item, file or connection",
+    408: "no piece of the body arrived for SERVER_BODY_TIMEOUT; the connection is closed",
     409: "the name is taken, or defined in remote_links.yml, or a bucket another connection lists",
     413: "a file over UPLOAD_MAX_SIZE",
     416: "the Range is outside the object",
@@ -26,10 +27,10 @@ WHY = {
 # What some operations answer besides the errors every protected operation may give.
 EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v1/datasets"): (409,),
-    ("post", "/api/v1/datasets/{dataset_id}/items"): (409, 413, 422),
-    ("post", "/api/v1/datasets/{dataset_id}/links"): (409,),
+    ("post", "/api/v1/datasets/{dataset_id}/items"): (408, 409, 413, 422),
+    ("post", "/api/v1/datasets/{dataset_id}/links"): (408, 409),
     ("post", "/api/v1/datasets/{dataset_id}/sync"): (409, 502, 504),
-    ("put", "/api/v1/files/{path}"): (413,),
+    ("put", "/api/v1/files/{path}"): (408, 413),
     ("get", "/api/v1/files/{path}"): (416,),
     ("get", "/api/v1/items/{item_id}/content"): (416, 422, 502, 504),
     ("get", "/api/v1/items/{item_id}/preview"): (416, 422, 502, 504),
