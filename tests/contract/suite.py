@@ -7,7 +7,9 @@ folder filled beforehand with ``MOUNTED`` (``fill``) and ``missing_connection`` 
 
 The suite skips by capability, never by provider: what ``store.features`` says the store cannot do.
 A store whose features offer ``unfinished`` uploads also gives a ``leave_unfinished_upload(size)``
-fixture, leaving one behind as its provider keeps them.
+fixture, leaving one behind as its provider keeps them. Every module gives a ``put_foreign(key, data)``
+fixture, writing an object by the provider's own means, past cargohold's key rules, as another tool would
+(False for a key that provider cannot hold at all).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ ODD_KEYS = [
     "deep/" + "/".join(f"level{i}" for i in range(12)) + "/leaf.bin",
     "punctuation/(x) [y] {z} !$&',;=@~.txt",
 ]
+FOREIGN_KEYS = ["foreign/a.txt", "foreign/tab\there.txt", "foreign/double//slash.txt", "foreign/z.txt"]
+"""Keys another tool may write that cargohold would not (``check_key``); obstore cannot parse the middle two."""
 FOLDER_TREE = ["top.txt", "a/1.txt", "a/2.txt", "a/deep/3.txt", "b/4.txt", "c.txt", "d/5.txt"]
 PAGED = [f"paged/{i}.txt" for i in range(5)] + [f"paged/sub{i}/x.txt" for i in range(3)]
 """One level of 5 objects and 3 sub-folders, for paging ``list_folder`` 2 entries at a time."""
@@ -238,6 +242,21 @@ class StoreContract:
         assert await all_keys(store) == sorted(ODD_KEYS)
         assert await all_keys(store, "unicode/日本語") == ["unicode/日本語/ñandú-Ωmega.png"]
         assert await all_keys(store, "percent/100%") == ["percent/100%/a%20b%2Fc.txt"]
+
+    async def test_listing_shows_keys_other_tools_wrote(self, store: Store,
+                                                        put_foreign: Callable[[str, bytes], bool]) -> None:
+        """A key cargohold would refuse (a control character, an empty segment) is listed as the bucket holds
+        it, and the keys after it too, page after page: one such key never fails a whole listing."""
+        held = [key for key in FOREIGN_KEYS if put_foreign(key, key.encode())]
+        assert "foreign/tab\there.txt" in held
+        ours = [f"foreign/m{i:02d}.txt" for i in range(7)]
+        for key in ours:
+            await store.put(key, key.encode())
+        pages = [page async for page in store.list("foreign", page_size=3)]
+        assert all(len(page) <= 3 for page in pages) and len(pages) >= 4, [len(page) for page in pages]
+        assert sorted(m.key for page in pages for m in page) == sorted(held + ours)
+        sizes = {m.key: m.size for page in pages for m in page}
+        assert sizes["foreign/tab\there.txt"] == len(b"foreign/tab\there.txt")
 
     async def test_missing_key(self, store: Store) -> None:
         with pytest.raises(NotFound):

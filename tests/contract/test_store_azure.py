@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
 import pytest
+from azure.storage.blob import BlobServiceClient
 
 from cargohold.storage import Connection, Store
 
@@ -19,6 +21,18 @@ def azurite_connection(server: Server) -> Connection:
 @pytest.fixture
 def connection(azurite_server: Server) -> Connection:
     return azurite_connection(azurite_server)
+
+
+@pytest.fixture
+def put_foreign(azurite_server: Server, bucket_name: str) -> Callable[[str, bytes], bool]:
+    client = BlobServiceClient(f"{azurite_server.url}/{AZURITE_ACCOUNT}",
+                               credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
+
+    def put(key: str, data: bytes) -> bool:
+        client.get_container_client(bucket_name).upload_blob(key, data)
+        return True
+
+    return put
 
 
 class TestAzure(StoreContract):

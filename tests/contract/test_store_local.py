@@ -26,5 +26,20 @@ def leave_unfinished_upload(tmp_path: Path) -> Callable[[int], None]:
     return leave
 
 
+@pytest.fixture
+def put_foreign(tmp_path: Path, bucket_name: str) -> Callable[[str, bytes], bool]:
+    """A file written into the bucket's folder by another program; no file has an empty name."""
+
+    def put(key: str, data: bytes) -> bool:
+        if "" in key.split("/"):
+            return False
+        path = tmp_path / "storage" / bucket_name / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return True
+
+    return put
+
+
 class TestLocalDisk(StoreContract):
     pass

@@ -35,6 +35,18 @@ def leave_unfinished_upload(moto_server: Server, bucket_name: str) -> Callable[[
     return leave
 
 
+@pytest.fixture
+def put_foreign(moto_server: Server, bucket_name: str) -> Callable[[str, bytes], bool]:
+    client = boto3.client("s3", endpoint_url=moto_server.url, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+
+    def put(key: str, data: bytes) -> bool:
+        client.put_object(Bucket=bucket_name, Key=key, Body=data)
+        return True
+
+    return put
+
+
 class TestS3(StoreContract):
     uploads_dated = False  # moto: every multipart upload began 2010-11-10
 
@@ -54,3 +66,22 @@ async def test_objects_over_the_single_copy_limit_are_copied_in_parts(moto_serve
     await store.rename("big/renamed.bin", "big/again.bin")
     assert await read(store, "big/again.bin") == expected
     assert [m.key async for page in store.list("big") for m in page] == ["big/again.bin"]
+
+
+async def test_a_listing_goes_on_past_the_page_obstore_could_not_parse(moto_server: Server, bucket_name: str) -> None:
+    """obstore asks for 1,000 keys a request: a key it cannot parse in the second answer fails that answer;
+    the listing goes on with boto3 from the last key listed, every key once and in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cargohold.storage.s3 import open_s3
+
+    store = open_s3(moto_connection(moto_server), bucket_name)
+    await store.ensure_bucket()
+    client = boto3.client("s3", endpoint_url=moto_server.url, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    keys = [f"k/{i:04d}" for i in range(1010)] + ["k/tab\there", "k/zz"]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket_name, Key=key, Body=b"x"), keys))
+    pages = [[m.key for m in page] async for page in store.list("k", page_size=400)]
+    assert [key for page in pages for key in page] == sorted(keys)
+    assert all(len(page) <= 400 for page in pages), [len(page) for page in pages]

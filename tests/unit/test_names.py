@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from starlette.testclient import TestClient
 
 from cargohold.catalog.models import TeamFile, TeamFileWrite
+from cargohold.cli._context import shown
 from cargohold.errors import BadInput, InvalidKey
 from cargohold.http.app import create_app
 from cargohold.services import items, team_files
@@ -45,6 +46,7 @@ BAD_NAMES = [
     ("del\x7f", "control character (U+007F)"),
     ("back\\slash", "backslash"),
     ("a/../b", "'..'"),
+    ("latin1-\udce9t\udce9.jpg", "is not UTF-8 text"),  # a file name's bytes, as os.scandir gives them
 ]
 GOOD_NAMES = ["a", "models/yolo v8.pt", "données/été.jpg", "写真/猫.png", "emoji 🐈.gif", "A" * MAX_SEGMENT_BYTES,
               "/".join(["A" * 255] * 4), "/".join(["x" * 200] * 5) + "/" + "x" * 19, "عربي/ملف.txt"]
@@ -76,6 +78,9 @@ def test_messages_show_hidden_characters_escaped() -> None:
     with pytest.raises(BadInput) as refused:
         team_files.check_path("invoice\u202efdp.exe")
     assert "\u202e" not in refused.value.message and "'invoice\\u202efdp.exe'" in refused.value.message
+    # The CLI prints what the server answered (a refused link, a key) the same way, without the quotes.
+    assert shown("s3://b/invoice\u202efdp\t.exe") == "s3://b/invoice\\u202efdp\\t.exe"
+    assert shown("s3://b/données [1].jpg") == "s3://b/données [1].jpg"
 
 
 def test_a_file_stored_before_the_rules_can_still_be_read_and_deleted() -> None:

@@ -1,5 +1,6 @@
 """What the commands share: an open service context for catalog work, the server's URL on this machine,
-an SDK client with the instance's token, and the end of a run that tells what failed."""
+an SDK client with the instance's token, the end of a run that tells what failed, and text made safe to
+print (``shown``)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,12 @@ def open_client(url: str | None, token: str | None) -> Client:
         except OSError:
             raise Unauthenticated(f"no token: pass --token, set CARGOHOLD_TOKEN, or run where {path} exists") from None
     return Client(url or base_url(load_settings()), token)
+
+
+def shown(text: str) -> str:
+    """``text`` for a terminal: each character that would hide or reorder what is shown (a control, bidi or
+    line-separator character) escaped as ``repr`` escapes it (``'a\\tb'``, ``'\\u202e'``), the rest as it is."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def finish(summary: str, failures: list[tuple[str, str]]) -> None:

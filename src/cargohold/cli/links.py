@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..sdk.client import CONFLICTS
 from ..storage.uris import parse_prefix
-from ._context import connection_options, open_client
+from ._context import connection_options, open_client, shown
 
 
 @click.group()
@@ -42,13 +42,13 @@ def links_add(dataset: str, links_file: Path, no_verify: bool, conflict: str, ur
         report = client.add_links(dataset, links_file, verify=not no_verify, conflict=conflict,  # type: ignore[arg-type]
                                   progress=lambda n: bars.update(task, advance=n))
         bars.update(task, description="verifying and adding" if not no_verify else "adding")
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, markup=False, soft_wrap=True)  # a link may hold "[/]": text, not markup
     out.print(f"added {report['added']}, already there {report['unchanged']}, renamed {report['renamed']}, "
               f"replaced {report['replaced']}, skipped {report['skipped']}, refused {report['refused_count']}")
     if report["refused"]:
         table = Table("line", "link", "reason", title="refused lines", title_justify="left")
         for refused in report["refused"]:
-            table.add_row(str(refused["line"]), refused["url"], refused["reason"])
+            table.add_row(str(refused["line"]), shown(refused["url"]), refused["reason"])
         out.print(table)
         sys.exit(1)
 
@@ -66,14 +66,14 @@ def links_sync(dataset: str, source: str, pattern: str | None, verify: bool, url
     Links whose objects are gone are listed, never deleted."""
     with open_client(url, token) as client, Console(stderr=True).status(f"listing {source} ..."):
         report = client.sync_links(dataset, source, pattern, verify)
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, markup=False, soft_wrap=True)
     out.print(f"listed {report['listed']}: added {report['added']}, already there {report['unchanged']}, "
               f"renamed {report['renamed']}, refused {report['refused_count']}; gone from the bucket "
               f"{report['removed_count']}")
     for uri in report["removed"]:
-        out.print(f"  gone: {uri}")
+        out.print(f"  gone: {shown(uri)}")
     for refused in report["refused"]:
-        out.print(f"  refused {refused['url']}: {refused['reason']}")
+        out.print(f"  refused {shown(refused['url'])}: {refused['reason']}")
 
 
 @links.command("ls")
@@ -83,7 +83,7 @@ def links_ls(location: str, url: str | None, token: str | None) -> None:
     """List one folder level of a connected bucket: LOCATION is s3://bucket/prefix/ (or azure://, gs://, fs://)."""
     base = parse_prefix(location)
     prefix = base.prefix
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, markup=False, soft_wrap=True)
     with open_client(url, token) as client:
         named = next((c for c in client.connections()
                       if c["provider"] == base.provider and base.bucket in c.get("buckets", [])), None)
@@ -93,10 +93,10 @@ def links_ls(location: str, url: str | None, token: str | None) -> None:
         while True:
             page = client.browse(named["name"], base.bucket, f"{prefix}/" if prefix else "", cursor)
             for folder in page["folders"]:
-                out.print(f"{'':>12}  {'':<16}  {base.scheme}://{base.bucket}/{folder['prefix']}")
+                out.print(f"{'':>12}  {'':<16}  {base.scheme}://{base.bucket}/{shown(folder['prefix'])}")
             for obj in page["objects"]:
                 modified = (obj.get("modified") or "")[:16].replace("T", " ")
-                out.print(f"{obj['size']:>12}  {modified:<16}  {base.scheme}://{base.bucket}/{obj['key']}")
+                out.print(f"{obj['size']:>12}  {modified:<16}  {base.scheme}://{base.bucket}/{shown(obj['key'])}")
             cursor = page.get("next_cursor")
             if not cursor:
                 break

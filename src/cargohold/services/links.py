@@ -76,8 +76,17 @@ class LinkReport:
         return {
             "added": self.added, "unchanged": self.unchanged, "renamed": self.renamed, "replaced": self.replaced,
             "skipped": self.skipped, "refused_count": self.refused_count,
-            "refused": [{"line": r.line, "url": r.url, "reason": r.reason} for r in self.refused],
+            "refused": [{"line": r.line, "url": as_text(r.url), "reason": r.reason} for r in self.refused],
         }
+
+
+def as_text(text: str) -> str:
+    """``text`` with what is no UTF-8 (a file name's bytes, as ``os.scandir`` gives them) as U+FFFD."""
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        return text.encode(errors="surrogateescape").decode(errors="replace")
 
 
 @dataclass
@@ -192,9 +201,10 @@ async def _add_batch(
     for entry in batch:
         try:
             link = entry.link
-            # An object key was checked when the link was parsed; names given or taken from URLs are not.
-            name = link.key if entry.name is None and isinstance(link, ObjectLink) else check_name(
-                entry.name or link.default_name)
+            # The item's name, given or taken from the key or the URL, follows every item name's rules: a key
+            # that could not be one (a control, bidi or line-separator character) is refused unless named.
+            named_by_key = entry.name is None and isinstance(link, ObjectLink)
+            name = check_name(entry.name or link.default_name, "object key" if named_by_key else "item name")
             if isinstance(link, ObjectLink):
                 where = (link.provider, link.bucket)
                 if where not in connected:
@@ -354,8 +364,14 @@ async def matching(wanted: KeyFilter | None, keys: Sequence[str]) -> list[bool]:
     if wanted is None:
         return [True] * len(keys)
 
+    def found(key: str) -> bool:
+        try:
+            return wanted(key) is not None
+        except UnicodeEncodeError:  # RE2 takes UTF-8: a key that is none is matched as it is shown
+            return wanted(as_text(key)) is not None
+
     def run() -> list[bool]:
-        return [wanted(key) is not None for key in keys]
+        return [found(key) for key in keys]
 
     return run() if len(keys) <= FILTER_INLINE else await asyncio.to_thread(run)
 
@@ -410,4 +426,4 @@ async def sync_prefix(
 
 
 def _digest(uri: str) -> int:
-    return int.from_bytes(hashlib.blake2b(uri.encode(), digest_size=8).digest(), "big")
+    return int.from_bytes(hashlib.blake2b(uri.encode(errors="surrogateescape"), digest_size=8).digest(), "big")

@@ -7,12 +7,15 @@ URLs carry the account name as their first segment. Containers are created with 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from obstore.store import AzureStore
 
-from ..errors import BackendUnavailable, ConfigError, Forbidden
+from ..errors import BackendUnavailable, ConfigError, Forbidden, NotFound, StoreTimeout
+from .base import META_TIMEOUT, ObjectMeta
 from .connection import Connection
 from .obstore_store import ObstoreStore, meta_client_options
 
@@ -53,9 +56,71 @@ def open_azure(conn: Connection, container: str, *, retries: int = 3) -> Obstore
     async def sign_url(key: str, expires_in: timedelta) -> str:
         return _sign_blob_url(conn, url, container, key, expires_in)
 
+    async def list_keys(folder: str, after: str | None, page_size: int) -> AsyncIterator[list[ObjectMeta]]:
+        client = _client(conn, url, META_TIMEOUT)
+        try:
+            pages = client.get_container_client(container).list_blobs(
+                name_starts_with=folder or None, results_per_page=page_size).by_page()
+            while (page := await asyncio.to_thread(_next_page, pages, f"list {container}/{folder}")) is not None:
+                # Azure has no "start after": the pages before the key already listed are read again.
+                found = [meta for meta in page if after is None or meta.key > after]
+                if found:
+                    yield found
+        finally:
+            client.close()
+
     return ObstoreStore(
         raw, name=container, provider="azure", create_bucket=create_container, sign_url=sign_url,
-        suffix_ranges=False, meta=meta,
+        suffix_ranges=False, list_keys=list_keys, meta=meta,
+    )
+
+
+def _next_page(pages: Iterator[Any], what: str) -> list[ObjectMeta] | None:
+    """The next page of a List Blobs, names as Azure holds them; None after the last."""
+    from azure.core.exceptions import (
+        AzureError,
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestTimeoutError,
+        ServiceResponseTimeoutError,
+    )
+
+    try:
+        page = next(pages, None)
+        if page is None:
+            return None
+        return [ObjectMeta(b.name, b.size, _quoted(b.etag), b.last_modified) for b in page]
+    except ResourceNotFoundError as exc:
+        raise NotFound(f"{what}: the container does not exist") from exc
+    except ClientAuthenticationError as exc:
+        raise Forbidden(f"{what}: the account key is refused") from exc
+    except HttpResponseError as exc:
+        if exc.status_code == 403:
+            raise Forbidden(f"{what}: the account key is refused") from exc
+        raise BackendUnavailable(f"{what}: {exc.message}") from exc
+    except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
+        raise StoreTimeout(f"{what}: no answer in time ({exc})") from exc
+    except AzureError as exc:
+        raise BackendUnavailable(f"{what}: {exc}") from exc
+
+
+def _quoted(etag: str | None) -> str | None:
+    """The ETag as obstore reports it, quoted (the SDK strips the quotes): one version reads the same
+    whichever listed it."""
+    return None if not etag else etag if etag.startswith('"') else f'"{etag}"'
+
+
+def _client(conn: Connection, url: str, timeout: float | None = None) -> Any:
+    """azure-storage-blob's client; ``timeout``: seconds to connect and for each answer, one retry."""
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient(
+        account_url=url,
+        credential={"account_name": conn.access_key, "account_key": conn.secret_key},
+        connection_timeout=min(5, timeout or 5),
+        retry_total=1,
+        read_timeout=timeout or 60,  # 60: the SDK's default
     )
 
 
@@ -74,14 +139,8 @@ def _sign_blob_url(conn: Connection, url: str, container: str, key: str, expires
 
 def _create_container(conn: Connection, url: str, container: str) -> None:
     from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError
-    from azure.storage.blob import BlobServiceClient
 
-    client = BlobServiceClient(
-        account_url=url,
-        credential={"account_name": conn.access_key, "account_key": conn.secret_key},
-        connection_timeout=5,
-        retry_total=1,
-    )
+    client = _client(conn, url)
     try:
         client.create_container(container)
     except ResourceExistsError:

@@ -237,9 +237,13 @@ def hidden_character(text: str) -> str | None:
 
 def check_key(key: str) -> str:
     """Refuse keys that some provider could not store unchanged, or that could escape a folder."""
-    if not key or len(key.encode()) > MAX_KEY_BYTES:
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:  # a file name of bytes that are no UTF-8, as os.scandir gives it
+        raise InvalidKey(f"object key {key!r} is not UTF-8 text") from None
+    if not key or size > MAX_KEY_BYTES:
         raise InvalidKey(f"object key must be 1 to {MAX_KEY_BYTES} bytes (S3's limit)"
-                         + (f", not {len(key.encode()):,}" if key else ""))
+                         + (f", not {size:,}" if key else ""))
     if key.startswith("/") or key.endswith("/"):
         raise InvalidKey(f"object key {key!r} must not start or end with '/'")
     if not _BAD_SEGMENTS.isdisjoint(key.split("/")):

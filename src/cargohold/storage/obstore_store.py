@@ -4,6 +4,10 @@ obstore signs and sends every request; this module only shapes its calls and tra
 errors into cargohold's. Creating a bucket is not an object-store operation, so each provider
 module passes in its own ``create_bucket`` (done with that provider's SDK), and what only one provider
 has (S3's unfinished multipart uploads and copies in parts, Azure's SAS signing) the same way.
+
+obstore (object_store underneath) cannot hold every key a bucket may: one with a control character or an
+empty, ``.`` or ``..`` segment fails the whole page of a listing it is in. The provider module passes in a
+listing by its SDK (``list_keys``), which takes keys as they are, and ``list`` goes on with it from there.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ CreateBucket = Callable[[], Awaitable[None]]
 ListUnfinished = Callable[[datetime, bool], Awaitable[Unfinished]]
 LargeCopy = Callable[[str, str], Awaitable[None]]
 SignUrl = Callable[[str, timedelta], Awaitable[str]]
+ListKeys = Callable[[str, str | None, int], AsyncIterator[list[ObjectMeta]]]
+"""``(folder, after, page_size)``: pages of the objects under ``folder`` (``""`` or ending in ``/``) whose
+keys sort after ``after``, keys as the provider holds them."""
 
 
 # obstore reports these as generic errors; the provider's own code in the body says what they are.
@@ -136,12 +143,14 @@ class ObstoreStore:
         suffix_ranges: bool = True,
         unfinished: ListUnfinished | None = None,
         large_copy: tuple[int, LargeCopy] | None = None,
+        list_keys: ListKeys | None = None,
         meta: RawStore | None = None,
     ) -> None:
         """``meta``: the same bucket with short time limits (``meta_client_options``), for HEAD, listings
         and DELETE; ``raw`` keeps long ones for data, whose time grows with its size. ``unfinished``: the
         provider's interrupted uploads (S3); without it the store has no ``features.unfinished``.
-        ``large_copy``: (size limit, copy) for objects a rename cannot copy in one request."""
+        ``large_copy``: (size limit, copy) for objects a rename cannot copy in one request. ``list_keys``:
+        the provider SDK's listing, for the rest of a listing once obstore met a key it cannot parse."""
         self.raw = raw
         self.meta = meta if meta is not None else raw
         self.name = name
@@ -151,6 +160,7 @@ class ObstoreStore:
         self._suffix_ranges = suffix_ranges
         self._unfinished = unfinished
         self._large_copy = large_copy
+        self._list_keys = list_keys
         features = Features.of(self)
         self.features = features if unfinished is not None else replace(features, unfinished=None)
 
@@ -214,11 +224,23 @@ class ObstoreStore:
             await obstore.delete_async(self.meta, key)
 
     async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[ObjectMeta]]:
-        folder = folder_prefix(prefix).rstrip("/") or None
-        with translated(f"list {self.name}/{folder or ''}"):
-            stream = obstore.list(self.meta, prefix=folder, chunk_size=page_size)
-            async for page in stream:
-                yield [_meta(m) for m in page]
+        folder = folder_prefix(prefix)
+        after: str | None = None  # the last key listed: pages come in key order
+        try:
+            with translated(f"list {self.name}/{folder}"):
+                stream = obstore.list(self.meta, prefix=folder.rstrip("/") or None, chunk_size=page_size)
+                async for page in stream:
+                    found = [_meta(m) for m in page]
+                    if found:
+                        after = found[-1].key
+                    yield found
+            return
+        except InvalidKey:
+            # A key object_store cannot parse: the page holding it failed whole, and the stream with it.
+            if self._list_keys is None:
+                raise
+        async for found in self._list_keys(folder, after, page_size):
+            yield found
 
     async def list_folder(self, prefix: str, cursor: str | None = None, page_size: int = 1000) -> FolderPage:
         # obstore's delimiter listing follows the provider's continuation tokens to the end and returns

@@ -8,12 +8,14 @@ Buckets are created with boto3, since creating a bucket is not an object-store c
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from obstore.store import S3Store
 
-from ..errors import AlreadyExists, BackendUnavailable, ConfigError, Forbidden
+from ..errors import AlreadyExists, BackendUnavailable, ConfigError, Forbidden, NotFound, StoreTimeout
+from .base import META_TIMEOUT, ObjectMeta
 from .connection import Connection
 from .imds import ImdsCredentials
 from .obstore_store import ObstoreStore, meta_client_options, translated
@@ -67,8 +69,46 @@ def open_s3(
         keys = await credentials() if credentials else None
         await asyncio.to_thread(_multipart_copy, conn, bucket, endpoint, region, keys, src, dst)
 
+    async def list_keys(folder: str, after: str | None, page_size: int) -> AsyncIterator[list[ObjectMeta]]:
+        keys = await credentials() if credentials else None
+        client = await asyncio.to_thread(_boto_client, conn, endpoint, region, keys, META_TIMEOUT)
+        while True:
+            page, more = await asyncio.to_thread(_list_page, client, bucket, folder, after, page_size)
+            if page:
+                yield page
+                after = page[-1].key
+            if not more or not page:
+                return
+
     return ObstoreStore(raw, name=bucket, provider="minio", create_bucket=create_bucket, unfinished=unfinished,
-                        large_copy=(copy_limit, large_copy), meta=meta)
+                        large_copy=(copy_limit, large_copy), list_keys=list_keys, meta=meta)
+
+
+def _list_page(
+    client: Any, bucket: str, folder: str, after: str | None, page_size: int
+) -> tuple[list[ObjectMeta], bool]:
+    """One page of ListObjectsV2 after the key ``after``, keys as S3 holds them (boto3 asks for them
+    URL-encoded, so that XML can carry every character, and decodes them)."""
+    import botocore.exceptions
+
+    what = f"list {bucket}/{folder}"
+    try:
+        answer = client.list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=page_size,
+                                        **({"StartAfter": after} if after else {}))
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise NotFound(f"{what}: the bucket does not exist") from exc
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise Forbidden(f"{what}: the credentials are refused ({code})") from exc
+        raise BackendUnavailable(f"{what}: {code or exc}") from exc
+    except (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError) as exc:
+        raise StoreTimeout(f"{what}: no answer in time ({exc})") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise BackendUnavailable(f"{what}: {exc}") from exc
+    page = [ObjectMeta(o["Key"], o["Size"], o.get("ETag"), o["LastModified"].astimezone(UTC))
+            for o in answer.get("Contents", [])]
+    return page, bool(answer.get("IsTruncated"))
 
 
 SINGLE_COPY_LIMIT = 5 * 1024**3
@@ -90,7 +130,8 @@ def _multipart_copy(conn: Connection, bucket: str, endpoint: str, region: str, k
         raise BackendUnavailable(f"copy {bucket}/{src} to {dst} in parts: {exc}") from exc
 
 
-def _boto_client(conn: Connection, endpoint: str, region: str, keys: Any) -> Any:
+def _boto_client(conn: Connection, endpoint: str, region: str, keys: Any, timeout: float | None = None) -> Any:
+    """``timeout``: seconds to connect and for each answer, one retry (a metadata call); else boto3's defaults."""
     import boto3
     import botocore.config
 
@@ -106,7 +147,8 @@ def _boto_client(conn: Connection, endpoint: str, region: str, keys: Any) -> Any
         config=botocore.config.Config(
             s3={"addressing_style": "virtual" if is_aws(endpoint) else "path"},
             retries={"max_attempts": 2},
-            connect_timeout=5,
+            connect_timeout=min(5, timeout or 5),
+            read_timeout=timeout or 60,  # 60: botocore's default
         ),
     )
 
