@@ -16,7 +16,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from cargohold.media.preview import PreviewSpec
+from cargohold.media.preview import QUALITIES, PreviewSpec
 
 from ..support.api_server import RunningServer
 from ..unit.test_image_budget import rle8_bmp_declaring
@@ -197,3 +197,36 @@ def test_371_distinct_preview_sizes_make_a_few_previews(server: RunningServer, r
     request.node.user_properties.append(("reliability_result", (
         f"371 distinct sizes of one 3000 x 2000 JPEG: {made} previews made (boxes snapped: longer side one of "
         "32...2048, shorter side an eighth of it); at most 105 boxes per fit and format")))
+
+
+@pytest.mark.reliability(kind="attack", what="preview sizes: variants per item", cases=201)
+def test_qualities_1_to_100_make_7_previews(server: RunningServer, request: pytest.FixtureRequest) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 600), (200, 120, 10)).save(buffer, "JPEG")
+    with server.client() as client:
+        ds = client.post("/datasets", json={"name": "qualities"}).json()["id"]
+        item = upload(client, ds, "q.jpg", buffer.getvalue())
+        etags: dict[int, str] = {}
+        for q in range(1, 101):
+            answer = client.get(f"/items/{item}/preview", params={"w": 64, "h": 64, "q": q})
+            assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg", answer.text
+            etags[q] = answer.headers["etag"]
+        made = {t["name"]: t for t in client.get("/cache").json()["tiers"]}["previews"]["entries"]
+        assert made == len(set(etags.values())) == len(QUALITIES), (made, len(set(etags.values())))
+        assert etags[71] == etags[75] == etags[80] != etags[81], "q is snapped up to the next of QUALITIES"
+        pngs = {client.get(f"/items/{item}/preview", params={"w": 64, "h": 64, "format": "png", "q": q})
+                .headers["etag"] for q in range(1, 101)}
+        assert len(pngs) == 1
+        # A URL signed with the q asked verifies, and answers the snapped preview.
+        signed = client.post(f"/items/{item}/sign", json={"expires_in": 600, "preview": {"w": 64, "h": 64, "q": 75}})
+        url = signed.json()["url"]
+        assert "q=75" in url, url
+        previews = {t["name"]: t for t in client.get("/cache").json()["tiers"]}["previews"]["entries"]
+    with httpx.Client(timeout=30) as anonymous:
+        answer = anonymous.get(url)
+    assert answer.status_code == 200 and answer.headers["etag"] == etags[80], answer.text
+    assert previews == len(QUALITIES) + 1
+    request.node.user_properties.append(("reliability_result", (
+        f"q=1..100 of one JPEG at 64 px: {made} previews made (q snapped up to one of "
+        f"{', '.join(map(str, QUALITIES))}); q=1..100 as PNG: 1 (lossless, q100); a URL signed with q=75 "
+        "verifies and answers q80's preview (same ETag)")))

@@ -1,5 +1,6 @@
 """services/serving/budget.py: image work admitted by memory (queued, admitted, refused, given back on
-error and on cancellation); the costs media/ estimates from headers; preview boxes snapped to a few."""
+error and on cancellation); the costs media/ estimates from headers; preview boxes and qualities snapped to a
+few."""
 
 from __future__ import annotations
 
@@ -15,7 +16,18 @@ from PIL import Image
 
 from cargohold.errors import Overloaded, Unprocessable
 from cargohold.media.convert import conversion_cost
-from cargohold.media.preview import MAX_SIDE, STEP_PARTS, STEPS, PreviewSpec, preview_cost, read_header
+from cargohold.media.preview import (
+    FITS,
+    FORMATS,
+    MAX_SIDE,
+    PNG_QUALITY,
+    QUALITIES,
+    STEP_PARTS,
+    STEPS,
+    PreviewSpec,
+    preview_cost,
+    read_header,
+)
 from cargohold.services.serving import budget as budget_mod
 from cargohold.services.serving.budget import MemoryBudget
 
@@ -179,7 +191,7 @@ def test_costs_from_the_header(tmp_path: Path) -> None:
     assert header.interlaced and preview_cost(header, PreviewSpec(64, 64)) >= 4000 * 3000 * 3 * 2
 
 
-# -- preview boxes snapped to a few ----------------------------------------------------------------------
+# -- preview boxes and qualities snapped to a few ----------------------------------------------------------
 
 
 def test_371_distinct_sizes_collapse_to_a_few_boxes() -> None:
@@ -196,8 +208,37 @@ def test_371_distinct_sizes_collapse_to_a_few_boxes() -> None:
                                             ((2048, 1), (2048, 256)), ((300, 256), (512, 448)),
                                             ((64, 2000), (256, 2048)), ((32, 256), (32, 256))])
 def test_a_box_snaps_up_keeping_its_aspect(asked: tuple[int, int], box: tuple[int, int]) -> None:
-    spec = PreviewSpec(*asked, fit="cover", format="png", quality=70).snapped()
-    assert (spec.width, spec.height) == box and (spec.fit, spec.format, spec.quality) == ("cover", "png", 70)
+    spec = PreviewSpec(*asked, fit="cover", format="webp", quality=70).snapped()
+    assert (spec.width, spec.height) == box and (spec.fit, spec.format, spec.quality) == ("cover", "webp", 70)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+def test_qualities_1_to_100_make_7_previews_never_below_what_was_asked(fmt: str) -> None:
+    snapped = {q: PreviewSpec(format=fmt, quality=q).snapped() for q in range(1, 101)}  # type: ignore[arg-type]
+    assert {s.quality for s in snapped.values()} == set(QUALITIES) and len(QUALITIES) == 7
+    assert len({s.name for s in snapped.values()}) == len(QUALITIES)
+    for asked, s in snapped.items():
+        assert s.quality >= asked and s.snapped() == s
+        assert not any(asked <= q < s.quality for q in QUALITIES), "the next one up, not any one up"
+        assert (s.width, s.height, s.fit, s.format) == (256, 256, "contain", fmt)
+    assert PreviewSpec().snapped() == PreviewSpec(), "the default box and quality are among them"
+    assert [snapped[q].quality for q in (1, 30, 31, 75, 80, 81, 94, 96)] == [30, 30, 50, 80, 80, 90, 95, 100]
+
+
+def test_a_png_is_made_once_per_box_whatever_q_asks() -> None:
+    names = {PreviewSpec(100, 60, format="png", quality=q).snapped().name for q in range(1, 101)}
+    assert names == {f"128x80-contain-q{PNG_QUALITY}.png"}
+
+
+def test_an_item_has_a_bounded_number_of_previews() -> None:
+    """Every box, fit, format and quality a query may name: at most 105 boxes x 7 qualities per fit and format
+    for JPEG and WebP, 105 for PNG; the parameters alone name 2048 x 2048 x 3 x 3 x 100."""
+    boxes = {(s.width, s.height) for s in (PreviewSpec(w, h).snapped() for w in range(1, 2049, 7)
+                                           for h in range(1, 2049, 5))}
+    names = {PreviewSpec(w, h, fit, fmt, q).snapped().name for w, h in boxes for fit in FITS for fmt in FORMATS
+             for q in range(1, 101, 3)}
+    per_fit = len(STEPS) * (2 * STEP_PARTS - 1) * (2 * len(QUALITIES) + 1)
+    assert len(names) <= len(FITS) * per_fit == 4725, len(names)
 
 
 def test_a_snapped_box_is_never_smaller_than_asked_and_keeps_its_shape() -> None:

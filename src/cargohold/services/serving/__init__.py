@@ -9,8 +9,9 @@
 
 Previews and conversions are made from a local copy: the original in place, or the storage tier's
 copy (made first if missing). A preview whose original is in the storage tier never contacts the remote.
-A preview's box is snapped to one of a few first (``PreviewSpec.snapped``): that box names the cache
-entry and the ETag, so an item has a bounded number of previews.
+A preview's box and quality are snapped to one of a few first (``PreviewSpec.snapped``): they name the
+cache entry and the ETag, so an item has a bounded number of previews. A signed URL names what was asked
+(its signature covers that) and is snapped like any other after it is verified.
 """
 
 from __future__ import annotations
