@@ -20,6 +20,7 @@
     ├── BackendUnavailable     the storage service did not answer usefully (503)
     │   └── StoreTimeout       ... or not at all, within the time a request may take (504)
     ├── Overloaded             image work waited too long for IMAGE_MEMORY_BUDGET (503, Retry-After)
+    ├── ImageWorkFailed        the process making an image ended without finishing it (500)
     ├── BadGateway             a remote store answered with an error, or could not be reached (502)
     ├── GatewayTimeout         a remote store sent nothing for CACHE_FETCH_TIMEOUT (504)
     └── Unsupported            the provider has no such capability (501)
@@ -176,6 +177,14 @@ class Overloaded(CargoholdError):
         super().__init__(message)
         self.retry_after = retry_after
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class ImageWorkFailed(CargoholdError):
+    """The process of its own that made an image (``media/isolated.py``) ended without an
+    outcome: killed (the kernel's OOM killer, an operator) or crashed. Nothing was made or kept."""
+
+    code = "image_work_failed"
+    http_status = 500
 
 
 class BadGateway(CargoholdError):

@@ -1,8 +1,10 @@
 """Issue 18, finding 4: image work bounded by IMAGE_MEMORY_BUDGET, against a real server. The server's
-RSS is sampled (psutil, every 20 ms) and /healthz timed while the issue's own requests run."""
+RSS, with its child processes' (the images Pillow decodes in Python are made in one: media/isolated.py),
+is sampled (psutil, every 20 ms) and /healthz timed while the issue's own requests run."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -38,13 +40,14 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 class Watch:
-    """The server's peak RSS and the slowest /healthz while something runs."""
+    """The peak RSS of the server and its children together, and /healthz's times, while something runs."""
 
     def __init__(self, server: RunningServer) -> None:
         assert server.process is not None
         self.process = psutil.Process(server.process.pid)
         self.url = server.url + "/healthz"
         self.peak = 0
+        self.child_peak = 0  # the most one child process held
         self.healthz: list[float] = []
         self.stop = threading.Event()
 
@@ -61,7 +64,13 @@ class Watch:
 
     def _rss(self) -> None:
         while not self.stop.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            total = self.process.memory_info().rss
+            for child in self.process.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    rss = child.memory_info().rss
+                    total += rss
+                    self.child_peak = max(self.child_peak, rss)
+            self.peak = max(self.peak, total)
 
     def _health(self) -> None:
         with httpx.Client(timeout=10) as client:
@@ -111,8 +120,10 @@ def run_case(server: RunningServer, make: Callable[[httpx.Client], list[str]]) -
 
 def describe(what: str, watch: Watch, counts: tuple[int, int, int]) -> str:
     ok, refused, with_header = counts
+    child = f"; one child at most {watch.child_peak / MB:.0f} MB" if watch.child_peak else ""
     return (f"{what}: {ok} x 200, {refused} x 503 overloaded ({with_header} with Retry-After), no 500; "
-            f"server peak RSS {watch.peak / MB:.0f} MB (budget 1024 MB + {MARGIN // MB} MB margin); "
+            f"peak RSS of the server and its children {watch.peak / MB:.0f} MB (budget 1024 MB + {MARGIN // MB} MB "
+            f"margin{child}); "
             f"/healthz: {within_100_ms(watch):.0%} of {len(watch.healthz)} probes within 100 ms, "
             f"slowest {max(watch.healthz) * 1000:.0f} ms")
 
@@ -121,13 +132,12 @@ def within_100_ms(watch: Watch) -> float:
     return sum(1 for t in watch.healthz if t < 0.1) / len(watch.healthz)
 
 
-def check_bounds(watch: Watch, gil_bound: str = "") -> None:
-    """Peak RSS under the budget and its margin; /healthz within 100 ms for 95 % of the probes and
-    never over 250 ms (the two cores here are shared with the test's own threads and other runs)."""
+def check_bounds(watch: Watch) -> None:
+    """Peak RSS (the server's and its children's) under the budget and its margin; /healthz within 100 ms
+    for 95 % of the probes and never over 250 ms (the two cores here are shared with the test's own threads
+    and other runs)."""
     assert watch.peak < BUDGET + MARGIN, f"peak RSS {watch.peak / MB:.0f} MB"
     assert watch.healthz
-    if gil_bound and (within_100_ms(watch) < 0.95 or max(watch.healthz) >= 0.25):
-        pytest.xfail(f"/healthz took up to {max(watch.healthz) * 1000:.0f} ms: {gil_bound}")
     assert within_100_ms(watch) >= 0.95 and max(watch.healthz) < 0.25, sorted(watch.healthz)[-5:]
 
 
@@ -148,8 +158,8 @@ def test_four_rle8_bmps_declaring_15000_x_13000_asked_for_64_px_previews_at_once
     counts = check_answers(answers)
     request.node.user_properties.append(("reliability_result", describe(
         "4 RLE8 BMPs (1.5 MB, declaring 15000 x 13000) asked at 64 px at once", watch, counts)))
-    check_bounds(watch, gil_bound="Pillow decodes RLE BMPs in Python, holding the GIL the event loop needs "
-                 "(known, not fixed: a decode in a process of its own would fix it)")
+    assert watch.child_peak, "the BMPs were not made in a process of their own"
+    check_bounds(watch)
 
 
 @pytest.mark.reliability(kind="attack", what="image work over the memory budget (IMAGE_MEMORY_BUDGET)", cases=6)

@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 from cargohold.errors import BadGateway, GatewayTimeout
+from cargohold.media import isolated
 from cargohold.media.preview import PreviewSpec
 from cargohold.services import blobs, serving
 from cargohold.services import items as items_svc
@@ -36,6 +37,7 @@ from cargohold.storage import ByteRange, OwnStorage, Store, registry
 from cargohold.storage.connection import Connection
 
 from ..support.memory_store import MemoryStore
+from .test_media_isolated import rle8_bmp
 
 LINKED_BUCKET = "remote"
 FETCH_TIMEOUT = 0.3
@@ -232,6 +234,26 @@ async def test_a_preview_of_an_item_on_local_disk_is_made_from_the_file_itself(r
     made = await read(await serving.preview(rig.ctx, item_id, PreviewSpec(64, 64)))
     assert Image.open(io.BytesIO(made)).size == (64, 48)
     assert rig.ctx.cache.storage.entries == 0 and rig.ctx.cache.previews.entries == 1
+
+
+async def test_images_pillow_decodes_in_python_are_made_in_a_process_of_their_own(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    real = isolated.run
+
+    def run(func: Callable[..., None], *args: object, **kwargs: object) -> None:
+        sent.append(str(args[0]))
+        real(func, *args, **kwargs)
+
+    monkeypatch.setattr(isolated, "run", run)
+    bmp = await rig.stored("scan.bmp", rle8_bmp(600, 400))
+    photo = await rig.stored("photo.jpg", jpeg(640, 480))
+    assert Image.open(io.BytesIO(await read(await serving.preview(rig.ctx, bmp, PreviewSpec(64, 64))))).size == (64, 43)
+    converted = await read(await serving.content(rig.ctx, bmp, "png"))
+    assert Image.open(io.BytesIO(converted)).size == (600, 400)
+    assert len(sent) == 2  # the BMP's preview and conversion; the JPEG's preview stays in the image threads
+    await read(await serving.preview(rig.ctx, photo, PreviewSpec(64, 64)))
+    assert len(sent) == 2
 
 
 # -- the storage tier -----------------------------------------------------------------------------------

@@ -34,7 +34,10 @@ The choices, and why:
   applies to JPEG and WebP, and a PNG's is snapped to 100, so one box makes one PNG whatever ``q`` asks.
 - Formats: JPEG, PNG, WebP, GIF, TIFF and HEIF/AVIF through libvips. libvips' other loaders (matrix,
   CSV text files; SVG, a document rather than a picture and a CPU sink) are refused. The pyvips-binary
-  build has no BMP or PPM loader, so those are read with Pillow, after the same header check.
+  build has no BMP or PPM loader, so those are read with Pillow, after the same header check. Where
+  Pillow's decoder for a file is Python code (``Image.DECODERS``: RLE BMP, plain or odd-depth PNM), the
+  header says so (``python_decoder``), since that decoder holds the GIL and its copies of the image: the
+  server makes those images in a process of its own (``isolated.py``).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import pyvips  # type: ignore[import-untyped]
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..errors import BadInput, Unprocessable
 
@@ -259,7 +262,8 @@ class Header:
     icc: bool  # an ICC profile is embedded
     pillow: bool  # read with Pillow, libvips having no loader for it
     interlaced: bool = False  # an interlaced PNG or a progressive JPEG: decoded in passes, whole
-    copies: int = 1  # full-size copies Pillow's decoder makes: 3 for an RLE BMP (bytearray, bytes, image)
+    copies: int = 1  # full-size copies Pillow's decoder makes: 3 for a Python one (bytearray, bytes, image)
+    python_decoder: bool = False  # Pillow decodes it in Python (RLE BMP, plain or odd-depth PNM), GIL held
 
     @property
     def cmyk(self) -> bool:
@@ -383,21 +387,21 @@ def _pillow_header(source: Path) -> Header:
                 raise Unprocessable("cannot read this file as an image: not a known image format")
             width, height = im.size
             bands, band_format = _PILLOW_MODES.get(im.mode, (4, "uchar"))
-            rle = kind == "bmp" and im.info.get("compression") in _BMP_RLE
+            python = any(tile.codec_name in Image.DECODERS for tile in im.tile)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise Unprocessable("cannot read this file as an image: not a known image format") from exc
-    return Header(kind, width, height, 1, "srgb", band_format, bands, icc=False, pillow=True, copies=3 if rle else 1)
+    return Header(kind, width, height, 1, "srgb", band_format, bands, icc=False, pillow=True,
+                  copies=3 if python else 1, python_decoder=python)
 
 
 # Pillow's modes as they are stored (a palette image is one band of indices), for pillow_decode_bytes.
 _PILLOW_MODES = {"1": (1, "uchar"), "L": (1, "uchar"), "P": (1, "uchar"), "LA": (2, "uchar"), "PA": (2, "uchar"),
                  "RGB": (3, "uchar"), "RGBA": (4, "uchar"), "I;16": (1, "ushort"), "I;16B": (1, "ushort"),
                  "I;16L": (1, "ushort"), "I": (1, "int"), "F": (1, "float")}
-_BMP_RLE = (1, 2)  # BI_RLE8, BI_RLE4: decoded by Pillow in Python, into a bytearray, then copied twice
 _STRIP_BYTES = 8 * 1024 * 1024  # of Pillow's pixels converted at a time
 
 
-def _pillow_open(source: Path) -> Image.Image:
+def _pillow_open(source: Path) -> ImageFile.ImageFile:
     # Only these plugins: Pillow would otherwise also try formats it hands to Ghostscript (EPS).
     return Image.open(source, formats=list(_PILLOW_FORMATS))
 

@@ -5,7 +5,7 @@
 - ``bodies``: what is answered (``Representation``, ``Body``) and where its bytes come from: a file, a
   cache entry, or the original through the storage tier (one fetch, followed as it lands);
 - ``fallback``: previews and conversions made when the cache's disk takes no writes;
-- ``budget``: image work admitted by memory (IMAGE_MEMORY_BUDGET), each decode's cost from its header.
+- ``budget``: image work admitted by memory (IMAGE_MEMORY_BUDGET), each decode's cost from its header;
 
 Previews and conversions are made from a local copy: the original in place, or the storage tier's
 copy (made first if missing). A preview whose original is in the storage tier never contacts the remote.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ...cache import Fill
 from ...errors import Unprocessable
+from ...media import isolated
 from ...media.convert import conversion_cost, convert_image, needs_conversion
 from ...media.preview import (
     MEDIA_TYPES,
@@ -93,10 +94,8 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
     filename = f"{_stem(item.name)}.{spec.format}"
     entry = tier.lookup(key)
     if entry is None:
-        max_pixels = ctx.settings.image_max_pixels
-
-        def made(path: Path, dest: Path, header: Header) -> None:
-            make_preview(path, dest, spec, max_pixels, header)
+        # A partial of a module-level function: it may be sent to a process of its own (``_imaged``).
+        made = functools.partial(make_preview, spec=spec, max_pixels=ctx.settings.image_max_pixels)
 
         def cost(header: Header) -> int:
             return preview_cost(header, spec)
@@ -124,16 +123,19 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
     return cached(tier, entry, _etag(key), source.last_modified, spec.media_type, filename)
 
 
-async def _imaged(ctx: Context, make: Callable[[Path, Path, Header], None], cost: Callable[[Header], int],
+async def _imaged(ctx: Context, make: Callable[..., None], cost: Callable[[Header], int],
                   path: Path, dest: Path) -> None:
-    """``make(path, dest, header)`` once its cost, estimated from the header, is admitted by the image
-    memory budget (``budget``): it may wait, or be refused (503, or 422 for an image over the budget alone)."""
+    """``make(path, dest, header=header)`` once its cost, estimated from the header, is admitted by the image
+    memory budget (``budget``): it may wait, or be refused (503, or 422 for an image over the budget alone).
+    An image whose Pillow decoder is Python code is made in a process of its own (``media.isolated``: that
+    decoder would hold the GIL the event loop needs), so ``make`` must pickle: a partial of a module-level
+    function of ``media``."""
     header = await asyncio.to_thread(read_header, path)
     check_pixels(header, ctx.settings.image_max_pixels)
-
-    def run(source: Path, target: Path) -> None:
-        make(source, target, header)
-
+    if header.python_decoder:
+        run = functools.partial(isolated.run, make, header=header)
+    else:
+        run = functools.partial(make, header=header)
     await budget.shared(ctx.settings.image_memory_budget).run(cost(header), write_image, run, path, dest)
 
 
@@ -145,10 +147,7 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
     key = f"{source.cache_key}/{format}"
     tier = ctx.cache.converter
     filename = f"{_stem(item.name)}.{format}"
-    max_pixels = ctx.settings.image_max_pixels
-
-    def made(path: Path, dest: Path, header: Header) -> None:
-        convert_image(path, dest, format, max_pixels, header)
+    made = functools.partial(convert_image, format=format, max_pixels=ctx.settings.image_max_pixels)
 
     entry = tier.lookup(key, count=False)
     if entry is None:
@@ -178,7 +177,7 @@ async def _converted(ctx: Context, item: ItemView, source: Original, format: Ima
 
 
 async def _converted_without_cache(ctx: Context, item: ItemView, source: Original, format: ImageFormat,
-                                   made: Callable[[Path, Path, Header], None], key: str,
+                                   made: Callable[..., None], key: str,
                                    filename: str) -> Representation | None:
     converted: list[bool] = []
 
