@@ -5,12 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test soak lint typecheck unit bench bench-quick bench-tools debian-tools clean
+.PHONY: run test soak lint typecheck unit bench bench-quick bench-tools debian-tools s3-tools clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/cargohold up
 
-test: $(VENV)/.installed-test node_modules/.installed debian-tools
+test: $(VENV)/.installed-test node_modules/.installed debian-tools s3-tools
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
@@ -82,5 +82,28 @@ debian-tools:
 	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
+# The S3 endpoint's conformance suite (Ceph's s3-tests, third_party/s3-tests: ORIGIN.md says from where)
+# and the S3 clients its tests drive that pin their own botocore (s3fs), each in a venv of its own under .s3/ so
+# that their pins never constrain the project's; rclone from Debian.
+S3TESTS_DIR ?= third_party/s3-tests
+S3TESTS_VENV := .s3/s3tests-venv
+S3CLIENTS_VENV := .s3/clients-venv
+
+s3-tools: $(S3CLIENTS_VENV)/.installed
+	@command -v rclone >/dev/null || { echo "installing rclone from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null; }
+	@if [ -f "$(S3TESTS_DIR)/requirements.txt" ]; then $(MAKE) -s $(S3TESTS_VENV)/.installed; \
+		else echo "no S3 conformance suite at $(S3TESTS_DIR): tests/s3/test_conformance.py will skip (set S3TESTS_DIR)"; fi
+
+$(S3TESTS_VENV)/.installed:
+	$(PYTHON) -m venv $(S3TESTS_VENV)
+	$(S3TESTS_VENV)/bin/python -m pip --disable-pip-version-check -q install -r $(S3TESTS_DIR)/requirements.txt pytest
+	touch $@
+
+$(S3CLIENTS_VENV)/.installed:
+	$(PYTHON) -m venv $(S3CLIENTS_VENV)
+	$(S3CLIENTS_VENV)/bin/python -m pip --disable-pip-version-check -q install s3fs pytest httpx
+	touch $@
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .s3

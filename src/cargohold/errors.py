@@ -8,12 +8,25 @@
     │   ├── FieldProblem       one field of a connection (or the connection as a whole)
     │   ├── RangeNotSatisfiable    no byte of the object is in the asked range (416)
     │   ├── TooLarge           an upload over UPLOAD_MAX_SIZE (413)
-    │   └── Unprocessable      well-formed but refused: an image over the pixel limit (422)
+    │   ├── Unprocessable      well-formed but refused: an image over the pixel limit (422)
+    │   ├── MalformedXml       an S3 request body that is not the XML it must be
+    │   ├── BadDigest          a body whose Content-MD5 or checksum is not its own
+    │   │   └── ContentSha256Mismatch   ... or whose x-amz-content-sha256
+    │   ├── InvalidPart        an S3 multipart completion naming parts that are not there
+    │   │   └── InvalidPartOrder        ... or out of order
+    │   ├── EntityTooSmall     an S3 multipart part under 5 MiB that is not the last
+    │   └── InvalidBucketName  a bucket name S3 would not take
     ├── ClientTimeout          a client sent too slowly: headers, or a body's next piece (408, Connection: close)
     ├── Unauthenticated        no token, an unknown one, a bad or expired signature (401)
     ├── Forbidden              credentials missing, wrong, or not allowed to do this (403)
+    │   ├── UnknownAccessKey   an S3 access key id no token has
+    │   ├── SignatureMismatch  an S3 request signed with another secret, or altered on the way
+    │   └── RequestTimeSkewed  an S3 request dated more than 15 minutes from the server's clock
     ├── NotFound               (404)
+    │   └── NoSuchBucket, NoSuchUpload   what the S3 endpoint names: a bucket, a multipart upload
     ├── AlreadyExists          (409)
+    │   └── NotEmpty           a dataset with items asked to go away as an S3 bucket
+    ├── PreconditionFailed     If-Match or If-Unmodified-Since not met (412)
     ├── Locked                 gc or migrate already runs on this catalog (409)
     ├── ChecksumMismatch       the bytes that arrived are not those sent: size or SHA-256 differ (502)
     ├── ChangedWhileSent       a local file changed while it was uploaded; the next push sends it
@@ -104,6 +117,34 @@ class Unprocessable(BadInput):
     http_status = 422
 
 
+class MalformedXml(BadInput):
+    code = "malformed_xml"
+
+
+class BadDigest(BadInput):
+    code = "bad_digest"
+
+
+class ContentSha256Mismatch(BadDigest):
+    code = "content_sha256_mismatch"
+
+
+class InvalidPart(BadInput):
+    code = "invalid_part"
+
+
+class InvalidPartOrder(InvalidPart):
+    code = "invalid_part_order"
+
+
+class EntityTooSmall(BadInput):
+    code = "entity_too_small"
+
+
+class InvalidBucketName(BadInput):
+    code = "invalid_bucket_name"
+
+
 class ClientTimeout(CargoholdError):
     """The client did not send a request's headers within SERVER_HEADER_TIMEOUT, or the next piece of its body
     within SERVER_BODY_TIMEOUT; the connection is closed after the answer (``http/timeouts.py``)."""
@@ -134,6 +175,35 @@ class AlreadyExists(CargoholdError):
 class Forbidden(CargoholdError):
     code = "forbidden"
     http_status = 403
+
+
+class UnknownAccessKey(Forbidden):
+    code = "invalid_access_key"
+
+
+class SignatureMismatch(Forbidden):
+    code = "signature_mismatch"
+
+
+class RequestTimeSkewed(Forbidden):
+    code = "request_time_skewed"
+
+
+class NoSuchBucket(NotFound):
+    pass
+
+
+class NoSuchUpload(NotFound):
+    pass
+
+
+class NotEmpty(AlreadyExists):
+    code = "not_empty"
+
+
+class PreconditionFailed(CargoholdError):
+    code = "precondition_failed"
+    http_status = 412
 
 
 class Locked(CargoholdError):

@@ -262,6 +262,11 @@ class Settings:
         "SERVER_HOST", "127.0.0.1", "Address the HTTP server listens on.", _text, example="0.0.0.0",
     )
     server_port: int = setting("SERVER_PORT", "8080", "Port the HTTP server listens on.", _server_port)
+    server_s3_port: int | None = setting(
+        "SERVER_S3_PORT", "8081",
+        "Port of the S3 endpoint (docs/S3.md), on `SERVER_HOST`: every S3 client reads and writes datasets there. "
+        "Empty: no S3 endpoint.", _port, example="9000",
+    )
     server_header_timeout: float = setting(
         "SERVER_HEADER_TIMEOUT", "10s",
         "Longest a client may take to send a request's whole header block, counted from the connection or, on a "
@@ -300,6 +305,15 @@ class Settings:
             return self.server_public_url
         host = f"[{self.server_host}]" if ":" in self.server_host else self.server_host
         return f"http://{host}:{self.server_port}"
+
+    @property
+    def s3_url(self) -> str | None:
+        """The S3 endpoint's address on this machine, None when it is off."""
+        if self.server_s3_port is None:
+            return None
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.server_host, self.server_host)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.server_s3_port}"
 
     @property
     def storage_root(self) -> Path:
@@ -373,6 +387,9 @@ def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = 
 
 def _check_provider(s: Settings) -> None:
     """The checks that involve more than one key, or the file a key names."""
+    if s.server_s3_port == s.server_port:
+        raise ConfigError("SERVER_S3_PORT", f"it is SERVER_PORT's port too ({s.server_port})",
+                          "give the S3 endpoint a port of its own, e.g. SERVER_S3_PORT=8081, or leave it empty")
     if s.storage_provider == "minio":
         if not s.storage_iam_role and not (s.storage_access_key and s.storage_secret_key):
             missing = "STORAGE_SECRET_KEY" if s.storage_access_key else "STORAGE_ACCESS_KEY"

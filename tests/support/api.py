@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..support.api_server import RunningServer
 
-DATASET_KEYS = {"id", "name", "created_at", "item_count", "total_size"}
+DATASET_KEYS = {"id", "name", "bucket", "created_at", "item_count", "total_size"}
 ITEM_KEYS = {"id", "dataset_id", "name", "kind", "size", "sha256", "etag", "mime_type", "browser_shows", "width",
              "height", "source", "uri", "created_at"}
 TEAM_FILE_KEYS = {"path", "size", "sha256", "content_type", "updated_at"}

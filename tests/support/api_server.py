@@ -20,11 +20,16 @@ class RunningServer:
     home: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    s3_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
 
     @property
     def api(self) -> str:
@@ -44,7 +49,7 @@ class RunningServer:
 
     def start(self, timeout: float = 30) -> RunningServer:
         self.home.mkdir(parents=True, exist_ok=True)
-        settings = {**self.env, "SERVER_PORT": str(self.port)}
+        settings = {"SERVER_S3_PORT": str(self.s3_port), **self.env, "SERVER_PORT": str(self.port)}
         (self.home / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STORAGE_", "CACHE_", "DATA_PATH", "SERVER_"))}
         env["CARGOHOLD_HOME"] = str(self.home)

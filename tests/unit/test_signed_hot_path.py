@@ -36,7 +36,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     app = create_app(load_settings(home=tmp_path, environ={}))
     async with app.router.lifespan_context(app):
         ctx: Context = app.state.ctx
-        token = await tokens.create_token(ctx, "hot", "write")
+        token = (await tokens.create_token(ctx, "hot", "write")).token
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://in-process/api/v1",
                                      headers={"Authorization": f"Bearer {token}"}) as client:
@@ -70,7 +70,7 @@ async def test_a_signed_hit_asks_the_catalog_nothing(rig: Rig) -> None:
 
 
 async def test_a_revoked_signer_is_asked_about_once_per_token_ttl(rig: Rig) -> None:
-    signer = (await tokens.authenticate(rig.ctx, await tokens.create_token(rig.ctx, "gone", "write"))).token_id
+    signer = (await tokens.authenticate(rig.ctx, (await tokens.create_token(rig.ctx, "gone", "write")).token)).token_id
     await tokens.check_live(rig.ctx, signer)
     await tokens.revoke_token(rig.ctx, "gone")
     rig.queries.clear()

@@ -34,8 +34,8 @@ _HKDF_INFO = b"cargohold connection secrets v1"
 class SecretBox:
     """Encrypts and decrypts the secret fields with a key derived from the instance secret."""
 
-    def __init__(self, instance_secret: bytes) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cargohold", info=_HKDF_INFO).derive(instance_secret)
+    def __init__(self, instance_secret: bytes, info: bytes = _HKDF_INFO) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cargohold", info=info).derive(instance_secret)
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
 
     def seal(self, values: dict[str, str]) -> str | None:

@@ -54,6 +54,8 @@ class Dataset(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
+    bucket: Mapped[str | None] = mapped_column(String(63), unique=True)
+    """Its name on the S3 endpoint (services/buckets.py); set for every dataset, nullable only for the migration."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -68,6 +70,12 @@ class Item(Base):
         # hash index (equality is all the lookup needs), on SQLite a plain one.
         Index("ix_items_dataset_uri", "dataset_id", "uri").ddl_if(dialect="sqlite"),
         Index("ix_items_uri_hash", "uri", postgresql_using="hash").ddl_if(dialect="postgresql"),
+        # Listings (services/listing.py) seek and sort names in byte order, as S3 lists keys: on PostgreSQL
+        # COLLATE "C" whatever the database's collation (postgresql_ops is what follows the column in the
+        # index's DDL; Alembic compares the columns, not their collation); SQLite compares bytes, and
+        # uq_items_dataset_name's index serves there.
+        Index("ix_items_dataset_name_bytes", "dataset_id", "name",
+              postgresql_ops={"name": 'COLLATE "C"'}).ddl_if(dialect="postgresql"),
         NEVER_REUSED,
     )
 
@@ -78,6 +86,9 @@ class Item(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)  # unknown for a link added without verification
     sha256: Mapped[str | None] = mapped_column(String(64))
     etag: Mapped[str | None] = mapped_column(String(255))
+    md5: Mapped[str | None] = mapped_column(String(48))
+    """A stored item's S3 ETag: the MD5 of its bytes, or for an S3 multipart upload the MD5 of its parts' MD5s
+    and their count (``hex-N``); None for items stored before it was kept."""
     mime_type: Mapped[str] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
@@ -128,8 +139,36 @@ class ApiToken(Base):
     """The team-file folders it is limited to, each ending in ``/``; null: not limited by folder."""
     connections: Mapped[list[str] | None] = mapped_column(JSON)
     """The connections whose buckets it may sync; null: none (an admin token may sync any)."""
+    s3_access_key: Mapped[str | None] = mapped_column(String(32), unique=True)
+    """Its S3 access key id, when it has a key pair (``token create --s3``)."""
+    s3_secret: Mapped[str | None] = mapped_column(Text)
+    """Its S3 secret access key, encrypted (SigV4 needs the secret itself, not a hash)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class S3Upload(Base):
+    """An S3 multipart upload in progress: its parts are in the private bucket until it is completed or
+    aborted (``cargohold gc`` removes those of one left for longer than a day)."""
+
+    __tablename__ = "s3_uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(1024))
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class S3Part(Base):
+    __tablename__ = "s3_parts"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("s3_uploads.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(32))
+    staged_key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ConnectionRecord(Base):
@@ -149,4 +188,5 @@ class ConnectionRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["ApiToken", "Base", "ConnectionRecord", "Dataset", "Item", "TeamFile", "TeamFileWrite", "func"]
+__all__ = ["ApiToken", "Base", "ConnectionRecord", "Dataset", "Item", "S3Part", "S3Upload", "TeamFile", "TeamFileWrite",
+           "func"]

@@ -3,6 +3,7 @@ replica's instance home: they meet the others in the shared catalog)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import click
@@ -33,11 +34,14 @@ def token() -> None:
 @click.option("--datasets", metavar="A,B", help="Limit it to these datasets (names or ids, comma-separated).")
 @click.option("--files", metavar="DIR/,DIR/", help="Limit it to team files under these folders (comma-separated).")
 @click.option("--connections", metavar="C,D", help="Let it sync the buckets of these connections (comma-separated).")
+@click.option("--s3", is_flag=True, help="Also make an S3 access key id and secret for the S3 endpoint (docs/S3.md).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"name", "token", "s3_access_key_id", "s3_secret_access_key"} as JSON.')
 @click.option("--save", is_flag=True,
               help="With --admin: also write it to this instance home's admin.token (mode 0600), where the CLI "
                    "and the operator look for it; for a replica whose first start found the admin token made.")
 def token_create(name: str, role: str, datasets: str | None, files: str | None, connections: str | None,
-                 save: bool) -> None:
+                 s3: bool, as_json: bool, save: bool) -> None:
     """Print a new token. Only its hash is stored: copy it now.
 
     With --datasets or --files, the token reaches only what they name: `--read --datasets cars` reads the
@@ -48,13 +52,19 @@ def token_create(name: str, role: str, datasets: str | None, files: str | None, 
         path = load_settings().home / ADMIN_TOKEN_FILE
         if path.exists():
             raise click.UsageError(f"{path} exists; its token still works (revoke it first to replace it)")
-    value = with_context(lambda ctx: tokens.create_token(
-        ctx, name, role, datasets=_names(datasets), files=_names(files), connections=_names(connections)),
+    made = with_context(lambda ctx: tokens.create_token(
+        ctx, name, role, datasets=_names(datasets), files=_names(files), connections=_names(connections), s3=s3),
         storage=False)
     if save:
-        write_private_file(path, value + "\n")
+        write_private_file(path, made.token + "\n")
         click.echo(f"saved in {path}", err=True)
-    click.echo(value)
+    if as_json:
+        click.echo(json.dumps({"name": name, "token": made.token, "s3_access_key_id": made.s3_access_key,
+                               "s3_secret_access_key": made.s3_secret}))
+        return
+    click.echo(made.token)
+    if made.s3_access_key:
+        click.echo(f"s3_access_key_id: {made.s3_access_key}\ns3_secret_access_key: {made.s3_secret}")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -66,10 +76,11 @@ def token_list() -> None:
     """Names, roles, limits and last use of every token (never the tokens themselves)."""
     rows = with_context(tokens.list_tokens, storage=False)
     table = Table()
-    for column in ("name", "role", "datasets", "team files", "sync", "created", "last used"):
+    for column in ("name", "role", "datasets", "team files", "sync", "s3 key", "created", "last used"):
         table.add_column(column)
     for t in rows:
         table.add_row(t.name, t.role, _limit(t.datasets), _limit(t.files), ", ".join(t.connections),
+                      t.s3_access_key or "",
                       t.created_at.strftime("%Y-%m-%d %H:%M"),
                       t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "")
     Console().print(table)
@@ -111,6 +122,8 @@ def gc(yes: bool, older_than: str) -> None:
                 click.echo(f"{store.name}/{meta.key}\t{meta.size}\t{reason}")
             for name, size in garbage.unfinished:
                 click.echo(f"{name}\t{size}\tinterrupted upload")
+            for upload_id, size in garbage.s3_uploads:
+                click.echo(f"s3 multipart upload {upload_id}\t{size}\tnothing written to it since the grace period")
             deleted = await gc_service.delete_garbage(ctx, garbage) if yes else 0
             return garbage.count, garbage.size, deleted, garbage.deleted_size
 

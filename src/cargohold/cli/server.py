@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -87,7 +88,7 @@ def up(detach: bool) -> None:
     import uvicorn
 
     from ..http.app import create_app
-    from ..http.timeouts import TimedHttpTools
+    from ..http.timeouts import BodyTimeout, CloseUnreadBody, TimedHttpTools
 
     if settings.remote_links_path.exists():  # a bad file stops start-up here, with the CLI's message
         load_file(settings.remote_links_path, settings.aws_ec2_metadata_service_endpoint)
@@ -99,8 +100,34 @@ def up(detach: bool) -> None:
         err=True,
     )
     protocol = TimedHttpTools.configured(settings.server_header_timeout, settings.server_body_timeout)
-    uvicorn.run(app, host=settings.server_host, port=settings.server_port, log_level="info", access_log=False,
-                http=protocol)
+    configs = [uvicorn.Config(app, host=settings.server_host, port=settings.server_port, log_level="info",
+                              access_log=False, http=protocol)]
+    if settings.server_s3_port is not None:
+        from ..s3.app import S3App
+
+        click.echo(f"S3 endpoint on {settings.s3_url} (docs/S3.md)", err=True)
+        # The same process and context: the S3 door reads the API app's catalog, storage and caches.
+        s3 = CloseUnreadBody(BodyTimeout(S3App(lambda: app.state.ctx), settings.server_body_timeout))
+        configs.append(uvicorn.Config(s3, host=settings.server_host,
+                                      port=settings.server_s3_port, log_level="info", access_log=False,
+                                      http=protocol, lifespan="off"))
+    if not asyncio.run(_serve([uvicorn.Server(c) for c in configs])):
+        sys.exit(1)
+
+
+async def _serve(servers: list[Any]) -> bool:
+    """Runs the listeners in one loop until one stops (a signal, a port it could not bind); then all stop.
+    False when one did not start."""
+    async def serve(server: Any) -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind; it has logged why
+            await server.serve()
+
+    tasks = [asyncio.create_task(serve(server)) for server in servers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return all(server.started for server in servers)
 
 
 def _start_background(settings: Settings) -> None:
@@ -166,6 +193,8 @@ def status() -> None:
         sys.exit(1)
     body = answer.json()
     click.echo(f"cargohold runs (pid {pid}) on {url}: {body.get('status')}, provider {body.get('provider')}")
+    if body.get("s3_endpoint"):
+        click.echo(f"  S3 endpoint: {body['s3_endpoint']}")
     for bucket in body.get("buckets", []):
         extra = f" ({bucket['error']})" if bucket.get("error") else ""
         click.echo(f"  {bucket['name']}: {bucket['status']}{extra}")

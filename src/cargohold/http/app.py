@@ -28,7 +28,7 @@ from .hot import hot_route, serve
 from .openapi import describe_errors
 from .responses import error_response
 from .routes import cache, connections, datasets, files, items, links, system, tokens
-from .timeouts import BodyTimeout
+from .timeouts import BodyTimeout, CloseUnreadBody
 
 log = logging.getLogger("cargohold")
 API_PREFIX = "/api/v1"
@@ -114,7 +114,8 @@ def create_app(settings: Settings, storage: OwnStorage | None = None, ensure_buc
     app.state.health = Health(settings.storage_provider, storage)
     app.add_middleware(BodyLimits)  # inside AuthMiddleware (added after it): no body is read before the token
     app.add_middleware(AuthMiddleware)
-    app.add_middleware(BodyTimeout, timeout=settings.server_body_timeout)  # outermost: every read of a body bounded
+    app.add_middleware(BodyTimeout, timeout=settings.server_body_timeout)  # every read of a body bounded
+    app.add_middleware(CloseUnreadBody)
     app.add_exception_handler(CargoholdError, _cargohold_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -37,6 +37,7 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("put", "/api/v1/connections/{name}"): (409,),
     ("delete", "/api/v1/connections/{name}"): (409,),
     ("get", "/api/v1/connections/{name}/browse"): (502, 504),
+    ("post", "/api/v1/tokens"): (409,),
 }
 _ERROR_SCHEMAS = {
     "ErrorBody": {"type": "object", "required": ["code", "message"], "properties": {

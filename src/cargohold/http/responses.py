@@ -2,7 +2,8 @@
 every error body goes out through this module, so they all get the same conditionals, ranges and
 security headers.
 
-Conditional requests (``If-None-Match``, ``If-Range``) and one ``Range`` follow RFC 9110. Bytes from an
+Conditional requests (``If-Match``, ``If-Unmodified-Since``, ``If-None-Match``, ``If-Modified-Since``,
+``If-Range``) and one ``Range`` follow RFC 9110, in its order of evaluation (13.2.2). Bytes from an
 open file are read from the page cache on the event loop and from a thread when they would wait for
 the disk (``storage.local.read_range``); streams are passed through as they come.
 """
@@ -11,16 +12,17 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ..errors import CargoholdError, RangeNotSatisfiable, error_body, error_json
+from ..errors import CargoholdError, PreconditionFailed, RangeNotSatisfiable, error_body, error_json
 from ..services.serving import Body, Representation
 from ..storage.page_cache import read_range
 from .ranges import parse_range
@@ -33,7 +35,8 @@ SECURITY_HEADERS: Headers = [
     # where the web UI keeps its token.
     (b"content-security-policy", b"sandbox"),
 ]
-WANTED = (b"authorization", b"range", b"if-none-match", b"if-range")
+WANTED = (b"authorization", b"range", b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since",
+          b"if-range")
 """The request headers the sender (and the hot route's authorisation) reads."""
 
 
@@ -92,8 +95,27 @@ def _disposition(filename: str, content_type: str) -> bytes:
     return content_disposition(filename, content_type).encode("latin-1")
 
 
+ErrorSender = Callable[[Send, CargoholdError, Headers | None], Awaitable[None]]
+
+
+def _http_time(value: bytes) -> datetime | None:
+    try:
+        return parsedate_to_datetime(value.decode("latin-1"))
+    except (TypeError, ValueError):
+        return None  # an unparsable date is ignored (RFC 9110 13.1.3)
+
+
+def _unmodified_since(last_modified: datetime, value: bytes) -> bool | None:
+    since = _http_time(value)
+    return None if since is None else last_modified.replace(microsecond=0) <= since
+
+
 async def send_representation(send: Send, head_only: bool, rep: Representation,
-                              headers: dict[bytes, bytes], front: Front | None = None) -> None:
+                              headers: dict[bytes, bytes], front: Front | None = None, *,
+                              extra: Headers | None = None, on_error: ErrorSender | None = None) -> None:
+    """``extra`` headers replace the sender's own of the same names (the S3 door's ``response-content-*``
+    overrides and ``x-amz-*``); ``on_error`` sends a 412 or 416 in the door's own error format."""
+    on_error = on_error or send_error
     etag = rep.etag
     out = [
         (b"etag", etag.encode()),
@@ -102,8 +124,25 @@ async def send_representation(send: Send, head_only: bool, rep: Representation,
         (b"cache-control", b"private, max-age=0, must-revalidate"),
         *SECURITY_HEADERS,
     ]
+    if extra:
+        replaced = {name for name, _ in extra}
+        out = [h for h in out if h[0] not in replaced] + list(extra)
+    if_match = headers.get(b"if-match")
+    if if_match is not None:
+        if not etag_matches(if_match.decode("latin-1"), etag):
+            await on_error(send, PreconditionFailed("At least one of the pre-conditions you specified did not hold "
+                                                    "(If-Match)"), None)
+            return
+    elif (since := headers.get(b"if-unmodified-since")) is not None and \
+            _unmodified_since(rep.last_modified, since) is False:
+        await on_error(send, PreconditionFailed("At least one of the pre-conditions you specified did not hold "
+                                                "(If-Unmodified-Since)"), None)
+        return
     if_none_match = headers.get(b"if-none-match")
-    if if_none_match is not None and etag_matches(if_none_match.decode("latin-1"), etag):
+    not_modified = if_none_match is not None and etag_matches(if_none_match.decode("latin-1"), etag)
+    if if_none_match is None and (since := headers.get(b"if-modified-since")) is not None:
+        not_modified = _unmodified_since(rep.last_modified, since) is True
+    if not_modified:
         await send({"type": "http.response.start", "status": 304, "headers": out})
         await send({"type": "http.response.body", "body": b""})
         return
@@ -114,7 +153,7 @@ async def send_representation(send: Send, head_only: bool, rep: Representation,
     try:
         byte_range = parse_range(range_header.decode("latin-1") if range_header else None, rep.size)
     except RangeNotSatisfiable as exc:
-        await send_error(send, exc, [*SECURITY_HEADERS, (b"content-range", f"bytes */{rep.size}".encode())])
+        await on_error(send, exc, [*SECURITY_HEADERS, (b"content-range", f"bytes */{rep.size}".encode())])
         return
     body = await rep.open(byte_range)
     if front is not None:
@@ -132,11 +171,13 @@ async def send_representation(send: Send, head_only: bool, rep: Representation,
             await send({"type": "http.response.start", "status": 200, "headers": out})
             await send({"type": "http.response.body", "body": b""})
             return
-    out += [
+    own = [
         (b"content-type", rep.content_type.encode("latin-1", "replace")),
         (b"content-length", str(body.end - body.start).encode()),
         (b"content-disposition", _disposition(rep.filename, rep.content_type)),
     ]
+    given = {name for name, _ in out}
+    out += [h for h in own if h[0] not in given or h[0] == b"content-length"]
     status = 200
     if byte_range is not None:
         status = 206

@@ -30,6 +30,8 @@ class DatasetIn(BaseModel):
 class DatasetOut(BaseModel):
     id: int
     name: str
+    bucket: str
+    """Its bucket on the S3 endpoint (docs/S3.md): the name itself when it is a valid bucket name."""
     created_at: datetime
     item_count: int
     total_size: int
@@ -37,7 +39,7 @@ class DatasetOut(BaseModel):
     @classmethod
     def of(cls, info: DatasetInfo) -> DatasetOut:
         d = info.dataset
-        return cls(id=d.id, name=d.name, created_at=d.created_at, item_count=info.item_count,
+        return cls(id=d.id, name=d.name, bucket=d.bucket or "", created_at=d.created_at, item_count=info.item_count,
                    total_size=info.total_size)
 
 

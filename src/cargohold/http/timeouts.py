@@ -157,3 +157,34 @@ def _bounded(receive: Receive, timeout: float) -> Receive:
         return message
 
     return bounded
+
+
+class CloseUnreadBody:
+    """Closes the connection after an answer given before a body the client held back was asked for.
+
+    A client that sends ``Expect: 100-continue`` waits for ``100 Continue`` before its body; answered at once
+    (a 401, a 403, a 404 before the body is read), it may send the body or not. uvicorn keeps the connection
+    and takes whatever comes next as the rest of that body: the next request's first bytes, which then fails
+    to parse (boto3 does this on every PUT). ``Connection: close`` ends the doubt."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(
+                name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        asked = False
+
+        async def receiving() -> Message:
+            nonlocal asked
+            asked = True
+            return await receive()
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and not asked:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receiving, sending)

@@ -52,19 +52,25 @@ async def gathered(source: AsyncIterator[bytes], size: int = BLOCK) -> AsyncIter
 
 
 class Hasher:
-    """SHA-256 of a stream, hashed a block behind: block N is hashed in a thread while the caller
-    stores it and reads block N+1 (hashlib releases the GIL for large buffers)."""
+    """SHA-256 (the content's key) and MD5 (its S3 ETag: S3 clients check it) of a stream, hashed a block
+    behind: block N is hashed in a thread while the caller stores it and reads block N+1 (hashlib releases
+    the GIL for large buffers)."""
 
     def __init__(self) -> None:
         self.sha = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
         self._pending: asyncio.Future[None] | None = None
+
+    def _update(self, block: bytes) -> None:
+        self.sha.update(block)
+        self.md5.update(block)
 
     async def add(self, block: bytes) -> None:
         await self.done()
         if len(block) >= 1024 * 1024:
-            self._pending = asyncio.ensure_future(asyncio.to_thread(self.sha.update, block))
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._update, block))
         else:
-            self.sha.update(block)
+            self._update(block)
 
     async def done(self) -> None:
         if self._pending is not None:
@@ -82,6 +88,8 @@ class Blob:
     size: int
     probe: Probe
     staging: str | None = None
+    md5: str | None = None
+    """Its S3 ETag (``Item.md5``): the MD5 of the bytes, or an S3 multipart upload's ``hex-N``."""
     """The upload's own copy, kept when the content was stored already (``ensure_content``)."""
 
 
@@ -145,7 +153,7 @@ async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_
         with contextlib.suppress(Exception):
             await store.delete(staging)
         raise
-    return Blob(sha256, meter.size, found, kept)
+    return Blob(sha256, meter.size, found, kept, meter.sha.md5.hexdigest())
 
 
 async def ensure_content(store: Store, blob: Blob) -> None:

@@ -13,10 +13,12 @@ from sqlalchemy import RowMapping, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..catalog.models import MAX_ID, Dataset, Item, is_row_id
+from ..catalog.models import MAX_ID, Dataset, Item, is_row_id, utcnow
+from ..catalog.sql import starts_with
 from ..errors import AlreadyExists, BadInput, InvalidKey, NotFound
 from ..storage.base import check_new_key, hidden_character
-from .blobs import Blob, drop_staging, ensure_content
+from .blobs import Blob, content_key, drop_staging, ensure_content
+from .bucket_names import bucket_for
 from .context import Context
 from .locks import content_guard
 
@@ -47,14 +49,25 @@ async def create_dataset(ctx: Context, name: str) -> DatasetInfo:
     if hidden := hidden_character(name):
         raise BadInput(f"dataset name {name!r} has {hidden}: control, bidi and line-separator characters change "
                        "how a name is shown without showing themselves")
-    async with ctx.catalog.session() as session:
-        dataset = Dataset(name=name)
-        session.add(dataset)
-        try:
-            await session.commit()
-        except IntegrityError:
-            raise AlreadyExists(f"a dataset named {name!r} exists") from None
-        return DatasetInfo(dataset, 0, 0)
+    for _ in range(3):  # another dataset may take the bucket name derived here meanwhile: derive again
+        async with ctx.catalog.session() as session:
+            if await session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
+                raise AlreadyExists(f"a dataset named {name!r} exists")
+            dataset = Dataset(name=name, bucket=bucket_for(name, await _buckets_like(session, name)))
+            session.add(dataset)
+            try:
+                await session.commit()
+            except IntegrityError:
+                continue
+            return DatasetInfo(dataset, 0, 0)
+    raise AlreadyExists(f"a dataset named {name!r} exists")
+
+
+async def _buckets_like(session: AsyncSession, name: str) -> set[str]:
+    """The bucket names a name derived from ``name`` could collide with: those starting as it would."""
+    stem = bucket_for(name, ())
+    rows = await session.scalars(select(Dataset.bucket).where(starts_with(Dataset.bucket, stem)))
+    return {b for b in rows.all() if b}
 
 
 async def _info(session: AsyncSession, datasets: Sequence[Dataset]) -> list[DatasetInfo]:
@@ -251,9 +264,41 @@ async def _add_stored_item(
     raise AlreadyExists(f"could not find a free name for {name!r}")
 
 
+COPIED = ("kind", "size", "sha256", "md5", "etag", "mime_type", "width", "height", "source", "uri")
+"""What a copy of an item takes from it: everything but where it is and when it was made."""
+
+
+async def copy_item(ctx: Context, source: Item, dataset_id: int, name: str) -> Item:
+    """A new row (or the row named ``name``, replaced) for the same content as ``source``: stored content is
+    deduplicated, so no byte is written; a linked item's copy links the same object."""
+    for _attempt in range(3):
+        async with ctx.catalog.session() as session:
+            if await session.get(Dataset, dataset_id) is None:
+                raise _no_dataset(dataset_id)
+            target = await session.scalar(select(Item).where(Item.dataset_id == dataset_id, Item.name == name))
+            if target is None:
+                target = Item(dataset_id=dataset_id, name=name)
+                session.add(target)
+            for column in COPIED:
+                setattr(target, column, getattr(source, column))
+            target.created_at = utcnow()
+            try:
+                # As an upload does: the content object must still be there once the row is committed.
+                async with content_guard(ctx.catalog, session, shared=True):
+                    if source.source == "stored" and source.sha256:
+                        await ctx.storage.public.head(content_key(source.sha256))
+                    await session.commit()
+            except IntegrityError:
+                continue  # the name was taken meanwhile: replace that one
+            ctx.memo.forget(target.id)
+            return target
+    raise AlreadyExists(f"could not write {name!r}: it changed three times while being copied")
+
+
 def _fill(item: Item, blob: Blob) -> None:
     item.size = blob.size
     item.sha256 = blob.sha256
+    item.md5 = blob.md5
     item.etag = None
     item.uri = None
     item.source = "stored"

@@ -65,6 +65,8 @@ class ItemMemo:
         self.principals: TTLCache[str, Any] = TTLCache(TOKEN_TTL, 10_000, clock)
         """Checked tokens' principals by digest (services/tokens.py)."""
         self.live_tokens: TTLCache[int, bool] = TTLCache(TOKEN_TTL, 10_000, clock)
+        self.s3_keys: TTLCache[str, Any] = TTLCache(TOKEN_TTL, 10_000, clock)
+        """Checked S3 access keys' tokens and secrets, by access key id (services/s3_keys.py)."""
         """Whether a token id still exists, by id: the signer of a signed URL (services/tokens.check_live)."""
 
     def forget(self, item_id: int | None = None) -> None:

@@ -72,6 +72,7 @@ async def materialize(ctx: Context, dataset_id: int) -> RelocateReport:
                         report.skipped += 1
                         continue
                     row.source, row.sha256, row.size, row.uri, row.etag = "stored", blob.sha256, blob.size, None, None
+                    row.md5 = blob.md5
                     row.kind, row.mime_type = blob.probe.kind, blob.probe.mime_type
                     row.width, row.height = blob.probe.width, blob.probe.height
                     async with content_guard(ctx.catalog, session, shared=True):  # as an upload: see blobs.py
@@ -115,6 +116,7 @@ async def relink(ctx: Context, dataset_id: int, target: str) -> RelocateReport:
                     report.skipped += 1
                     continue
                 row.source, row.uri, row.etag, row.size = "link", uri, links_svc.short_etag(etag), size
+                row.md5 = None  # a link's ETag is its source's
                 await session.commit()
             ctx.memo.forget(item.id)
             report.moved += 1

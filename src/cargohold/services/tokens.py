@@ -23,6 +23,7 @@ from ..errors import AlreadyExists, BadInput, NotFound, Unauthenticated
 from ..instance import ADMIN_TOKEN_FILE, write_private_file
 from ..storage.base import hidden_character
 from ..storage.connections import NAME_PATTERN
+from . import s3_keys
 from .access import ROLES, Role, Scope, file_folders
 from .context import Context
 from .items import find_dataset
@@ -56,21 +57,33 @@ class TokenInfo:
     connections: list[str]
     created_at: datetime
     last_used_at: datetime | None
+    s3_access_key: str | None = None
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class NewToken:
+    """What is shown once: the token, and its S3 key pair when one was asked for."""
+
+    token: str
+    s3_access_key: str | None = None
+    s3_secret: str | None = None
+
+
 async def create_token(ctx: Context, name: str, role: str, *, datasets: Sequence[str] | None = None,
-                       files: Sequence[str] | None = None, connections: Sequence[str] | None = None) -> str:
+                       files: Sequence[str] | None = None, connections: Sequence[str] | None = None,
+                       s3: bool = False) -> NewToken:
     """A new token, shown once. ``datasets`` by name (or id), ``files`` as folders; either makes the token
-    limited (services/access.py): the other, when not given, then reaches nothing."""
+    limited (services/access.py): the other, when not given, then reaches nothing. ``s3``: also an S3 key
+    pair (the S3 endpoint, docs/S3.md), which may do what the token may and dies with it."""
     if role not in ROLES:
         raise BadInput(f"role must be one of {', '.join(ROLES)}")
-    if not name or len(name) > 255 or hidden_character(name) or any(ord(c) < 32 for c in name):
-        raise BadInput("a token needs a name of 1 to 255 characters, without control, bidi or line-separator "
-                       "characters")
+    if not name or len(name) > 255 or hidden_character(name) or any(ord(c) < 32 or c == "/" for c in name):
+        raise BadInput("a token needs a name of 1 to 255 characters, without '/' or control, bidi or "
+                       "line-separator characters")
     limited = datasets is not None or files is not None
     if role == "admin" and (limited or connections):
         raise BadInput("an admin token reaches everything: limits (datasets, files, connections) are for read "
@@ -82,14 +95,16 @@ async def create_token(ctx: Context, name: str, role: str, *, datasets: Sequence
         if not re.fullmatch(NAME_PATTERN, connection):
             raise BadInput(f"connection {connection!r}: a connection name is 1-128 letters, digits, '.', '_' or '-'")
     token = PREFIX + secrets.token_urlsafe(32)
+    access_key, secret = s3_keys.new_pair() if s3 else (None, None)
     async with ctx.catalog.session() as session:
         session.add(ApiToken(name=name, role=role, token_hash=hash_token(token), datasets=dataset_ids,
-                             files=folders, connections=names))
+                             files=folders, connections=names, s3_access_key=access_key,
+                             s3_secret=s3_keys.seal(ctx, secret) if secret else None))
         try:
             await session.commit()
         except IntegrityError:
             raise AlreadyExists(f"a token named {name!r} exists; revoke it first or pick another name") from None
-    return token
+    return NewToken(token, access_key, secret)
 
 
 async def _dataset_id(ctx: Context, name: str) -> int:
@@ -104,7 +119,7 @@ async def list_tokens(ctx: Context) -> list[TokenInfo]:
         rows = (await session.scalars(select(ApiToken).order_by(ApiToken.name))).all()
         named = {d.id: d.name for d in (await session.scalars(select(Dataset))).all()}
     return [TokenInfo(t.name, t.role, None if t.datasets is None else [named.get(i, f"#{i}") for i in t.datasets],
-                      t.files, t.connections or [], t.created_at, t.last_used_at) for t in rows]
+                      t.files, t.connections or [], t.created_at, t.last_used_at, t.s3_access_key) for t in rows]
 
 
 async def revoke_token(ctx: Context, name: str) -> None:
@@ -115,6 +130,7 @@ async def revoke_token(ctx: Context, name: str) -> None:
         await session.delete(token)
         await session.commit()
     ctx.memo.principals.clear()
+    ctx.memo.s3_keys.clear()
     ctx.memo.live_tokens.put(token.id, False)
 
 
@@ -173,7 +189,7 @@ async def bootstrap_admin_token(ctx: Context) -> str | None:
         has_tokens = await session.scalar(select(ApiToken.id).limit(1)) is not None
     if not has_tokens:
         try:
-            token = await create_token(ctx, "admin", "admin")
+            token = (await create_token(ctx, "admin", "admin")).token
         except AlreadyExists:  # another replica made it first
             token = None
         if token is not None:

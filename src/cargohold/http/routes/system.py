@@ -24,7 +24,8 @@ def _health(request: Request) -> Health:
 async def healthz(request: Request) -> JSONResponse:
     """Provider and bucket status; 503 when a bucket cannot be listed. Needs no token."""
     healthy, body = await _health(request).current()
-    return JSONResponse({**body, "version": __version__}, status_code=200 if healthy else 503)
+    s3 = request.app.state.ctx.settings.s3_url
+    return JSONResponse({**body, "s3_endpoint": s3, "version": __version__}, status_code=200 if healthy else 503)
 
 
 @admin.get("/storage")

@@ -30,6 +30,7 @@ class TokenIn(BaseModel):
     files: list[str] | None = Field(default=None, max_length=1000, description="team-file folders, e.g. models/")
     connections: list[str] | None = Field(default=None, max_length=1000,
                                           description="connections whose buckets it may sync")
+    s3: bool = Field(default=False, description="also an S3 key pair for the S3 endpoint (docs/S3.md)")
 
 
 class TokenOut(BaseModel):
@@ -40,13 +41,14 @@ class TokenOut(BaseModel):
     files: list[str] | None
     """The team-file folders it is limited to; null: not limited by folder."""
     connections: list[str]
+    s3_access_key_id: str | None
     created_at: datetime
     last_used_at: datetime | None
 
     @classmethod
     def of(cls, t: svc.TokenInfo) -> TokenOut:
         return cls(name=t.name, role=t.role, datasets=t.datasets, files=t.files, connections=t.connections,
-                   created_at=t.created_at, last_used_at=t.last_used_at)
+                   s3_access_key_id=t.s3_access_key, created_at=t.created_at, last_used_at=t.last_used_at)
 
 
 class TokenList(BaseModel):
@@ -56,6 +58,9 @@ class TokenList(BaseModel):
 class TokenMade(BaseModel):
     token: str
     """The token itself: shown this once, only its hash is kept."""
+    s3_access_key_id: str | None
+    s3_secret_access_key: str | None
+    """Shown this once too."""
     info: TokenOut
 
 
@@ -77,10 +82,11 @@ async def list_tokens(ctx: Ctx) -> TokenList:
 @router.post("/tokens", status_code=201)
 async def create_token(body: TokenIn, ctx: Ctx) -> TokenMade:
     """A new token, in the answer once: copy it now."""
-    token = await svc.create_token(ctx, body.name, body.role, datasets=body.datasets, files=body.files,
-                                   connections=body.connections)
+    new = await svc.create_token(ctx, body.name, body.role, datasets=body.datasets, files=body.files,
+                                 connections=body.connections, s3=body.s3)
     (made,) = [t for t in await svc.list_tokens(ctx) if t.name == body.name]
-    return TokenMade(token=token, info=TokenOut.of(made))
+    return TokenMade(token=new.token, s3_access_key_id=new.s3_access_key, s3_secret_access_key=new.s3_secret,
+                     info=TokenOut.of(made))
 
 
 @router.delete("/tokens/{name}", status_code=204)

@@ -1,0 +1,154 @@
+"""Bucket operations: ListBuckets, HeadBucket, GetBucketLocation, GetBucketVersioning, CreateBucket,
+DeleteBucket, ListObjects (v1) and ListObjectsV2. A bucket is a dataset (services/buckets.py)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ..catalog.models import Dataset
+from ..errors import BadInput
+from ..services import access, listing
+from ..services import buckets as svc
+from ..services import items as items_svc
+from .etags import s3_etag
+from .xml import document
+
+if TYPE_CHECKING:
+    from .app import S3Request
+
+REGION = "us-east-1"
+"""What GetBucketLocation answers (the empty LocationConstraint): clients sign with any region, and one
+cargohold is one place."""
+MAX_KEYS = 1000
+
+
+def timestamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def owner(request: S3Request) -> dict[str, str]:
+    return {"ID": request.principal.name, "DisplayName": request.principal.name}
+
+
+async def dataset(request: S3Request, need: access.Role) -> Dataset:
+    """The request's bucket as a dataset the token may ``need`` (404 before 403: the bucket name is public)."""
+    found = await svc.dataset_of_bucket(request.ctx, request.bucket)
+    access.require(request.principal.scope, need, dataset=found.id)
+    return found
+
+
+async def list_buckets(request: S3Request) -> None:
+    scope = request.principal.scope
+    found = [d.dataset for d in await items_svc.list_datasets(request.ctx) if scope.reaches_dataset(d.dataset.id)]
+    found.sort(key=lambda d: d.bucket or "")
+    await request.answer(200, document("ListAllMyBucketsResult", {
+        "Owner": owner(request),
+        "Buckets": {"Bucket": [{"Name": d.bucket, "CreationDate": timestamp(d.created_at)} for d in found]},
+    }, namespace=True))
+
+
+async def head_bucket(request: S3Request) -> None:
+    await dataset(request, "read")
+    await request.answer(200, headers=[(b"x-amz-bucket-region", REGION.encode())])
+
+
+async def location(request: S3Request) -> None:
+    await dataset(request, "read")
+    await request.answer(200, document("LocationConstraint", {}, namespace=True))
+
+
+async def versioning(request: S3Request) -> None:
+    await dataset(request, "read")
+    await request.answer(200, document("VersioningConfiguration", {}, namespace=True))
+
+
+async def create_bucket(request: S3Request) -> None:
+    scope = request.principal.scope
+    access.require(scope, "write")
+    access.require_unlimited(scope, "create a bucket")
+    await request.body().read(64 * 1024)  # a CreateBucketConfiguration, if any: one place, nothing to choose
+    await svc.create_bucket(request.ctx, request.bucket)
+    await request.answer(200, headers=[(b"location", f"/{request.bucket}".encode())])
+
+
+async def delete_bucket(request: S3Request) -> None:
+    found = await dataset(request, "write")
+    await svc.delete_bucket(request.ctx, found)
+    await request.answer(204)
+
+
+def _int(query: dict[str, str], name: str, default: int) -> int:
+    value = query.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadInput(f"{name} must be a whole number") from None
+    if number < 0:
+        raise BadInput(f"{name} must not be negative")
+    return number
+
+
+def _token(after: str) -> str:
+    return base64.urlsafe_b64encode(after.encode()).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadInput("The continuation token provided is incorrect") from None
+
+
+async def list_objects(request: S3Request) -> None:
+    found = await dataset(request, "read")
+    query = request.query
+    v2 = query.get("list-type") == "2"
+    prefix = query.get("prefix", "")
+    delimiter = query.get("delimiter", "")
+    encoding = query.get("encoding-type")
+    if encoding not in (None, "url"):
+        raise BadInput("Invalid Encoding Method specified in Request")
+    max_keys = min(_int(query, "max-keys", MAX_KEYS), MAX_KEYS)
+    if v2:
+        token = query.get("continuation-token")
+        after = _untoken(token) if token is not None else query.get("start-after", "")
+    else:
+        after = query.get("marker", "")
+    page = await listing.list_names(request.ctx, found.id, prefix=prefix, delimiter=delimiter, after=after,
+                                    limit=max_keys)
+
+    def enc(text: str) -> str:
+        return quote(text, safe="/") if encoding == "url" else text
+
+    contents = [{"Key": enc(item.name), "LastModified": timestamp(item.created_at), "ETag": s3_etag(item),
+                 "Size": item.size or 0, "StorageClass": "STANDARD",
+                 "Owner": owner(request) if not v2 or query.get("fetch-owner") == "true" else None}
+                for item in page.items]
+    fields: dict[str, Any] = {"Name": request.bucket, "Prefix": enc(prefix)}
+    if v2:
+        fields |= {"KeyCount": len(page.items) + len(page.prefixes), "MaxKeys": max_keys}
+        if "continuation-token" in query:
+            fields["ContinuationToken"] = query["continuation-token"]
+        if "start-after" in query:
+            fields["StartAfter"] = enc(query["start-after"])
+    else:
+        fields |= {"Marker": enc(after), "MaxKeys": max_keys}
+    if delimiter:
+        fields["Delimiter"] = enc(delimiter)
+    fields["IsTruncated"] = page.truncated
+    if page.truncated and page.next_after is not None:
+        if v2:
+            fields["NextContinuationToken"] = _token(page.next_after)
+        elif delimiter:
+            fields["NextMarker"] = enc(page.next_after)
+    if encoding:
+        fields["EncodingType"] = encoding
+    fields["Contents"] = contents
+    fields["CommonPrefixes"] = [{"Prefix": enc(p)} for p in page.prefixes]
+    await request.answer(200, document("ListBucketResult", fields, namespace=True))

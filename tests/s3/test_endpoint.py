@@ -1,0 +1,311 @@
+"""The S3 endpoint against a real ``cargohold up`` (local disk), through boto3 unmodified and through requests
+signed with botocore's own signer and then altered: keys carry their token's scope and die with it, tampered
+and replayed requests are refused, names that try traversal are refused, and an interrupted multipart upload
+leaves nothing visible that gc does not clear (issue 15)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
+
+import boto3
+import httpx
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from ..support.api import cli
+from ..support.api_server import RunningServer
+
+
+@dataclass
+class Keys:
+    access: str
+    secret: str
+    token: str
+
+
+@dataclass
+class Endpoint:
+    server: RunningServer
+    admin: Keys
+
+    def keys(self, name: str, *flags: str) -> Keys:
+        made = json.loads(cli(self.server, "token", "create", "--name", name, "--s3", "--json", *flags).stdout)
+        return Keys(made["s3_access_key_id"], made["s3_secret_access_key"], made["token"])
+
+    def client(self, keys: Keys | None = None, **config: Any) -> Any:
+        keys = keys or self.admin
+        return boto3.client("s3", endpoint_url=self.server.s3_url, aws_access_key_id=keys.access,
+                            aws_secret_access_key=keys.secret, region_name="us-east-1",
+                            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
+                                          retries={"max_attempts": 1}, **config))
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    server = RunningServer(tmp_path_factory.mktemp("s3") / "home", {}).start()
+    try:
+        made = json.loads(cli(server, "token", "create", "--name", "s3-admin", "--admin", "--s3", "--json").stdout)
+        yield Endpoint(server, Keys(made["s3_access_key_id"], made["s3_secret_access_key"], made["token"]))
+    finally:
+        server.stop()
+
+
+def code_of(error: ClientError) -> str:
+    return str(error.response["Error"]["Code"])
+
+
+def test_boto3_reads_and_writes_a_dataset(endpoint: Endpoint) -> None:
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="roundtrip")
+    payload = os.urandom(300_000)
+    put = s3.put_object(Bucket="roundtrip", Key="frames/2024/a.bin", Body=payload)
+    assert put["ETag"] == f'"{hashlib.md5(payload).hexdigest()}"'  # an MD5: rclone and the AWS CLI check it
+    s3.put_object(Bucket="roundtrip", Key="frames/b.bin", Body=b"b")
+    s3.put_object(Bucket="roundtrip", Key="top.txt", Body=b"top")
+    assert s3.get_object(Bucket="roundtrip", Key="frames/2024/a.bin")["Body"].read() == payload
+    assert s3.get_object(Bucket="roundtrip", Key="frames/2024/a.bin", Range="bytes=10-19")["Body"].read() \
+        == payload[10:20]
+    listed = s3.list_objects_v2(Bucket="roundtrip", Delimiter="/")
+    assert [c["Key"] for c in listed["Contents"]] == ["top.txt"]
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["frames/"]
+    flat = s3.list_objects(Bucket="roundtrip", Prefix="frames/")
+    assert [c["Key"] for c in flat["Contents"]] == ["frames/2024/a.bin", "frames/b.bin"]
+    head = s3.head_object(Bucket="roundtrip", Key="top.txt")
+    assert head["ContentLength"] == 3
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket="roundtrip", Key="nothing")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # The same dataset, seen through the HTTP API.
+    with endpoint.server.client() as api:
+        datasets = {d["name"]: d for d in api.get("/datasets").json()["datasets"]}
+        assert datasets["roundtrip"]["bucket"] == "roundtrip" and datasets["roundtrip"]["item_count"] == 3
+    s3.copy_object(Bucket="roundtrip", Key="copy.bin", CopySource={"Bucket": "roundtrip", "Key": "frames/2024/a.bin"})
+    assert s3.get_object(Bucket="roundtrip", Key="copy.bin")["Body"].read() == payload
+    deleted = s3.delete_objects(Bucket="roundtrip", Delete={"Objects": [{"Key": "copy.bin"}, {"Key": "never"}]})
+    assert sorted(d["Key"] for d in deleted["Deleted"]) == ["copy.bin", "never"]
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "roundtrip", "Key": "top.txt"}, ExpiresIn=60)
+    assert httpx.get(url).content == b"top"
+    with pytest.raises(ClientError) as not_empty:
+        s3.delete_bucket(Bucket="roundtrip")
+    assert code_of(not_empty.value) == "BucketNotEmpty"
+
+
+def test_a_multipart_upload_is_one_item_with_s3s_etag(endpoint: Endpoint) -> None:
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="multipart")
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+    upload = s3.create_multipart_upload(Bucket="multipart", Key="big.bin")["UploadId"]
+    etags = [s3.upload_part(Bucket="multipart", Key="big.bin", UploadId=upload, PartNumber=n + 1, Body=part)["ETag"]
+             for n, part in enumerate(parts)]
+    listed = s3.list_parts(Bucket="multipart", Key="big.bin", UploadId=upload)["Parts"]
+    assert [p["Size"] for p in listed] == [len(p) for p in parts]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="multipart")["Uploads"]] == [upload]
+    done = s3.complete_multipart_upload(Bucket="multipart", Key="big.bin", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": etag} for n, etag in enumerate(etags)]})
+    together = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
+    assert done["ETag"] == f'"{together}-3"'
+    assert s3.get_object(Bucket="multipart", Key="big.bin")["Body"].read() == b"".join(parts)
+    assert s3.list_multipart_uploads(Bucket="multipart").get("Uploads", []) == []
+    # Parts out of order, a part too small, a part that is not there.
+    second = s3.create_multipart_upload(Bucket="multipart", Key="bad.bin")["UploadId"]
+    small = s3.upload_part(Bucket="multipart", Key="bad.bin", UploadId=second, PartNumber=1, Body=b"x")["ETag"]
+    other = s3.upload_part(Bucket="multipart", Key="bad.bin", UploadId=second, PartNumber=2, Body=b"y")["ETag"]
+    for parts_given, code in (([(2, other), (1, small)], "InvalidPartOrder"), ([(1, small), (2, other)],
+                                                                                 "EntityTooSmall"),
+                              ([(1, small), (3, other)], "InvalidPart")):
+        with pytest.raises(ClientError) as refused:
+            s3.complete_multipart_upload(Bucket="multipart", Key="bad.bin", UploadId=second, MultipartUpload={
+                "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts_given]})
+        assert code_of(refused.value) == code
+    s3.abort_multipart_upload(Bucket="multipart", Key="bad.bin", UploadId=second)
+    with pytest.raises(ClientError) as gone:
+        s3.list_parts(Bucket="multipart", Key="bad.bin", UploadId=second)
+    assert code_of(gone.value) == "NoSuchUpload"
+
+
+@pytest.mark.reliability(kind="attack", cases=7, what="S3 keys carry their token's scope: a read key writing, a "
+                         "dataset-limited key on another bucket, a revoked token's key")
+def test_keys_do_what_their_token_may(endpoint: Endpoint, request: pytest.FixtureRequest) -> None:
+    admin = endpoint.client()
+    for bucket in ("scoped-cars", "scoped-boats"):
+        admin.create_bucket(Bucket=bucket)
+        admin.put_object(Bucket=bucket, Key="a.txt", Body=bucket.encode())
+    reader = endpoint.client(endpoint.keys("s3-reader", "--read", "--datasets", "scoped-cars"))
+    assert reader.get_object(Bucket="scoped-cars", Key="a.txt")["Body"].read() == b"scoped-cars"
+    assert [b["Name"] for b in reader.list_buckets()["Buckets"]] == ["scoped-cars"]
+    refused = []
+    for call in (lambda: reader.put_object(Bucket="scoped-cars", Key="b.txt", Body=b"x"),
+                 lambda: reader.delete_object(Bucket="scoped-cars", Key="a.txt"),
+                 lambda: reader.get_object(Bucket="scoped-boats", Key="a.txt"),
+                 lambda: reader.create_bucket(Bucket="scoped-new"),
+                 lambda: reader.list_objects_v2(Bucket="scoped-boats")):
+        with pytest.raises(ClientError) as denied:
+            call()
+        refused.append(code_of(denied.value))
+    assert refused == ["AccessDenied"] * 5, refused
+    assert admin.get_object(Bucket="scoped-cars", Key="a.txt")["Body"].read() == b"scoped-cars"
+    # Revoked: the key is refused on every request from then on (within the token check's second).
+    short = endpoint.keys("s3-short", "--read")
+    assert endpoint.client(short).list_buckets()["Buckets"]
+    cli(endpoint.server, "token", "revoke", "s3-short")
+    time.sleep(1.2)
+    with pytest.raises(ClientError) as revoked:
+        endpoint.client(short).list_buckets()
+    assert code_of(revoked.value) == "InvalidAccessKeyId"
+    request.node.user_properties.append(("reliability_result", (
+        "a read key limited to one bucket: 5 x AccessDenied (put, delete, other bucket's get and list, create); "
+        "a revoked token's key: InvalidAccessKeyId")))
+
+
+def signed(endpoint: Endpoint, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+           when: datetime | None = None) -> AWSRequest:
+    """A request signed by botocore's own signer, as a client would send it (then the test alters it)."""
+    request = AWSRequest(method=method, url=endpoint.server.s3_url + path, data=body, headers=dict(headers or {}))
+    request.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+    signer = S3SigV4Auth(Credentials(endpoint.admin.access, endpoint.admin.secret), "s3", "us-east-1")
+    if when is None:
+        signer.add_auth(request)
+    else:  # a request signed at ``when``: botocore reads the clock through get_current_datetime
+        with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+            signer.add_auth(request)
+    return request
+
+
+def send(request: AWSRequest, **changes: Any) -> httpx.Response:
+    changed = changes.pop("headers", {})
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in changed}
+    headers.update(changed)
+    body = changes.pop("body", request.body)
+    return httpx.request(request.method, changes.pop("url", request.url), headers=headers, content=body or b"",
+                         timeout=30)
+
+
+def s3_code(answer: httpx.Response) -> str:
+    assert answer.headers.get("content-type", "").startswith("application/xml"), answer.text
+    start = answer.text.index("<Code>") + len("<Code>")
+    return answer.text[start:answer.text.index("</Code>")]
+
+
+@pytest.mark.reliability(kind="attack", cases=9, what="S3 requests tampered after signing (a signed header, the "
+                         "path, the query, the payload hash, the body), replayed past the 15-minute window, "
+                         "presigned URLs expired or dated in the future")
+def test_tampered_and_replayed_requests_are_refused(endpoint: Endpoint, request: pytest.FixtureRequest) -> None:
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="tamper")
+    s3.put_object(Bucket="tamper", Key="a.txt", Body=b"original")
+    good = signed(endpoint, "PUT", "/tamper/b.txt", b"payload", {"content-type": "text/plain"})
+    assert send(good).status_code == 200
+    answers = {
+        "a signed header changed": send(good, headers={"content-type": "text/html"}),
+        "the path changed": send(good, url=endpoint.server.s3_url + "/tamper/c.txt"),
+        "the query changed": send(signed(endpoint, "GET", "/tamper?prefix=a"),
+                                  url=endpoint.server.s3_url + "/tamper?prefix=b"),
+        "the body changed, its hash kept": send(good, body=b"PAYLOAD"),
+        "a wrong secret": send(good, headers={"authorization": good.headers["Authorization"][:-4] + "0000"}),
+        "two Authorization headers": httpx.request("PUT", good.url, content=b"payload", headers=[
+            *good.headers.items(), ("Authorization", good.headers["Authorization"][:-4] + "0000")]),
+    }
+    codes = {what: (answer.status_code, s3_code(answer) if answer.status_code != 200 else "")
+             for what, answer in answers.items()}
+    assert codes == {
+        "a signed header changed": (403, "SignatureDoesNotMatch"),
+        "the path changed": (403, "SignatureDoesNotMatch"),
+        "the query changed": (403, "SignatureDoesNotMatch"),
+        "the body changed, its hash kept": (400, "XAmzContentSHA256Mismatch"),
+        "a wrong secret": (403, "SignatureDoesNotMatch"),
+        "two Authorization headers": (403, "AccessDenied"),
+    }, codes
+    assert s3.list_objects_v2(Bucket="tamper", Prefix="c")["KeyCount"] == 0
+    assert s3.get_object(Bucket="tamper", Key="b.txt")["Body"].read() == b"payload"  # the first, untampered PUT
+    old = signed(endpoint, "GET", "/tamper/a.txt", when=datetime.now(UTC) - timedelta(minutes=20))
+    assert (send(old).status_code, s3_code(send(old))) == (403, "RequestTimeTooSkewed")
+    presign = endpoint.client().generate_presigned_url
+    expired = presign("get_object", Params={"Bucket": "tamper", "Key": "a.txt"}, ExpiresIn=1)
+    time.sleep(2.1)
+    answer = httpx.get(expired)
+    assert answer.status_code == 403 and "expired" in answer.text
+    longer = presign("get_object", Params={"Bucket": "tamper", "Key": "a.txt"}, ExpiresIn=8 * 24 * 3600)
+    assert httpx.get(longer).status_code == 403
+    request.node.user_properties.append(("reliability_result", (
+        "a changed header, path, query or secret: 403 SignatureDoesNotMatch; a changed body: 400 "
+        "XAmzContentSHA256Mismatch and nothing stored; 20 minutes old: RequestTimeTooSkewed; a presigned URL "
+        "past its expiry or asking for more than 7 days: 403")))
+
+
+@pytest.mark.reliability(kind="attack", cases=8, what="S3 bucket and key names that are not valid or try "
+                         "traversal (`..`, `%2F`, NUL, control characters); ListObjects with max-keys=0 and 100000")
+def test_bad_names_and_listing_bounds(endpoint: Endpoint, request: pytest.FixtureRequest) -> None:
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="names")
+    s3.put_object(Bucket="names", Key="ok.txt", Body=b"ok")
+    data = endpoint.server.home / "data"
+    before = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    statuses = {}
+    for path in ("/names/../../etc/passwd", "/names/%2E%2E/%2E%2E/x", "/names/a%00b", "/names/a%0Ab",
+                 "/names/%2Fabs", "/names/a//b", "/NAMES/x", "/na/x"):
+        answer = send(signed(endpoint, "PUT", path, b"x"))
+        statuses[path] = answer.status_code
+        assert answer.status_code in (400, 403, 404), (path, answer.status_code, answer.text)
+    after = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    assert [p for p in after if p not in before and "sha256" not in p and ".staging" not in p] == []
+    assert [c["Key"] for c in s3.list_objects_v2(Bucket="names")["Contents"]] == ["ok.txt"]
+    for bucket in ("ab", "UPPER", "a" * 64, "bad_name", "192.168.1.1"):
+        with pytest.raises(ClientError) as invalid:
+            s3.create_bucket(Bucket=bucket)
+        assert code_of(invalid.value) == "InvalidBucketName", bucket
+    none = s3.list_objects_v2(Bucket="names", MaxKeys=0)
+    assert none["KeyCount"] == 0 and "Contents" not in none
+    many = s3.list_objects_v2(Bucket="names", MaxKeys=100000)
+    assert many["MaxKeys"] == 1000 and [c["Key"] for c in many["Contents"]] == ["ok.txt"]
+    request.node.user_properties.append(("reliability_result", (
+        f"traversal and control-character keys: {sorted(set(statuses.values()))}, nothing written outside the "
+        "content store; 5 invalid bucket names: InvalidBucketName; max-keys=0: no key; max-keys=100000: capped "
+        "at 1000")))
+
+
+@pytest.mark.reliability(kind="crash", cases=1, what="an S3 multipart upload killed midway (`kill -9` of the "
+                         "server): no visible object; `cargohold gc` clears the parts")
+def test_a_multipart_upload_killed_midway(tmp_path: Any, request: pytest.FixtureRequest) -> None:
+    server = RunningServer(tmp_path / "home", {}).start()
+    try:
+        made = json.loads(cli(server, "token", "create", "--name", "k", "--admin", "--s3", "--json").stdout)
+        endpoint = Endpoint(server, Keys(made["s3_access_key_id"], made["s3_secret_access_key"], made["token"]))
+        s3 = endpoint.client()
+        s3.create_bucket(Bucket="killed")
+        upload = s3.create_multipart_upload(Bucket="killed", Key="half.bin")["UploadId"]
+        s3.upload_part(Bucket="killed", Key="half.bin", UploadId=upload, PartNumber=1,
+                       Body=os.urandom(5 * 1024 * 1024))
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=30)
+        server.start()
+        s3 = endpoint.client()
+        assert s3.list_objects_v2(Bucket="killed")["KeyCount"] == 0
+        parts = list((server.home / "data").rglob(".multipart/*/*"))
+        assert parts, "the part was kept while the upload was open"
+        found = cli(server, "gc", "--older-than", "0s")
+        assert "s3 multipart upload" in found.stdout, found.stdout
+        cleared = cli(server, "gc", "--older-than", "0s", "--yes")
+        assert "deleted" in cleared.stdout
+        assert not list((server.home / "data").rglob(".multipart/*/*"))
+        with pytest.raises(ClientError) as gone:
+            s3.list_parts(Bucket="killed", Key="half.bin", UploadId=upload)
+        assert code_of(gone.value) == "NoSuchUpload"
+    finally:
+        server.stop()
+    request.node.user_properties.append(("reliability_result", (
+        "kill -9 with one 5 MiB part written: no object listed after the restart; gc found the upload and "
+        "cleared its part; the upload then answers NoSuchUpload")))
