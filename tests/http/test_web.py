@@ -328,6 +328,7 @@ def test_create_a_dataset_upload_three_images_see_previews_and_open_one(
         (tmp_path / name).write_bytes(data)
     table.get_by_role("link", name="web-photos", exact=True).click()
     expect(page.get_by_text("This dataset is empty")).to_be_visible()
+    expect(page.locator(".subtitle")).to_contain_text("S3 bucket web-photos")  # its name on the S3 endpoint
     page.locator(".page-header").get_by_role("link", name="Upload files").click()
     expect(page.get_by_role("heading", name="Upload files to web-photos")).to_be_visible()
     expect(page.get_by_label("When a name is already taken")).to_have_value("rename")

@@ -289,7 +289,9 @@ export async function render(root, { params, query, signal, replaceQuery, naviga
   title.textContent = dataset.name;
   document.title = `${dataset.name} · cargohold`;
   header.querySelector('.crumbs li:last-child span').textContent = dataset.name;
-  subtitle.textContent = `${plural(dataset.item_count, 'item')} · ${formatBytes(dataset.total_size)}`;
+  // The S3 endpoint's name for it (docs/S3.md): S3 clients are told this bucket, not the dataset's name.
+  subtitle.textContent = `${plural(dataset.item_count, 'item')} · ${formatBytes(dataset.total_size)}`
+    + ` · S3 bucket ${dataset.bucket}`;
   countLine.textContent = 'Loading…';
   sentinelObserver.observe(sentinel);
 
