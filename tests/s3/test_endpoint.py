@@ -103,6 +103,8 @@ def test_boto3_reads_and_writes_a_dataset(endpoint: Endpoint) -> None:
     assert code_of(not_empty.value) == "BucketNotEmpty"
 
 
+@pytest.mark.reliability(kind="attack", cases=5, what="S3 multipart completions: parts out of order, too small, "
+                         "missing, a 10,000-part manifest, 10,001 parts")
 def test_a_multipart_upload_is_one_item_with_s3s_etag(endpoint: Endpoint) -> None:
     s3 = endpoint.client()
     s3.create_bucket(Bucket="multipart")
@@ -130,6 +132,17 @@ def test_a_multipart_upload_is_one_item_with_s3s_etag(endpoint: Endpoint) -> Non
             s3.complete_multipart_upload(Bucket="multipart", Key="bad.bin", UploadId=second, MultipartUpload={
                 "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts_given]})
         assert code_of(refused.value) == code
+    # A manifest of 10,000 parts (S3's most), none of them there but the first two: refused at once.
+    manifest = [{"PartNumber": n, "ETag": small if n == 1 else '"' + "0" * 32 + '"'} for n in range(1, 10_001)]
+    started = time.monotonic()
+    with pytest.raises(ClientError) as huge:
+        s3.complete_multipart_upload(Bucket="multipart", Key="bad.bin", UploadId=second,
+                                     MultipartUpload={"Parts": manifest})
+    assert code_of(huge.value) == "InvalidPart" and time.monotonic() - started < 30
+    with pytest.raises(ClientError) as over:
+        s3.complete_multipart_upload(Bucket="multipart", Key="bad.bin", UploadId=second, MultipartUpload={
+            "Parts": [*manifest, {"PartNumber": 10_001, "ETag": small}]})
+    assert over.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     s3.abort_multipart_upload(Bucket="multipart", Key="bad.bin", UploadId=second)
     with pytest.raises(ClientError) as gone:
         s3.list_parts(Bucket="multipart", Key="bad.bin", UploadId=second)
