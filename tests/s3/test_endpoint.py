@@ -322,3 +322,27 @@ def test_a_multipart_upload_killed_midway(tmp_path: Any, request: pytest.Fixture
     request.node.user_properties.append(("reliability_result", (
         "kill -9 with one 5 MiB part written: no object listed after the restart; gc found the upload and "
         "cleared its part; the upload then answers NoSuchUpload")))
+
+
+def test_folder_markers_are_empty_folders_not_items(endpoint: Endpoint) -> None:
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="markers")
+    s3.put_object(Bucket="markers", Key="empty/", Body=b"")  # what consoles, rclone and PyArrow write
+    s3.put_object(Bucket="markers", Key="full/a.txt", Body=b"a")
+    s3.put_object(Bucket="markers", Key="full/", Body=b"")
+    root = s3.list_objects_v2(Bucket="markers", Delimiter="/")
+    assert [p["Prefix"] for p in root["CommonPrefixes"]] == ["empty/", "full/"] and "Contents" not in root
+    inside = s3.list_objects_v2(Bucket="markers", Prefix="empty/", Delimiter="/")
+    assert [(c["Key"], c["Size"]) for c in inside["Contents"]] == [("empty/", 0)]
+    assert [c["Key"] for c in s3.list_objects_v2(Bucket="markers")["Contents"]] == ["empty/", "full/", "full/a.txt"]
+    assert s3.head_object(Bucket="markers", Key="empty/")["ContentLength"] == 0
+    assert s3.get_object(Bucket="markers", Key="empty/")["Body"].read() == b""
+    with pytest.raises(ClientError) as not_empty:
+        s3.put_object(Bucket="markers", Key="bad/", Body=b"bytes")
+    assert code_of(not_empty.value) == "InvalidArgument"
+    with endpoint.server.client() as api:  # not items: the API lists and counts only the file
+        dataset = next(d for d in api.get("/datasets").json()["datasets"] if d["name"] == "markers")
+        assert dataset["item_count"] == 1
+        assert [i["name"] for i in api.get(f"/datasets/{dataset['id']}/items").json()["items"]] == ["full/a.txt"]
+    s3.delete_object(Bucket="markers", Key="empty/")
+    assert [p["Prefix"] for p in s3.list_objects_v2(Bucket="markers", Delimiter="/")["CommonPrefixes"]] == ["full/"]

@@ -92,7 +92,7 @@ class Item(Base):
     mime_type: Mapped[str] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(8))  # stored | link
+    source: Mapped[str] = mapped_column(String(8))  # stored | link | folder (an empty folder: services/items.FOLDER)
     uri: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

@@ -86,7 +86,7 @@ class Front:
 
 
 @functools.lru_cache(maxsize=4096)
-def _http_date(when: datetime) -> bytes:
+def http_date(when: datetime) -> bytes:
     return format_datetime(when, usegmt=True).encode()
 
 
@@ -119,7 +119,7 @@ async def send_representation(send: Send, head_only: bool, rep: Representation,
     etag = rep.etag
     out = [
         (b"etag", etag.encode()),
-        (b"last-modified", _http_date(rep.last_modified)),
+        (b"last-modified", http_date(rep.last_modified)),
         (b"accept-ranges", b"bytes"),
         (b"cache-control", b"private, max-age=0, must-revalidate"),
         *SECURITY_HEADERS,

@@ -13,7 +13,7 @@ from starlette.types import Message
 
 from ..catalog.models import Item
 from ..errors import BadInput, CargoholdError, NotFound, Unsupported
-from ..http.responses import request_headers, send_representation
+from ..http.responses import http_date, request_headers, send_representation
 from ..services import access, serving
 from ..services import items as items_svc
 from ..services.blobs import store_blob
@@ -55,6 +55,10 @@ async def _send(request: S3Request, head: bool) -> None:
     if request.query.get("partNumber") not in (None, "1"):
         raise Unsupported("GetObject by partNumber is not implemented")
     _, item = await _item(request, "read")
+    if item.source == items_svc.FOLDER:  # an empty folder's marker: no bytes
+        await request.answer(200, headers=[(b"etag", s3_etag(item).encode()), (b"content-length", b"0"),
+                                           (b"last-modified", http_date(item.created_at))])
+        return
     representation = dataclasses.replace(await serving.content(request.ctx, item.id), etag=s3_etag(item))
     extra = request.base_headers()
     for param, header in OVERRIDES.items():
@@ -81,11 +85,11 @@ async def put_object(request: S3Request) -> None:
     name = request.key
     reader = request.body()
     if name.endswith("/"):
-        # A folder marker (consoles, rclone, PyArrow write them): there are no empty folders here yet. Its
-        # body must be empty; nothing is kept (docs/S3.md, "Not yet").
+        # A folder marker (consoles, rclone, PyArrow write them): kept as an empty folder, not an item.
         if await reader.read(0):
             raise BadInput("a key ending in '/' names a folder: it holds no bytes")
-        await request.answer(200, headers=[(b"etag", b'"d41d8cd98f00b204e9800998ecf8427e"')])
+        folder = await items_svc.add_folder(request.ctx, found.id, name)
+        await request.answer(200, headers=[(b"etag", s3_etag(folder).encode())])
         return
     name = items_svc.check_name(name, "object key")
     settings = request.ctx.settings
@@ -111,8 +115,11 @@ async def copy_object(request: S3Request) -> None:
     bucket, key = _copy_source(request.headers["x-amz-copy-source"])
     source_request = dataclasses.replace(request, bucket=bucket, key=key)
     _, source = await _item(source_request, "read")
-    name = items_svc.check_name(request.key, "object key")
-    copied = await items_svc.copy_item(request.ctx, source, target.id, name)
+    if source.source == items_svc.FOLDER:
+        copied = await items_svc.add_folder(request.ctx, target.id, request.key)
+    else:
+        copied = await items_svc.copy_item(request.ctx, source, target.id,
+                                           items_svc.check_name(request.key, "object key"))
     await request.answer(200, document("CopyObjectResult", {
         "ETag": s3_etag(copied), "LastModified": timestamp(copied.created_at)}, namespace=True))
 

@@ -33,6 +33,12 @@ class DatasetInfo:
     total_size: int
 
 
+FOLDER = "folder"
+"""The ``source`` of an empty folder's row (its name ends in ``/``): what an S3 client's folder marker, a
+zero-byte key ending in ``/``, is kept as. No bytes, never an item: lists, counts and content routes skip it;
+the listing primitive (services/listing.py) shows it where S3 would."""
+
+
 def check_name(name: str, what: str = "item name") -> str:
     """An item's name: a key (``check_key``) without control, bidi or line-separator characters, checked
     before anything of an upload is stored (docs/API.md, "Names and paths")."""
@@ -76,7 +82,7 @@ async def _info(session: AsyncSession, datasets: Sequence[Dataset]) -> list[Data
     if ids:
         rows = await session.execute(
             select(Item.dataset_id, func.count(Item.id), func.coalesce(func.sum(Item.size), 0))
-            .where(Item.dataset_id.in_(ids)).group_by(Item.dataset_id)
+            .where(Item.dataset_id.in_(ids), Item.source != FOLDER).group_by(Item.dataset_id)
         )
         stats = {row[0]: (int(row[1]), int(row[2] or 0)) for row in rows}
     return [DatasetInfo(d, *stats.get(d.id, (0, 0))) for d in datasets]
@@ -157,7 +163,8 @@ async def list_items(
     after = decode_cursor(cursor)
     if not is_row_id(dataset_id):
         raise _no_dataset(dataset_id)
-    query = select(*Item.__table__.columns).where(Item.dataset_id == dataset_id, Item.id > after)
+    query = select(*Item.__table__.columns).where(Item.dataset_id == dataset_id, Item.id > after,
+                                                  Item.source != FOLDER)
     if name:
         escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Item.name.ilike(f"%{escaped}%", escape="\\"))
@@ -176,7 +183,7 @@ async def get_item(ctx: Context, item_id: int) -> Item:
         raise _no_item(item_id)
     async with ctx.catalog.session() as session:
         item = await session.get(Item, item_id)
-        if item is None:
+        if item is None or item.source == FOLDER:
             raise _no_item(item_id)
         return item
 
@@ -262,6 +269,28 @@ async def _add_stored_item(
                 continue  # a concurrent upload took the name between our look and our write
             return status, item
     raise AlreadyExists(f"could not find a free name for {name!r}")
+
+
+async def add_folder(ctx: Context, dataset_id: int, name: str) -> Item:
+    """The empty folder ``name`` (``a/b/``) of the dataset, made if it is not there."""
+    if not name.endswith("/") or not name.strip("/"):
+        raise BadInput(f"a folder's name ends in '/' and names something: {name!r}")
+    check_name(name.rstrip("/"), "folder name")
+    async with ctx.catalog.session() as session:
+        found = await session.scalar(select(Item).where(Item.dataset_id == dataset_id, Item.name == name))
+        if found is not None:
+            return found
+        folder = Item(dataset_id=dataset_id, name=name, kind=FOLDER, source=FOLDER, size=0,
+                      md5="d41d8cd98f00b204e9800998ecf8427e", mime_type="application/x-directory")
+        session.add(folder)
+        try:
+            await session.commit()
+        except IntegrityError:  # made meanwhile
+            await session.rollback()
+            found = await session.scalar(select(Item).where(Item.dataset_id == dataset_id, Item.name == name))
+            assert found is not None
+            return found
+        return folder
 
 
 COPIED = ("kind", "size", "sha256", "md5", "etag", "mime_type", "width", "height", "source", "uri")

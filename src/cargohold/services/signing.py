@@ -72,7 +72,7 @@ async def item_versions(ctx: Context, item_ids: list[int], datasets: frozenset[i
         return {}
     async with ctx.catalog.session() as session:
         columns = (Item.id, Item.sha256, Item.uri, Item.created_at)
-        query = select(*columns).where(Item.id.in_(item_ids))
+        query = select(*columns).where(Item.id.in_(item_ids), Item.source != "folder")
         if datasets is not None:
             query = query.where(Item.dataset_id.in_(datasets))
         rows = (await session.execute(query)).all()
