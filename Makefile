@@ -95,7 +95,7 @@ s3-tools: $(S3CLIENTS_VENV)/.installed
 	@if [ -f "$(S3TESTS_DIR)/requirements.txt" ]; then $(MAKE) -s $(S3TESTS_VENV)/.installed; \
 		else echo "no S3 conformance suite at $(S3TESTS_DIR): tests/s3/test_conformance.py will skip (set S3TESTS_DIR)"; fi
 
-$(S3TESTS_VENV)/.installed:
+$(S3TESTS_VENV)/.installed: $(S3TESTS_DIR)/requirements.txt
 	$(PYTHON) -m venv $(S3TESTS_VENV)
 	$(S3TESTS_VENV)/bin/python -m pip --disable-pip-version-check -q install -r $(S3TESTS_DIR)/requirements.txt pytest
 	touch $@

@@ -1,13 +1,13 @@
 """One performance report: runs every benchmark under bench/ and writes its figures into docs/PERFORMANCE.md.
 
-Each benchmark (storage, upload, catalog, links, cache, migrate, catalog_copy, front) runs as a subprocess with ``--json
-<tmp file>``, its output streamed through. Each writes its own rows there (bench/_harness.py's ``Table``: measurement |
-cargohold | reference | ratio | target | met?, and the command that reproduces it); this file renders them, knowing
-nothing of any benchmark's figures. Only the generated block of docs/PERFORMANCE.md, between ``<!-- make bench:
-begin -->`` and ``<!-- make bench: end -->``, is rewritten (the markers are put after the intro paragraph the first
-time); the hand-written analysis outside it is kept byte for byte. The block starts with the machine (CPU, cores,
-memory, kernel, Python), the versions of the references (nginx, wrk, rclone, thumbor, moto, libvips, ...) and the
-load average at start and end.
+Each benchmark (storage, upload, catalog, links, cache, migrate, catalog_copy, front, s3) runs as a subprocess with
+``--json <tmp file>``, its output streamed through. Each writes its own rows there (bench/_harness.py's ``Table``:
+measurement | cargohold | reference | ratio | target | met?, and the command that reproduces it); this file renders
+them, knowing nothing of any benchmark's figures. Only the generated block of docs/PERFORMANCE.md, between ``<!-- make
+bench: begin -->`` and ``<!-- make bench: end -->``, is rewritten (the markers are put after the intro paragraph the
+first time); the hand-written analysis outside it is kept byte for byte. The block starts with the machine (CPU, cores,
+memory, kernel, Python), the versions of the references (nginx, wrk, rclone, thumbor, moto, libvips, ...) and the load
+average at start and end.
 
 A benchmark that fails, times out or whose tool is missing (``make bench-tools``) gets a row saying so, with
 the reason; the report goes on with the next. With ``--only``, the other benchmarks' sections of the block
@@ -87,6 +87,8 @@ BENCHES: tuple[Bench, ...] = (
     Bench("catalog_copy", "Catalog copy: SQLite to PostgreSQL", quick=("--items", "50000", "--runs", "1")),
     Bench("front", "Behind nginx: cached content through the front vs nginx alone",
           quick=("--runs", "1", "--duration", "2"), tools=("wrk", "nginx")),
+    Bench("s3", "S3 endpoint: GetObject, ListObjectsV2 over a large dataset, multipart PutObject",
+          quick=("--quick",), tools=("wrk", "nginx")),
 )
 BY_NAME = {b.name: b for b in BENCHES}
 

@@ -12,6 +12,9 @@
     │   ├── MalformedXml       an S3 request body that is not the XML it must be
     │   ├── BadDigest          a body whose Content-MD5 or checksum is not its own
     │   │   └── ContentSha256Mismatch   ... or whose x-amz-content-sha256
+    │   ├── InvalidDigest      a Content-MD5 that is no MD5 at all
+    │   ├── InvalidRequest     an S3 request that cannot be done as asked (a copy onto itself changing nothing)
+    │   ├── CorsPreflight      an S3 OPTIONS without an Origin
     │   ├── InvalidPart        an S3 multipart completion naming parts that are not there
     │   │   └── InvalidPartOrder        ... or out of order
     │   ├── EntityTooSmall     an S3 multipart part under 5 MiB that is not the last
@@ -21,6 +24,7 @@
     ├── Forbidden              credentials missing, wrong, or not allowed to do this (403)
     │   ├── UnknownAccessKey   an S3 access key id no token has
     │   ├── SignatureMismatch  an S3 request signed with another secret, or altered on the way
+    │   ├── CorsRefused        an S3 CORS preflight: no origin is let in
     │   └── RequestTimeSkewed  an S3 request dated more than 15 minutes from the server's clock
     ├── NotFound               (404)
     │   └── NoSuchBucket, NoSuchUpload   what the S3 endpoint names: a bucket, a multipart upload
@@ -129,6 +133,25 @@ class ContentSha256Mismatch(BadDigest):
     code = "content_sha256_mismatch"
 
 
+class InvalidRequest(BadInput):
+    """An S3 request that is well-formed but cannot be done as asked (a copy onto itself that changes nothing)."""
+
+    code = "invalid_request"
+
+
+class InvalidDigest(BadInput):
+    """A ``Content-MD5`` that is no MD5 at all (not base64, or not 16 bytes), where one that is an MD5 but not
+    the body's is a BadDigest."""
+
+    code = "invalid_digest"
+
+
+class CorsPreflight(BadInput):
+    """``OPTIONS``, a browser's CORS preflight, without an ``Origin`` (S3 answers 400 BadRequest)."""
+
+    code = "cors_preflight"
+
+
 class InvalidPart(BadInput):
     code = "invalid_part"
 
@@ -185,6 +208,12 @@ class SignatureMismatch(Forbidden):
     code = "signature_mismatch"
 
 
+class CorsRefused(Forbidden):
+    """A CORS preflight with an ``Origin``: the S3 endpoint lets no origin in (S3 without a CORS configuration)."""
+
+    code = "cors_refused"
+
+
 class RequestTimeSkewed(Forbidden):
     code = "request_time_skewed"
 
@@ -204,6 +233,11 @@ class NotEmpty(AlreadyExists):
 class PreconditionFailed(CargoholdError):
     code = "precondition_failed"
     http_status = 412
+
+    def __init__(self, message: str, condition: str | None = None) -> None:
+        super().__init__(message)
+        self.condition = condition
+        """The header whose condition did not hold (S3's error names it: ``<Condition>``)."""
 
 
 class Locked(CargoholdError):

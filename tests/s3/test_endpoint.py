@@ -346,3 +346,37 @@ def test_folder_markers_are_empty_folders_not_items(endpoint: Endpoint) -> None:
         assert [i["name"] for i in api.get(f"/datasets/{dataset['id']}/items").json()["items"]] == ["full/a.txt"]
     s3.delete_object(Bucket="markers", Key="empty/")
     assert [p["Prefix"] for p in s3.list_objects_v2(Bucket="markers", Delimiter="/")["CommonPrefixes"]] == ["full/"]
+
+
+def test_metadata_is_kept_and_writes_honour_their_conditions(endpoint: Endpoint) -> None:
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="meta")
+    s3.put_object(Bucket="meta", Key="a.csv", Body=b"x,y\n", ContentType="text/csv", CacheControl="max-age=60",
+                  Metadata={"mtime": "1700000000", "label": "cars"})
+    head = s3.head_object(Bucket="meta", Key="a.csv")
+    assert head["ContentType"] == "text/csv" and head["CacheControl"] == "max-age=60"
+    assert head["Metadata"] == {"mtime": "1700000000", "label": "cars"}
+    s3.copy_object(Bucket="meta", Key="b.csv", CopySource={"Bucket": "meta", "Key": "a.csv"})
+    assert s3.head_object(Bucket="meta", Key="b.csv")["Metadata"]["label"] == "cars"  # COPY: the source's
+    s3.copy_object(Bucket="meta", Key="a.csv", CopySource={"Bucket": "meta", "Key": "a.csv"},
+                   MetadataDirective="REPLACE", Metadata={"mtime": "1800000000"}, ContentType="text/plain")
+    replaced = s3.head_object(Bucket="meta", Key="a.csv")
+    assert replaced["Metadata"] == {"mtime": "1800000000"} and replaced["ContentType"] == "text/plain"
+    with pytest.raises(ClientError) as itself:
+        s3.copy_object(Bucket="meta", Key="a.csv", CopySource={"Bucket": "meta", "Key": "a.csv"})
+    assert code_of(itself.value) == "InvalidRequest"
+    # Conditional writes: If-None-Match: * writes only what is not there; If-Match only over that version.
+    with pytest.raises(ClientError) as exists:
+        s3.put_object(Bucket="meta", Key="a.csv", Body=b"other", IfNoneMatch="*")
+    assert code_of(exists.value) == "PreconditionFailed"
+    s3.put_object(Bucket="meta", Key="new.csv", Body=b"new", IfNoneMatch="*")
+    with pytest.raises(ClientError) as stale:
+        s3.put_object(Bucket="meta", Key="a.csv", Body=b"other", IfMatch='"' + "0" * 32 + '"')
+    assert code_of(stale.value) == "PreconditionFailed"
+    etag = s3.head_object(Bucket="meta", Key="a.csv")["ETag"]
+    s3.put_object(Bucket="meta", Key="a.csv", Body=b"other", IfMatch=etag)
+    assert s3.get_object(Bucket="meta", Key="a.csv")["Body"].read() == b"other"
+    with pytest.raises(ClientError) as copy_condition:
+        s3.copy_object(Bucket="meta", Key="c.csv", CopySource={"Bucket": "meta", "Key": "a.csv"},
+                       CopySourceIfMatch='"' + "0" * 32 + '"')
+    assert code_of(copy_condition.value) == "PreconditionFailed"

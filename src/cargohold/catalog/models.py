@@ -89,6 +89,9 @@ class Item(Base):
     md5: Mapped[str | None] = mapped_column(String(48))
     """A stored item's S3 ETag: the MD5 of its bytes, or for an S3 multipart upload the MD5 of its parts' MD5s
     and their count (``hex-N``); None for items stored before it was kept."""
+    meta: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    """What an S3 client gave with the object (``content-type``, ``cache-control``, ``x-amz-meta-*``...), by
+    lowercase header name, answered by the S3 endpoint only (s3/metadata.py)."""
     mime_type: Mapped[str] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
@@ -157,6 +160,8 @@ class S3Upload(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(String(1024))
     content_type: Mapped[str | None] = mapped_column(String(255))
+    meta: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    """The object's metadata, given when the upload was created, for the item it becomes."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

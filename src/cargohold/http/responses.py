@@ -14,7 +14,7 @@ import functools
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -100,9 +100,10 @@ ErrorSender = Callable[[Send, CargoholdError, Headers | None], Awaitable[None]]
 
 def _http_time(value: bytes) -> datetime | None:
     try:
-        return parsedate_to_datetime(value.decode("latin-1"))
+        when = parsedate_to_datetime(value.decode("latin-1"))
     except (TypeError, ValueError):
         return None  # an unparsable date is ignored (RFC 9110 13.1.3)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # "-0000": UTC, said without a zone
 
 
 def _unmodified_since(last_modified: datetime, value: bytes) -> bool | None:

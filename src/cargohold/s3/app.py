@@ -29,7 +29,7 @@ Handler = Callable[["S3Request"], Awaitable[None]]
 
 BUCKET_SUBRESOURCES_IGNORED = frozenset({"encoding-type", "list-type", "prefix", "delimiter", "max-keys", "marker",
                                          "continuation-token", "start-after", "fetch-owner", "key-marker",
-                                         "upload-id-marker", "max-uploads", "x-id"})
+                                         "upload-id-marker", "max-uploads", "x-id", "version-id-marker"})
 OBJECT_PARAMS = frozenset({"partNumber", "uploadId", "uploads", "versionId", "x-id", "max-parts", "part-number-marker",
                            "response-content-type", "response-content-language", "response-expires",
                            "response-cache-control", "response-content-disposition", "response-content-encoding"})
@@ -95,7 +95,8 @@ class S3Request:
         code, status = s3_error(exc)
         resource = "/" + self.bucket + ("/" + self.key if self.key else "") if self.bucket else "/"
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error_headers(exc, status).items()]
-        await self.answer(status, error_document(code, exc.message, resource, self.request_id),
+        condition = getattr(exc, "condition", None)
+        await self.answer(status, error_document(code, exc.message, resource, self.request_id, condition),
                           headers + (extra or []))
 
 
@@ -137,6 +138,8 @@ def _bucket_route(method: str, query: dict[str, str]) -> Handler:
                 "DELETE": buckets.delete_bucket}.get(method, _not_implemented)
     if subresources == {"location"} and method == "GET":
         return buckets.location
+    if subresources == {"versions"} and method == "GET":
+        return buckets.list_versions
     if subresources == {"versioning"} and method == "GET":
         return buckets.versioning
     if subresources == {"uploads"} and method == "GET":

@@ -1,7 +1,10 @@
 """AWS Signature Version 4, checked with botocore's own signer classes (as moto and LocalStack do): in the
 ``Authorization`` header or in a presigned URL's query. What is checked here: the key belongs to a live
-token, the request is dated within 15 minutes (a presigned URL: not before its date, not after its
-expiry, at most 7 days), and the signature is the one botocore computes for the request as it arrived.
+token, the request is dated within 15 minutes (by X-Amz-Date, or by Date when a client signed with that; a
+presigned URL: not before its date, not after its expiry, at most 7 days), and the signature is the one
+botocore computes for the request as it arrived (header values as the UTF-8 text the client signed). An
+``OPTIONS`` request, a browser's CORS preflight, is never signed: it is answered as S3 answers one for a bucket
+without CORS.
 
 The body's own hash (``x-amz-content-sha256``), the signatures of an ``aws-chunked`` body's chunks and its
 trailing checksums are checked as the body is read (s3/body.py), from what this module returns.
@@ -21,11 +24,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials as BotoCredentials
 
-from ..errors import BadInput, Forbidden, RequestTimeSkewed, SignatureMismatch
+from ..errors import BadInput, CorsPreflight, CorsRefused, Forbidden, RequestTimeSkewed, SignatureMismatch
 from ..services import s3_keys
 from ..services.context import Context
 from ..services.tokens import Principal
-from .errors import CorsPreflight, CorsRefused
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = 15 * 60

@@ -19,9 +19,8 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..errors import BadDigest, BadInput, ContentSha256Mismatch, SignatureMismatch, Unsupported
+from ..errors import BadDigest, BadInput, ContentSha256Mismatch, InvalidDigest, SignatureMismatch, Unsupported
 from .auth import UNSIGNED, Verified
-from .errors import InvalidDigest
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 SIGNED_CHUNKS = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"

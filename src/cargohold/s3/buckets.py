@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..catalog.models import Dataset
-from ..errors import BadInput
+from ..errors import AlreadyExists, BadInput, NoSuchBucket
 from ..services import access, listing
 from ..services import buckets as svc
 from ..services import items as items_svc
@@ -71,7 +71,17 @@ async def create_bucket(request: S3Request) -> None:
     access.require(scope, "write")
     access.require_unlimited(scope, "create a bucket")
     await request.body().read(64 * 1024)  # a CreateBucketConfiguration, if any: one place, nothing to choose
-    await svc.create_bucket(request.ctx, request.bucket)
+    try:
+        await svc.create_bucket(request.ctx, request.bucket)
+    except AlreadyExists:
+        # Asked again for a bucket one has: 200, as S3 answers in us-east-1 (this endpoint's region). Another
+        # dataset's name, or a bucket this token does not reach: the 409.
+        try:
+            existing = await svc.dataset_of_bucket(request.ctx, request.bucket)
+        except NoSuchBucket:
+            existing = None
+        if existing is None or not scope.reaches_dataset(existing.id):
+            raise
     await request.answer(200, headers=[(b"location", f"/{request.bucket}".encode())])
 
 
@@ -152,3 +162,26 @@ async def list_objects(request: S3Request) -> None:
     fields["Contents"] = contents
     fields["CommonPrefixes"] = [{"Prefix": enc(p)} for p in page.prefixes]
     await request.answer(200, document("ListBucketResult", fields, namespace=True))
+
+
+async def list_versions(request: S3Request) -> None:
+    """ListObjectVersions of a bucket that never had versioning: each object once, its version ``null``
+    (what S3 answers for such a bucket; tools and Ceph's suite clean buckets up this way)."""
+    found = await dataset(request, "read")
+    query = request.query
+    prefix = query.get("prefix", "")
+    max_keys = min(_int(query, "max-keys", MAX_KEYS), MAX_KEYS)
+    page = await listing.list_names(request.ctx, found.id, prefix=prefix, delimiter=query.get("delimiter", ""),
+                                    after=query.get("key-marker", ""), limit=max_keys)
+    fields: dict[str, Any] = {"Name": request.bucket, "Prefix": prefix, "KeyMarker": query.get("key-marker", ""),
+                              "VersionIdMarker": query.get("version-id-marker", ""), "MaxKeys": max_keys,
+                              "IsTruncated": page.truncated}
+    if query.get("delimiter"):
+        fields["Delimiter"] = query["delimiter"]
+    if page.truncated and page.next_after is not None:
+        fields |= {"NextKeyMarker": page.next_after, "NextVersionIdMarker": "null"}
+    fields["Version"] = [{"Key": i.name, "VersionId": "null", "IsLatest": True,
+                          "LastModified": timestamp(i.created_at), "ETag": s3_etag(i), "Size": i.size or 0,
+                          "StorageClass": "STANDARD", "Owner": owner(request)} for i in page.items]
+    fields["CommonPrefixes"] = [{"Prefix": p} for p in page.prefixes]
+    await request.answer(200, document("ListVersionsResult", fields, namespace=True))

@@ -1,32 +1,17 @@
 """cargohold's errors as S3 clients expect them: the one table from the error tree (errors.py) to S3's codes
-and statuses, and the XML error document (``Code``, ``Message``, ``Resource``, ``RequestId``). The few errors
-only S3's protocol has (a malformed Content-MD5, a CORS preflight) are defined here, under the tree's classes,
-so that anything else that catches them sees a BadInput or a Forbidden."""
+and statuses, and the XML error document (``Code``, ``Message``, ``Resource``, ``RequestId``)."""
 
 from __future__ import annotations
 
 from .. import errors as e
 from .xml import document
 
-
-class InvalidDigest(e.BadInput):
-    """A ``Content-MD5`` that is no MD5 at all (not base64, or not 16 bytes): S3's InvalidDigest, where one that
-    is an MD5 but not the body's is a BadDigest."""
-
-
-class CorsPreflight(e.BadInput):
-    """``OPTIONS``, a browser's CORS preflight, without an ``Origin``: S3 answers 400 BadRequest."""
-
-
-class CorsRefused(e.Forbidden):
-    """A CORS preflight with an ``Origin``: this endpoint lets no origin in (S3 without a CORS configuration)."""
-
-
 # Most specific first: the first class an error is an instance of gives its S3 code and status.
 TABLE: list[tuple[type[e.CargoholdError], str, int]] = [
-    (InvalidDigest, "InvalidDigest", 400),
-    (CorsPreflight, "BadRequest", 400),
-    (CorsRefused, "AccessForbidden", 403),
+    (e.InvalidDigest, "InvalidDigest", 400),
+    (e.InvalidRequest, "InvalidRequest", 400),
+    (e.CorsPreflight, "BadRequest", 400),
+    (e.CorsRefused, "AccessForbidden", 403),
     (e.NoSuchBucket, "NoSuchBucket", 404),
     (e.NoSuchUpload, "NoSuchUpload", 404),
     (e.NotFound, "NoSuchKey", 404),
@@ -68,8 +53,9 @@ def s3_error(exc: e.CargoholdError) -> tuple[str, int]:
     return "InternalError", 500
 
 
-def error_document(code: str, message: str, resource: str, request_id: str) -> bytes:
-    return document("Error", {"Code": code, "Message": message, "Resource": resource, "RequestId": request_id})
+def error_document(code: str, message: str, resource: str, request_id: str, condition: str | None = None) -> bytes:
+    return document("Error", {"Code": code, "Message": message, "Condition": condition, "Resource": resource,
+                              "RequestId": request_id})
 
 
 def error_headers(exc: e.CargoholdError, status: int) -> dict[str, str]:

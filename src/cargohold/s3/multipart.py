@@ -7,12 +7,14 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from ..errors import BadInput
+from ..services import items as items_svc
 from ..services import multipart as svc
 from ..services.access import Role
 from ..storage import ByteRange
+from . import metadata
 from .buckets import dataset, owner, timestamp
 from .etags import s3_etag
-from .objects import _copy_source, _item
+from .objects import _copy_source, _item, check_write
 from .xml import children, document, parse, text
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ def _part_number(request: S3Request) -> int:
 
 async def create(request: S3Request) -> None:
     found = await dataset(request, "write")
-    upload_id = await svc.create(request.ctx, found.id, request.key, request.headers.get("content-type"))
+    upload_id = await svc.create(request.ctx, found.id, request.key, metadata.from_headers(request.headers))
     await request.answer(200, document("InitiateMultipartUploadResult", {
         "Bucket": request.bucket, "Key": request.key, "UploadId": upload_id}, namespace=True))
 
@@ -73,6 +75,7 @@ def _with(request: S3Request, bucket: str, key: str) -> S3Request:
 
 async def complete(request: S3Request) -> None:
     row = await _upload(request, "write")
+    check_write(request, await items_svc.find_item(request.ctx, row.dataset_id, row.key))
     root = parse(await request.body().read(4 * 1024 * 1024), "CompleteMultipartUpload")
     asked: list[tuple[int, str]] = []
     for element in children(root, "Part"):

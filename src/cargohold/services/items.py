@@ -224,7 +224,7 @@ def _numbered(name: str, n: int) -> str:
 
 
 async def add_stored_item(
-    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict
+    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict, meta: dict[str, str] | None = None
 ) -> tuple[str, Item]:
     """The catalog row for bytes already stored; returns (created|renamed|replaced|skipped, item).
 
@@ -233,13 +233,13 @@ async def add_stored_item(
     if not is_row_id(dataset_id):
         raise _no_dataset(dataset_id)
     try:
-        return await _add_stored_item(ctx, dataset_id, name, blob, conflict)
+        return await _add_stored_item(ctx, dataset_id, name, blob, conflict, meta)
     finally:
         await drop_staging(ctx.storage.public, blob)
 
 
 async def _add_stored_item(
-    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict
+    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict, meta: dict[str, str] | None
 ) -> tuple[str, Item]:
     for _attempt in range(100):
         async with ctx.catalog.session() as session:
@@ -252,6 +252,7 @@ async def _add_stored_item(
                     return "skipped", existing
                 if conflict == "replace":
                     _fill(existing, blob)
+                    existing.meta = meta
                     async with content_guard(ctx.catalog, session, shared=True):
                         await ensure_content(ctx.storage.public, blob)
                         await session.commit()
@@ -260,6 +261,7 @@ async def _add_stored_item(
                 status, target = "renamed", await free_name(session, dataset_id, name)
             item = Item(dataset_id=dataset_id, name=target, source="stored")
             _fill(item, blob)
+            item.meta = meta
             session.add(item)
             try:
                 async with content_guard(ctx.catalog, session, shared=True):
@@ -293,11 +295,12 @@ async def add_folder(ctx: Context, dataset_id: int, name: str) -> Item:
         return folder
 
 
-COPIED = ("kind", "size", "sha256", "md5", "etag", "mime_type", "width", "height", "source", "uri")
+COPIED = ("kind", "size", "sha256", "md5", "etag", "mime_type", "width", "height", "source", "uri", "meta")
 """What a copy of an item takes from it: everything but where it is and when it was made."""
 
 
-async def copy_item(ctx: Context, source: Item, dataset_id: int, name: str) -> Item:
+async def copy_item(ctx: Context, source: Item, dataset_id: int, name: str, *, meta: dict[str, str] | None = None,
+                    replace_meta: bool = False) -> Item:
     """A new row (or the row named ``name``, replaced) for the same content as ``source``: stored content is
     deduplicated, so no byte is written; a linked item's copy links the same object."""
     for _attempt in range(3):
@@ -310,6 +313,8 @@ async def copy_item(ctx: Context, source: Item, dataset_id: int, name: str) -> I
                 session.add(target)
             for column in COPIED:
                 setattr(target, column, getattr(source, column))
+            if replace_meta:  # S3's MetadataDirective=REPLACE
+                target.meta = meta
             target.created_at = utcnow()
             try:
                 # As an upload does: the content object must still be there once the row is committed.

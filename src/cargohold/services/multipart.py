@@ -39,11 +39,12 @@ class Part:
     created_at: datetime
 
 
-async def create(ctx: Context, dataset_id: int, key: str, content_type: str | None) -> str:
+async def create(ctx: Context, dataset_id: int, key: str, meta: dict[str, str] | None) -> str:
     check_name(key, "object key")
     upload_id = secrets.token_hex(16)
+    content_type = (meta or {}).get("content-type")
     async with ctx.catalog.session() as session:
-        session.add(S3Upload(id=upload_id, dataset_id=dataset_id, key=key, content_type=content_type))
+        session.add(S3Upload(id=upload_id, dataset_id=dataset_id, key=key, content_type=content_type, meta=meta))
         await session.commit()
     return upload_id
 
@@ -141,7 +142,7 @@ async def complete(ctx: Context, row: S3Upload, asked: list[tuple[int, str]]) ->
     blob = await store_blob(store, row.key, joined(), settings.upload_max_size, settings.image_max_pixels)
     together = hashlib.md5(b"".join(bytes.fromhex(p.md5) for p in chosen), usedforsecurity=False).hexdigest()
     blob = replace(blob, md5=f"{together}-{len(chosen)}")
-    _, item = await add_stored_item(ctx, row.dataset_id, row.key, blob, "replace")
+    _, item = await add_stored_item(ctx, row.dataset_id, row.key, blob, "replace", row.meta)
     await _drop(ctx, row.id)
     return item
 
