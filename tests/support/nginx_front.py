@@ -31,6 +31,7 @@ class Replica:
     name: str  # as in SERVER_ACCEL_REDIRECT=/_cargohold/<name>/
     port: int
     data_path: Path
+    s3_port: int | None = None  # its SERVER_S3_PORT, for nginx's S3 server block
 
 
 @dataclass
@@ -38,11 +39,16 @@ class NginxFront:
     workdir: Path
     replicas: list[Replica]
     port: int = field(default_factory=free_port)
+    s3_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
 
     def render(self) -> str:
         text = DEPLOYED.read_text()
@@ -51,6 +57,15 @@ class NginxFront:
         servers = "".join(f"        server 127.0.0.1:{r.port};\n" for r in self.replicas)
         text = re.sub(r"(?m)^        server 127\.0\.0\.1:808[12];.*\n", "", text)
         text = text.replace("        keepalive 64;\n", servers + "        keepalive 64;\n", 1)
+        s3 = [r for r in self.replicas if r.s3_port is not None]
+        if s3:  # the S3 server block, in front of the replicas' S3 endpoints
+            text = re.sub(r"(?m)^        server 127\.0\.0\.1:908[12];.*\n", "", text)
+            upstream = "    upstream cargohold_s3 {\n        hash $uri consistent;    # /<bucket>/<key>\n"
+            text = text.replace(upstream, upstream + "".join(f"        server 127.0.0.1:{r.s3_port};\n" for r in s3))
+            text = text.replace("listen 9000;", f"listen 127.0.0.1:{self.s3_port};")
+        else:
+            text = re.sub(r"(?s)    upstream cargohold_s3 \{.*?\n    \}\n", "", text)
+            text = re.sub(r"(?s)\n    server \{\n        listen 9000;.*?\n    \}\n", "\n", text)
         text = text.replace("/var/cache/nginx/cargohold", str(self.workdir / "cache"))
         blocks = "".join(
             f"        location /_cargohold/{r.name}/ {{\n            internal;\n"
