@@ -714,6 +714,7 @@ def test_an_admin_makes_a_read_token_for_one_dataset_and_revokes_it(
     expect(reach).to_contain_text("An admin token reaches every dataset")
     page.get_by_label("Read", exact=True).check()
     expect(page.get_by_label("Limit to datasets")).to_be_enabled()
+    page.get_by_label("Also an S3 key pair").check()
     page.get_by_role("button", name="Make token").click()
 
     made = page.locator(".new-token")
@@ -723,6 +724,9 @@ def test_an_admin_makes_a_read_token_for_one_dataset_and_revokes_it(
     expect(field).to_have_attribute("readonly", "")
     token = field.input_value()
     assert token.startswith("chd_"), token
+    access_key = page.get_by_label("S3 access key id").input_value()  # shown this once too, with its secret
+    assert access_key.startswith("CHK") and len(access_key) == 20, access_key
+    assert len(page.get_by_label("S3 secret access key").input_value()) == 40
     made.get_by_role("button", name="Copy").click()
     expect(page.locator("#status")).to_contain_text(f"Copied the token {name}")
     assert page.evaluate("navigator.clipboard.readText()") == token
@@ -741,6 +745,8 @@ def test_an_admin_makes_a_read_token_for_one_dataset_and_revokes_it(
     # The picture shows a stand-in: the real token is the test server's, but a token in the docs teaches
     # nothing and would look like a leak.
     page.evaluate("document.getElementById('new-token').value = 'chd_' + 'x'.repeat(43)")
+    page.evaluate("document.getElementById('new-s3-key').value = 'CHK' + 'X'.repeat(17)")
+    page.evaluate("document.getElementById('new-s3-secret').value = 'x'.repeat(40)")
     shot(page, "tokens")
 
     # the copied token, in another browser: one dataset, nothing to change, no Settings

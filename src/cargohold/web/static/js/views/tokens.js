@@ -77,6 +77,11 @@ export async function render(root, { signal, me }) {
           + 'folder.' })),
       connections.wrap),
     reach);
+  const s3 = h('input', { type: 'checkbox', id: 'token-s3', 'aria-describedby': 'token-s3-hint' });
+  const s3Field = h('div', { class: 'field check' },
+    s3, h('label', { for: 'token-s3', text: 'Also an S3 key pair' }),
+    h('span', { class: 'hint', id: 'token-s3-hint', text: 'An access key id and secret for S3 clients (AWS CLI, '
+      + 'boto3, rclone...) on the S3 endpoint: they may do what the token may, and die with it.' }));
   const submit = h('button', { type: 'submit', class: 'primary', text: 'Make token' });
   const formFeedback = h('div', { class: 'feedback' });
   const made = h('div', { class: 'new-token stack' });  // focus moves to the token: no live region reads it out
@@ -90,6 +95,7 @@ export async function render(root, { signal, me }) {
       h('legend', { text: 'Role' }),
       h('div', { class: 'role-options' }, radios.map((r) => r.wrap))),
     limits,
+    s3Field,
     h('div', { class: 'actions' }, submit),
     formFeedback,
     made);
@@ -124,6 +130,14 @@ export async function render(root, { signal, me }) {
   connections.select.addEventListener('change', describe);
   files.addEventListener('input', describe);
 
+  /** A read-only field with one half of the S3 key pair, shown this once with the token. */
+  function keyField(id, label, text) {
+    return h('div', { class: 'field' },
+      h('label', { for: id, text: label }),
+      h('div', { class: 'row' },
+        h('input', { id, class: 'mono', readonly: true, value: text, autocomplete: 'off', spellcheck: 'false' })));
+  }
+
   function showMade(answer) {
     const value = h('input', { id: 'new-token', class: 'mono', readonly: true, value: answer.token, autocomplete: 'off',
       spellcheck: 'false', 'aria-describedby': 'new-token-hint' });
@@ -153,7 +167,9 @@ export async function render(root, { signal, me }) {
         h('label', { for: 'new-token', text: 'The new token' }),
         h('div', { class: 'row' }, value, copy, hide),
         h('p', { class: 'hint', id: 'new-token-hint', text: 'Give it to whoever needs it; cargohold cannot show it '
-          + 'again. Lost, it is revoked and another made.' })));
+          + 'again. Lost, it is revoked and another made.' })),
+      ...(answer.s3_access_key_id ? [keyField('new-s3-key', 'S3 access key id', answer.s3_access_key_id),
+        keyField('new-s3-secret', 'S3 secret access key', answer.s3_secret_access_key)] : []));
     value.focus();
     value.select();
   }
@@ -167,7 +183,7 @@ export async function render(root, { signal, me }) {
       name.focus();
       return;
     }
-    const body = { name: tokenName, role: role() };
+    const body = { name: tokenName, role: role(), s3: s3.checked };
     if (body.role !== 'admin') {
       // Given (even one), datasets or folders limit the token to what they name; neither: it reaches all.
       const chosen = selected(datasets.select);
@@ -182,6 +198,7 @@ export async function render(root, { signal, me }) {
         const answer = await api('POST', '/tokens', { json: body });
         name.value = '';
         files.value = '';
+        s3.checked = false;
         for (const option of [...datasets.select.options, ...connections.select.options]) option.selected = false;
         describe();
         showMade(answer);
