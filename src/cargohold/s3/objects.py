@@ -40,7 +40,7 @@ def no_such_key() -> NotFound:
 
 async def _item(request: S3Request, need: access.Role) -> tuple[int, Item]:
     found = await dataset(request, need)
-    item = await items_svc.find_item(request.ctx, found.id, request.key)
+    item = await items_svc.find_item_remembered(request.ctx, found.id, request.key)
     if item is None:
         raise no_such_key()
     return found.id, item

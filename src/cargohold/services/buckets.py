@@ -12,11 +12,16 @@ from .items import create_dataset, delete_dataset
 
 
 async def dataset_of_bucket(ctx: Context, bucket: str) -> Dataset:
-    """The dataset whose bucket is ``bucket``; ``NoSuchBucket`` when none is."""
+    """The dataset whose bucket is ``bucket``; ``NoSuchBucket`` when none is. Remembered for ``memo.ITEM_TTL``
+    (forgotten when a dataset is deleted here; another replica's deletion is seen within that)."""
+    known: Dataset | None = ctx.memo.buckets.get(bucket)
+    if known is not None:
+        return known
     async with ctx.catalog.session() as session:
         dataset = await session.scalar(select(Dataset).where(Dataset.bucket == bucket))
     if dataset is None:
         raise NoSuchBucket("The specified bucket does not exist")
+    ctx.memo.buckets.put(bucket, dataset)
     return dataset
 
 

@@ -197,6 +197,19 @@ async def existing_item_ids(ctx: Context, item_ids: list[int]) -> set[int]:
         return set(rows)
 
 
+async def find_item_remembered(ctx: Context, dataset_id: int, name: str) -> Item | None:
+    """``find_item``, remembered for ``memo.ITEM_TTL`` as the token route remembers items: a GET of an object
+    costs no query when it was found just before. A change through this process forgets it at once; another
+    replica's change is seen within that (behind nginx, a key's requests all go to one replica)."""
+    known: Item | None = ctx.memo.names.get((dataset_id, name))
+    if known is not None:
+        return known
+    found = await find_item(ctx, dataset_id, name)
+    if found is not None:
+        ctx.memo.names.put((dataset_id, name), found)
+    return found
+
+
 async def find_item(ctx: Context, dataset_id: int, name: str) -> Item | None:
     if not is_row_id(dataset_id):
         return None

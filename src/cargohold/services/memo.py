@@ -65,14 +65,21 @@ class ItemMemo:
         self.principals: TTLCache[str, Any] = TTLCache(TOKEN_TTL, 10_000, clock)
         """Checked tokens' principals by digest (services/tokens.py)."""
         self.live_tokens: TTLCache[int, bool] = TTLCache(TOKEN_TTL, 10_000, clock)
+        """Whether a token id still exists, by id: the signer of a signed URL (services/tokens.check_live)."""
         self.s3_keys: TTLCache[str, Any] = TTLCache(TOKEN_TTL, 10_000, clock)
         """Checked S3 access keys' tokens and secrets, by access key id (services/s3_keys.py)."""
-        """Whether a token id still exists, by id: the signer of a signed URL (services/tokens.check_live)."""
+        self.buckets: TTLCache[str, Any] = TTLCache(ttl, MAX_ENTRIES, clock)
+        """Datasets by S3 bucket name (services/buckets.py); found ones only."""
+        self.names: TTLCache[tuple[int, str], Any] = TTLCache(ttl, MAX_ENTRIES, clock)
+        """Items by (dataset id, name), the S3 endpoint's lookups (services/items.find_item_remembered); found
+        ones only, so an item made needs no forgetting. Keyed by name, so any item's change forgets them all."""
 
     def forget(self, item_id: int | None = None) -> None:
-        """An item changed or deleted through this process (every item: None)."""
+        """An item changed or deleted through this process (every item, and every dataset: None)."""
+        self.names.clear()
         if item_id is None:
             self.items.clear()
+            self.buckets.clear()
         else:
             self.items.discard(item_id)
 
