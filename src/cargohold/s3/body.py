@@ -153,7 +153,8 @@ class BodyReader:
         source = self._decoded() if payload.startswith("STREAMING-") else self._plain(payload)
         async for data in source:
             self.size += len(data)
-            self.md5.update(data)
+            if self.expected_md5 is not None:  # only to check Content-MD5: the store's own hashing keeps the MD5
+                self.md5.update(data)
             if self.checksum is not None:
                 if getattr(self.checksum, "slow", False):
                     await asyncio.to_thread(self.checksum.update, data)
