@@ -4,13 +4,24 @@ report corruption when it is not, so only an MD5 (or S3's multipart ``md5-of-par
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from typing import Protocol
 
-from ..catalog.models import Item
+
+class Tagged(Protocol):
+    """What an ETag is made of: an ``Item``, or a row of the ``items`` table (services/listing.py)."""
+
+    id: int
+    md5: str | None
+    etag: str | None
+    sha256: str | None
+    source: str
+    created_at: datetime
 
 _MD5 = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
 
 
-def s3_etag(item: Item) -> str:
+def s3_etag(item: Tagged) -> str:
     if item.md5:
         return f'"{item.md5}"'
     source = (item.etag or "").strip('"').lower()
