@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, func, insert, select, text
+from sqlalchemy import Connection, Engine, Integer, Row, Table, create_engine, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import AlreadyExists, BadInput
@@ -130,7 +130,7 @@ def _write(writing: Connection, table: Table, rows: Sequence[Row[Any]]) -> None:
 
 
 def _move_sequence(writing: Connection, table: Table) -> None:
-    if "id" not in table.c:
+    if "id" not in table.c or not isinstance(table.c.id.type, Integer):  # s3_uploads' ids are strings: no sequence
         return
     name = table.name
     # setval(seq, max, true) makes the next id max + 1; an empty table starts again at 1.
