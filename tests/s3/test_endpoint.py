@@ -170,14 +170,19 @@ def test_keys_do_what_their_token_may(endpoint: Endpoint, request: pytest.Fixtur
         refused.append(code_of(denied.value))
     assert refused == ["AccessDenied"] * 5, refused
     assert admin.get_object(Bucket="scoped-cars", Key="a.txt")["Body"].read() == b"scoped-cars"
-    # Revoked: the key is refused on every request from then on (within the token check's second).
+    # Revoked: the key is refused on every request from then on (within the token check's second), its
+    # presigned URLs too, although the server remembers their signatures.
     short = endpoint.keys("s3-short", "--read")
     assert endpoint.client(short).list_buckets()["Buckets"]
+    url = endpoint.client(short).generate_presigned_url("get_object", Params={"Bucket": "scoped-cars",
+                                                                             "Key": "a.txt"})
+    assert httpx.get(url).status_code == 200 and httpx.get(url).status_code == 200
     cli(endpoint.server, "token", "revoke", "s3-short")
     time.sleep(1.2)
     with pytest.raises(ClientError) as revoked:
         endpoint.client(short).list_buckets()
     assert code_of(revoked.value) == "InvalidAccessKeyId"
+    assert httpx.get(url).status_code == 403
     request.node.user_properties.append(("reliability_result", (
         "a read key limited to one bucket: 5 x AccessDenied (put, delete, other bucket's get and list, create); "
         "a revoked token's key: InvalidAccessKeyId")))
@@ -246,7 +251,9 @@ def test_tampered_and_replayed_requests_are_refused(endpoint: Endpoint, request:
     old = signed(endpoint, "GET", "/tamper/a.txt", when=datetime.now(UTC) - timedelta(minutes=20))
     assert (send(old).status_code, s3_code(send(old))) == (403, "RequestTimeTooSkewed")
     presign = endpoint.client().generate_presigned_url
-    expired = presign("get_object", Params={"Bucket": "tamper", "Key": "a.txt"}, ExpiresIn=1)
+    expired = presign("get_object", Params={"Bucket": "tamper", "Key": "a.txt"}, ExpiresIn=2)
+    assert httpx.get(expired).content == b"original"  # its signature is now remembered: its expiry still counts
+    assert httpx.get(expired.replace("X-Amz-Signature=", "X-Amz-Signature=0")).status_code == 403
     time.sleep(2.1)
     answer = httpx.get(expired)
     assert answer.status_code == 403 and "expired" in answer.text
@@ -380,3 +387,58 @@ def test_metadata_is_kept_and_writes_honour_their_conditions(endpoint: Endpoint)
         s3.copy_object(Bucket="meta", Key="c.csv", CopySource={"Bucket": "meta", "Key": "a.csv"},
                        CopySourceIfMatch='"' + "0" * 32 + '"')
     assert code_of(copy_condition.value) == "PreconditionFailed"
+
+
+def test_checksums_parts_and_attributes_are_kept(endpoint: Endpoint) -> None:
+    """What S3 keeps beside an object's bytes: the checksum its client asked for (a PutObject's, a multipart
+    upload's COMPOSITE or FULL_OBJECT one), its parts (GetObject by partNumber, GetObjectAttributes), and a
+    completed upload's answer (a repeated CompleteMultipartUpload gets it again)."""
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="checksums")
+    one = s3.put_object(Bucket="checksums", Key="one.bin", Body=b"x" * 1000, ChecksumAlgorithm="SHA1")
+    head = s3.head_object(Bucket="checksums", Key="one.bin", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA1"] == one["ChecksumSHA1"] and head["ChecksumType"] == "FULL_OBJECT"
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(3000)]
+    for algorithm, kind in (("SHA256", "COMPOSITE"), ("CRC32", "FULL_OBJECT")):
+        key = f"{algorithm}.bin"
+        created = s3.create_multipart_upload(Bucket="checksums", Key=key, ChecksumAlgorithm=algorithm,
+                                             ChecksumType=kind)
+        assert (created["ChecksumAlgorithm"], created["ChecksumType"]) == (algorithm, kind)
+        upload = created["UploadId"]
+        sent = [s3.upload_part(Bucket="checksums", Key=key, UploadId=upload, PartNumber=n + 1, Body=part,
+                               ChecksumAlgorithm=algorithm) for n, part in enumerate(parts)]
+        field = f"Checksum{algorithm}"
+        manifest = {"Parts": [{"PartNumber": n + 1, "ETag": r["ETag"], field: r[field]} for n, r in enumerate(sent)]}
+        done = s3.complete_multipart_upload(Bucket="checksums", Key=key, UploadId=upload, MultipartUpload=manifest)
+        again = s3.complete_multipart_upload(Bucket="checksums", Key=key, UploadId=upload, MultipartUpload=manifest)
+        assert (again["ETag"], again[f"Checksum{algorithm}"]) == (done["ETag"], done[f"Checksum{algorithm}"])
+        assert done["ChecksumType"] == kind
+        whole = s3.head_object(Bucket="checksums", Key=key, ChecksumMode="ENABLED")
+        assert whole[f"Checksum{algorithm}"] == done[f"Checksum{algorithm}"]
+        assert whole[f"Checksum{algorithm}"].endswith("-2") == (kind == "COMPOSITE")
+        second = s3.get_object(Bucket="checksums", Key=key, PartNumber=2, ChecksumMode="ENABLED")
+        assert second["Body"].read() == parts[1] and second["PartsCount"] == 2
+        assert second[f"Checksum{algorithm}"] == sent[1][f"Checksum{algorithm}"]
+        attributes = s3.get_object_attributes(Bucket="checksums", Key=key, MaxParts=1, PartNumberMarker=1,
+                                              ObjectAttributes=["ETag", "Checksum", "ObjectParts", "ObjectSize"])
+        assert attributes["ObjectSize"] == sum(map(len, parts)) and attributes["ETag"] == done["ETag"].strip('"')
+        assert attributes["ObjectParts"]["TotalPartsCount"] == 2
+        assert [p["Size"] for p in attributes["ObjectParts"]["Parts"]] == [len(parts[1])]
+        with pytest.raises(ClientError) as beyond:
+            s3.get_object(Bucket="checksums", Key=key, PartNumber=3)
+        assert code_of(beyond.value) == "InvalidPart"
+    # A wrong whole-object checksum on completion: BadDigest, and no object.
+    upload = s3.create_multipart_upload(Bucket="checksums", Key="bad.bin", ChecksumAlgorithm="SHA256")["UploadId"]
+    sent_one = s3.upload_part(Bucket="checksums", Key="bad.bin", UploadId=upload, PartNumber=1, Body=b"tiny",
+                              ChecksumAlgorithm="SHA256")
+    with pytest.raises(ClientError) as digest:
+        s3.complete_multipart_upload(Bucket="checksums", Key="bad.bin", UploadId=upload, ChecksumSHA256="bad",
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": sent_one["ETag"]}]})
+    assert code_of(digest.value) == "BadDigest"
+    assert s3.list_objects_v2(Bucket="checksums", Prefix="bad")["KeyCount"] == 0
+    # UploadPartCopy ranges: not of the form bytes=first-last, or past the source's end.
+    for wrong, code in (("0-2", "InvalidArgument"), ("bytes=0-", "InvalidArgument"), ("bytes=0-5000", "InvalidRange")):
+        with pytest.raises(ClientError) as refused:
+            s3.upload_part_copy(Bucket="checksums", Key="bad.bin", UploadId=upload, PartNumber=2,
+                                CopySource={"Bucket": "checksums", "Key": "one.bin"}, CopySourceRange=wrong)
+        assert code_of(refused.value) == code, wrong

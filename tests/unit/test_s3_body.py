@@ -28,7 +28,7 @@ CHUNKS = [(b"a" * 65536, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65
 def verified(payload: str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD") -> Verified:
     request = AWSRequest(method="PUT", url="http://s3.amazonaws.com/examplebucket/chunkObject.txt")
     request.context["timestamp"] = "20130524T000000Z"
-    return Verified(None, payload, SEED, _Signed(False, SECRET, "us-east-1", ["host"]), request)  # type: ignore[arg-type]
+    return Verified(None, payload, SEED, _Signed(False, SECRET, "us-east-1"), request)  # type: ignore[arg-type]
 
 
 def framed(chunks: list[tuple[bytes, str]]) -> bytes:

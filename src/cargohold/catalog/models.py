@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -92,6 +93,10 @@ class Item(Base):
     meta: Mapped[dict[str, str] | None] = mapped_column(JSON)
     """What an S3 client gave with the object (``content-type``, ``cache-control``, ``x-amz-meta-*``...), by
     lowercase header name, answered by the S3 endpoint only (s3/metadata.py)."""
+    s3: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """For an object written through the S3 endpoint: ``{"checksum": {"algorithm", "type", "value"}, "parts":
+    [[size, checksum or null], ...]}`` (parts: a multipart upload's, in order), answered by the S3 endpoint only
+    (services/checksums.py)."""
     mime_type: Mapped[str] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
@@ -151,8 +156,9 @@ class ApiToken(Base):
 
 
 class S3Upload(Base):
-    """An S3 multipart upload in progress: its parts are in the private bucket until it is completed or
-    aborted (``cargohold gc`` removes those of one left for longer than a day)."""
+    """An S3 multipart upload in progress (or just completed: ``completed``): its parts are in the public bucket
+    under ``.multipart/`` until it is completed or aborted (``cargohold gc`` removes those of one left for longer
+    than a day)."""
 
     __tablename__ = "s3_uploads"
 
@@ -162,6 +168,13 @@ class S3Upload(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     meta: Mapped[dict[str, str] | None] = mapped_column(JSON)
     """The object's metadata, given when the upload was created, for the item it becomes."""
+    checksum_algorithm: Mapped[str | None] = mapped_column(String(16))
+    """``x-amz-checksum-algorithm`` it was begun with (lowercase: crc32, crc32c, crc64nvme, sha1, sha256)."""
+    checksum_type: Mapped[str | None] = mapped_column(String(16))
+    """COMPOSITE or FULL_OBJECT (``x-amz-checksum-type``)."""
+    completed: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Once completed: what CompleteMultipartUpload answered (``etag``, ``checksum``), answered again to a client
+    that repeats it (S3 does: a retried request must not fail); gc removes the row later."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -173,6 +186,8 @@ class S3Part(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str] = mapped_column(String(32))
     staged_key: Mapped[str] = mapped_column(String(128))
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    """The part's checksum (base64) in its upload's algorithm, when the upload has one."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -6,22 +6,30 @@ botocore computes for the request as it arrived (header values as the UTF-8 text
 ``OPTIONS`` request, a browser's CORS preflight, is never signed: it is answered as S3 answers one for a bucket
 without CORS.
 
+A presigned URL is handed out to be fetched again and again (a data loader's epochs, a labelling tool's page), so
+the signature of one is computed once and remembered (``_presigned_signature``, keyed by everything it signs and
+the key's secret); its dates and its key's token are checked on every request. A header-signed request is
+checked in full each time.
+
 The body's own hash (``x-amz-content-sha256``), the signatures of an ``aws-chunked`` body's chunks and its
 trailing checksums are checked as the body is read (s3/body.py), from what this module returns.
 """
 
 from __future__ import annotations
 
+import calendar
+import functools
 import hmac
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl, quote, unquote
+from typing import Any
+from urllib.parse import quote, unquote
 
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
-from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials as BotoCredentials
 
 from ..errors import BadInput, CorsPreflight, CorsRefused, Forbidden, RequestTimeSkewed, SignatureMismatch
@@ -35,18 +43,36 @@ MAX_EXPIRES = 7 * 24 * 3600
 UNSIGNED = "UNSIGNED-PAYLOAD"
 
 
+class _SignedHeaders:
+    """The headers a client signed, lowercase names in the order they came, offering what botocore's signer reads
+    of ``request.headers`` (``in``, ``[]``, ``get_all``, iteration): botocore's own ``HTTPHeaders`` is an
+    ``email.message.Message``, whose parsing was a sixth of a header-signed GetObject's time."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self._values: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self._values.setdefault(name, []).append(value)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()][0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def get_all(self, name: str, failobj: list[str] | None = None) -> list[str] | None:
+        return self._values.get(name.lower(), failobj)
+
+
 class _OnlySigned:
     """botocore's signer, told which headers the client signed: its own choice (every header but a few it
-    never signs) would differ from a client that signed, say, ``user-agent``."""
+    never signs) would differ from a client that signed, say, ``user-agent``. The request's headers are only
+    those (``_requests``)."""
 
-    signed: list[str]
-
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
-        header_map = HTTPHeaders()
-        for name in self.signed:
-            for value in request.headers.get_all(name) or []:
-                header_map[name] = value
-        return header_map
+    def headers_to_sign(self, request: AWSRequest) -> Any:
+        return request.headers
 
 
 class _HeaderSigner(_OnlySigned, S3SigV4Auth):
@@ -58,11 +84,10 @@ class _QuerySigner(_OnlySigned, S3SigV4QueryAuth):
 
 
 class _Signed:
-    def __init__(self, presigned: bool, secret: str, region: str, signed: list[str]) -> None:
+    def __init__(self, presigned: bool, secret: str, region: str) -> None:
         credentials = BotoCredentials("-", secret)
         self.signer = _QuerySigner(credentials, "s3", region, expires=1) if presigned else \
             _HeaderSigner(credentials, "s3", region)
-        self.signer.signed = signed
 
     def signature(self, request: AWSRequest) -> str:
         canonical = self.signer.canonical_request(request)
@@ -116,11 +141,17 @@ def header_text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-def _headers(pairs: list[tuple[bytes, bytes]]) -> HTTPHeaders:
-    headers = HTTPHeaders()
+def _headers(pairs: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    """Each header's values, by lowercase name, in the order they came."""
+    headers: dict[str, list[str]] = {}
     for name, value in pairs:
-        headers[name.decode("latin-1").lower()] = header_text(value)
+        headers.setdefault(name.decode("latin-1").lower(), []).append(header_text(value))
     return headers
+
+
+def _one(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
 
 
 def _parse_authorization(value: str) -> tuple[str, list[str], str]:
@@ -146,11 +177,17 @@ def _credential(value: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+@functools.lru_cache(maxsize=256)
 def _timestamp(value: str) -> float:
+    """Requests of one second share their X-Amz-Date: strptime's 10 µs once a second, not once a request."""
     try:
-        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+        return calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")) if len(value) == 16 else _bad_date(value)
     except ValueError:
-        raise Forbidden(f"X-Amz-Date {value!r} is not YYYYMMDDTHHMMSSZ") from None
+        return _bad_date(value)
+
+
+def _bad_date(value: str) -> float:
+    raise Forbidden(f"X-Amz-Date {value!r} is not YYYYMMDDTHHMMSSZ")
 
 
 def _http_date(value: str) -> str:
@@ -165,19 +202,20 @@ def _http_date(value: str) -> str:
     return when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-async def verify(ctx: Context, method: str, raw_path: str, query: str, header_pairs: list[tuple[bytes, bytes]],
-                 now: float | None = None) -> Verified:
+async def verify(ctx: Context, method: str, raw_path: str, params: Sequence[tuple[str, str]],
+                 header_pairs: list[tuple[bytes, bytes]], now: float | None = None) -> Verified:
+    """Checks a request's signature; ``params``: its query string's pairs as they came (``parse_qsl`` with
+    blank values kept)."""
     now = time.time() if now is None else now
     headers = _headers(header_pairs)
     if method == "OPTIONS":  # a browser's CORS preflight, which no one signs: this endpoint answers no CORS
-        if headers.get("origin") is None:
+        if "origin" not in headers:
             raise CorsPreflight("Insufficient information. Origin request header needed.")
         raise CorsRefused("CORSResponse: CORS is not enabled for this endpoint")
-    params = parse_qsl(query, keep_blank_values=True)
     names = {k for k, _ in params}
-    if len(headers.get_all("authorization") or []) > 1:
+    if len(headers.get("authorization", ())) > 1:
         raise Forbidden("a request carries one Authorization header, not several")
-    authorization = headers.get("authorization")
+    authorization = _one(headers, "authorization")
     if authorization is None and "X-Amz-Signature" not in names:
         raise Forbidden("anonymous access is not allowed: sign the request (SigV4) with a token's S3 key pair")
     presigned = authorization is None
@@ -205,14 +243,15 @@ async def verify(ctx: Context, method: str, raw_path: str, query: str, header_pa
     else:
         assert authorization is not None
         credential, signed_headers, signature = _parse_authorization(authorization)
-        stamp = headers.get("x-amz-date") or ""
+        stamp = _one(headers, "x-amz-date") or ""
         if not stamp:
-            if not headers.get("date"):
+            date_header = _one(headers, "date")
+            if not date_header:
                 raise Forbidden("a signed request needs an X-Amz-Date or a Date header")
-            stamp = _http_date(headers["date"])
+            stamp = _http_date(date_header)
         if abs(now - _timestamp(stamp)) > MAX_SKEW:
             raise RequestTimeSkewed("the difference between the request time and the server's time is too large")
-        payload = headers.get("x-amz-content-sha256") or ""
+        payload = _one(headers, "x-amz-content-sha256") or ""
         if not payload:
             raise BadInput("a signed request needs an x-amz-content-sha256 header")
     if "host" not in signed_headers:
@@ -221,20 +260,55 @@ async def verify(ctx: Context, method: str, raw_path: str, query: str, header_pa
     if date != stamp[:8]:
         raise Forbidden("the credential's date is not the request's")
     found = await s3_keys.credentials(ctx, access_key)
-    signer = _Signed(presigned, found.secret, region, signed_headers)
-    chosen = HTTPHeaders()
+    chosen: list[tuple[str, str]] = []
     for name in signed_headers:
-        for value in headers.get_all(name) or []:
-            chosen[name] = value
-    if not presigned and "x-amz-content-sha256" not in chosen:
-        chosen["x-amz-content-sha256"] = payload  # the canonical request ends with it, signed or not
-    for path in dict.fromkeys((_canonical_path(raw_path), raw_path)):  # as S3 encodes it, then as it came
-        # Pairs, not a mapping: a parameter may come twice; botocore's canonical query takes either.
-        request = AWSRequest(method=method, url=f"http://{headers.get('host', '')}{path}",
-                             params=params)  # type: ignore[arg-type]
-        request.headers = chosen
-        request.context["timestamp"] = stamp
+        for value in headers.get(name, ()):
+            chosen.append((name, value))
+    host = _one(headers, "host") or ""
+    if presigned:
+        expected = _presigned_signature(found.secret, region, tuple(signed_headers), method, host, raw_path,
+                                        tuple(params), tuple(chosen), stamp)
+        if any(hmac.compare_digest(one, signature) for one in expected):
+            return Verified(found.principal, payload, signature)
+        raise _mismatch()
+    if "x-amz-content-sha256" not in signed_headers:
+        chosen.append(("x-amz-content-sha256", payload))  # the canonical request ends with it, signed or not
+    signer = _header_signer(found.secret, region)
+    for request in _requests(method, host, raw_path, params, chosen, stamp):
         if hmac.compare_digest(signer.signature(request), signature):
             return Verified(found.principal, payload, signature, signer, request)
-    raise SignatureMismatch("the request signature we calculated does not match the signature you provided; "
-                            "check your key and signing method")
+    raise _mismatch()
+
+
+def _mismatch() -> SignatureMismatch:
+    return SignatureMismatch("the request signature we calculated does not match the signature you provided; "
+                             "check your key and signing method")
+
+
+def _requests(method: str, host: str, raw_path: str, params: Sequence[tuple[str, str]],
+              chosen: Sequence[tuple[str, str]], stamp: str) -> list[AWSRequest]:
+    """The request as botocore would have signed it: its path as S3 encodes it, then as it came."""
+    requests = []
+    for path in dict.fromkeys((_canonical_path(raw_path), raw_path)):
+        # Pairs, not a mapping: a parameter may come twice; botocore's canonical query takes either.
+        request = AWSRequest(method=method, url=f"http://{host}{path}", params=list(params))  # type: ignore[arg-type]
+        request.headers = _SignedHeaders(chosen)  # type: ignore[assignment]
+        request.context["timestamp"] = stamp
+        requests.append(request)
+    return requests
+
+
+@functools.lru_cache(maxsize=256)
+def _header_signer(secret: str, region: str) -> _Signed:
+    """One signer per key and region: botocore's signer keeps no state of a request."""
+    return _Signed(False, secret, region)
+
+
+@functools.lru_cache(maxsize=4096)
+def _presigned_signature(secret: str, region: str, signed_headers: tuple[str, ...], method: str, host: str,
+                         raw_path: str, params: tuple[tuple[str, str], ...], chosen: tuple[tuple[str, str], ...],
+                         stamp: str) -> tuple[str, ...]:
+    """The signatures a presigned request may carry (one per spelling of its path), computed once per URL. The
+    secret is part of the key: a URL is never taken as signed by a key it was not checked with."""
+    signer = _Signed(True, secret, region)
+    return tuple(signer.signature(request) for request in _requests(method, host, raw_path, params, chosen, stamp))

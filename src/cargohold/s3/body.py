@@ -9,17 +9,13 @@ is read here; the signatures themselves are botocore's (s3/auth.py).
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import functools
 import hashlib
 import hmac
-import struct
-import zlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from ..errors import BadDigest, BadInput, ContentSha256Mismatch, InvalidDigest, SignatureMismatch, Unsupported
+from ..services.checksums import CHECKSUMS, update
 from .auth import UNSIGNED, Verified
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -28,78 +24,6 @@ SIGNED_CHUNKS_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 MAX_LINE = 4096
 MAX_CHUNK = 64 * 1024 * 1024
-
-
-class _Crc:
-    slow = False
-
-    def __init__(self, update: Callable[[bytes, int], int], width: int) -> None:
-        self._update, self._width, self._value = update, width, 0
-
-    def update(self, data: bytes) -> None:
-        self._value = self._update(data, self._value)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(self._width, "big")
-
-
-def _crc32c() -> Any:
-    import google_crc32c  # google-cloud-storage's own dependency: C, with a pure-Python fallback
-
-    return _Crc(lambda data, value: int(google_crc32c.extend(value, data)), 4)
-
-
-_CRC64NVME_REFLECTED = 0x9A6C9329AC4BC9B5
-"""CRC-64/NVME's polynomial 0xAD93D23594C93659, bit-reversed (the CRC is reflected; init and xorout all ones)."""
-_MASK64 = (1 << 64) - 1
-
-
-@functools.cache
-def _crc64_tables() -> tuple[list[int], ...]:
-    """Slicing-by-8: ``tables[k][b]`` is byte ``b``'s CRC followed by ``k`` zero bytes."""
-    first = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (_CRC64NVME_REFLECTED if crc & 1 else 0)
-        first.append(crc)
-    tables = [first]
-    for _ in range(7):
-        tables.append([(crc >> 8) ^ first[crc & 0xFF] for crc in tables[-1]])
-    return tuple(tables)
-
-
-def _crc64nvme_python(data: bytes, value: int) -> int:
-    """CRC-64/NVME in Python, 8 bytes a step (about 10 MB/s): for a server without awscrt."""
-    t0, t1, t2, t3, t4, t5, t6, t7 = _crc64_tables()
-    crc = value ^ _MASK64
-    whole = len(data) // 8 * 8
-    for (word,) in struct.iter_unpack("<Q", memoryview(data)[:whole]):
-        x = crc ^ word
-        crc = (t7[x & 0xFF] ^ t6[(x >> 8) & 0xFF] ^ t5[(x >> 16) & 0xFF] ^ t4[(x >> 24) & 0xFF]
-               ^ t3[(x >> 32) & 0xFF] ^ t2[(x >> 40) & 0xFF] ^ t1[(x >> 48) & 0xFF] ^ t0[x >> 56])
-    for byte in data[whole:]:
-        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ _MASK64
-
-
-def _crc64nvme() -> Any:
-    try:
-        from awscrt import checksums
-    except ImportError:
-        slow = _Crc(_crc64nvme_python, 8)
-        slow.slow = True  # updated in a thread, so that the event loop goes on meanwhile
-        return slow
-    return _Crc(lambda data, value: checksums.crc64nvme(data, value), 8)
-
-
-CHECKSUMS: dict[str, Callable[[], Any]] = {
-    "crc32": lambda: _Crc(zlib.crc32, 4),
-    "crc32c": _crc32c,
-    "crc64nvme": _crc64nvme,
-    "sha1": hashlib.sha1,
-    "sha256": hashlib.sha256,
-}
 
 
 def content_md5(headers: dict[str, str]) -> bytes | None:
@@ -117,11 +41,14 @@ def content_md5(headers: dict[str, str]) -> bytes | None:
     return digest
 
 
-def checksum_header(headers: dict[str, str]) -> tuple[str, str | None] | None:
-    """``(algorithm, expected base64 or None when it comes in the trailer)`` the client asked for."""
+def checksum_header(headers: dict[str, str], of_body: bool = True) -> tuple[str, str | None] | None:
+    """``(algorithm, expected base64 or None when it comes in the trailer)`` the client asked for. ``of_body``
+    False: an ``x-amz-checksum-*`` header is not the body's (CompleteMultipartUpload's is the object's)."""
     trailer = headers.get("x-amz-trailer", "").strip().lower()
     if trailer.startswith("x-amz-checksum-"):
         return trailer.removeprefix("x-amz-checksum-"), None
+    if not of_body:
+        return None
     for name in CHECKSUMS:
         value = headers.get(f"x-amz-checksum-{name}")
         if value is not None:
@@ -132,14 +59,15 @@ def checksum_header(headers: dict[str, str]) -> tuple[str, str | None] | None:
 class BodyReader:
     """Reads one request's body from ASGI ``receive`` messages, checked as it goes."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], verified: Verified, headers: dict[str, str]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], verified: Verified, headers: dict[str, str],
+                 checksum_headers: bool = True) -> None:
         self.raw = chunks
         self.verified = verified
         self.headers = headers
         self.size = 0
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.expected_md5 = content_md5(headers)
-        want = checksum_header(headers)
+        want = checksum_header(headers, checksum_headers)
         self.checksum_name = want[0] if want else None
         if self.checksum_name is not None and self.checksum_name not in CHECKSUMS:
             raise BadInput(f"x-amz-checksum-{self.checksum_name} is not a checksum S3 knows")
@@ -156,10 +84,7 @@ class BodyReader:
             if self.expected_md5 is not None:  # only to check Content-MD5: the store's own hashing keeps the MD5
                 self.md5.update(data)
             if self.checksum is not None:
-                if getattr(self.checksum, "slow", False):
-                    await asyncio.to_thread(self.checksum.update, data)
-                else:
-                    self.checksum.update(data)
+                await update(self.checksum, data)
             yield data
         self._finish()
 

@@ -42,13 +42,28 @@ async def dataset(request: S3Request, need: access.Role) -> Dataset:
 
 
 async def list_buckets(request: S3Request) -> None:
+    """Every bucket the key's token reaches, by name; paged when asked (``max-buckets``, ``continuation-token``),
+    filtered by ``prefix``."""
     scope = request.principal.scope
-    found = [d.dataset for d in await items_svc.list_datasets(request.ctx) if scope.reaches_dataset(d.dataset.id)]
-    found.sort(key=lambda d: d.bucket or "")
-    await request.answer(200, document("ListAllMyBucketsResult", {
+    query = request.query
+    prefix = query.get("prefix", "")
+    found = sorted((d.dataset for d in await items_svc.list_datasets(request.ctx)
+                    if scope.reaches_dataset(d.dataset.id) and (d.dataset.bucket or "").startswith(prefix)),
+                   key=lambda d: d.bucket or "")
+    if "continuation-token" in query:
+        after = _untoken(query["continuation-token"])
+        found = [d for d in found if (d.bucket or "") > after]
+    limit = _int(query, "max-buckets", 10_000) or 10_000
+    page, more = found[:limit], len(found) > limit
+    fields: dict[str, Any] = {
         "Owner": owner(request),
-        "Buckets": {"Bucket": [{"Name": d.bucket, "CreationDate": timestamp(d.created_at)} for d in found]},
-    }, namespace=True))
+        "Buckets": {"Bucket": [{"Name": d.bucket, "CreationDate": timestamp(d.created_at)} for d in page]},
+    }
+    if more and page:
+        fields["ContinuationToken"] = _token(page[-1].bucket or "")
+    if "prefix" in query:
+        fields["Prefix"] = prefix
+    await request.answer(200, document("ListAllMyBucketsResult", fields, namespace=True))
 
 
 async def head_bucket(request: S3Request) -> None:
@@ -140,7 +155,9 @@ async def list_objects(request: S3Request) -> None:
                  "Size": item.size or 0, "StorageClass": "STANDARD",
                  "Owner": owner(request) if not v2 or query.get("fetch-owner") == "true" else None}
                 for item in page.items]
-    fields: dict[str, Any] = {"Name": request.bucket, "Prefix": enc(prefix)}
+    # v1 answers its Prefix as given, encoded or not (botocore decodes v1's Delimiter, Marker, NextMarker and Key
+    # only); v2 encodes it with the rest.
+    fields: dict[str, Any] = {"Name": request.bucket, "Prefix": enc(prefix) if v2 else prefix}
     if v2:
         fields |= {"KeyCount": len(page.items) + len(page.prefixes), "MaxKeys": max_keys}
         if "continuation-token" in query:

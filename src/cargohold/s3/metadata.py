@@ -1,6 +1,12 @@
 """What an S3 client gives with an object and gets back with it: its Content-Type, the other standard headers
 S3 keeps, and ``x-amz-meta-*``. Kept as ``items.meta`` and answered by the S3 endpoint only: the HTTP API types
-items itself (from their bytes and names)."""
+items itself (from their bytes and names).
+
+Values are kept as text: a value's bytes read as UTF-8 (what botocore, Go and curl send), else as Latin-1. They are
+sent back as Latin-1 when every character has a Latin-1 byte, else as UTF-8: botocore (boto3, the AWS CLI) reads
+response headers with ``http.client``, as Latin-1, so this is what gives its users back the text they wrote. ASCII
+values, nearly all metadata, are the same bytes either way; a client that reads headers as UTF-8 (Go, aiohttp) gets
+a non-ASCII Latin-1 character back as its Latin-1 byte."""
 
 from __future__ import annotations
 
@@ -13,11 +19,18 @@ MAX_USER_BYTES = 2048
 
 
 def _text(value: str) -> str:
-    """A header value as the client meant it: the request's headers were read as Latin-1, S3 metadata is UTF-8."""
+    """A header value (read as Latin-1, a character a byte) as the text its client meant."""
     try:
         return value.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return value
+
+
+def _wire(value: str) -> bytes:
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def from_headers(headers: dict[str, str]) -> dict[str, str] | None:
@@ -36,4 +49,4 @@ def from_headers(headers: dict[str, str]) -> dict[str, str] | None:
 
 
 def to_headers(meta: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
-    return [(name.encode("latin-1"), value.encode("utf-8")) for name, value in (meta or {}).items()]
+    return [(name.encode("latin-1"), _wire(value)) for name, value in (meta or {}).items()]

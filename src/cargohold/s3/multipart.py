@@ -4,16 +4,17 @@ AbortMultipartUpload, ListParts, ListMultipartUploads (services/multipart.py kee
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
-from ..errors import BadInput
+from ..errors import BadInput, RangeNotSatisfiable
+from ..services import checksums
 from ..services import items as items_svc
 from ..services import multipart as svc
 from ..services.access import Role
 from ..storage import ByteRange
 from . import metadata
 from .buckets import dataset, owner, timestamp
-from .etags import s3_etag
 from .objects import _copy_source, _item, check_write
 from .xml import children, document, parse, text
 
@@ -22,9 +23,21 @@ if TYPE_CHECKING:
     from .app import S3Request
 
 
-async def _upload(request: S3Request, need: Role) -> S3Upload:
+COPY_RANGE = re.compile(r"bytes=([0-9]+)-([0-9]+)")
+
+
+async def _upload(request: S3Request, need: Role, completed_too: bool = False) -> S3Upload:
     found = await dataset(request, need)
-    return await svc.upload(request.ctx, found.id, request.key, request.query["uploadId"])
+    return await svc.upload(request.ctx, found.id, request.key, request.query["uploadId"], completed_too)
+
+
+def _checksum_headers(algorithm: str | None, kind: str | None, value: str | None = None) -> list[tuple[bytes, bytes]]:
+    headers = []
+    if algorithm and value:
+        headers.append((checksums.header(algorithm), value.encode()))
+    if algorithm and kind:
+        headers.append((b"x-amz-checksum-type", kind.encode()))
+    return headers
 
 
 def _part_number(request: S3Request) -> int:
@@ -36,9 +49,12 @@ def _part_number(request: S3Request) -> int:
 
 async def create(request: S3Request) -> None:
     found = await dataset(request, "write")
-    upload_id = await svc.create(request.ctx, found.id, request.key, metadata.from_headers(request.headers))
+    wanted = checksums.requested(request.headers)
+    upload_id = await svc.create(request.ctx, found.id, request.key, metadata.from_headers(request.headers), wanted)
+    headers = [(b"x-amz-checksum-algorithm", wanted[0].upper().encode()),
+               (b"x-amz-checksum-type", wanted[1].encode())] if wanted else []
     await request.answer(200, document("InitiateMultipartUploadResult", {
-        "Bucket": request.bucket, "Key": request.key, "UploadId": upload_id}, namespace=True))
+        "Bucket": request.bucket, "Key": request.key, "UploadId": upload_id}, namespace=True), headers)
 
 
 async def upload_part(request: S3Request) -> None:
@@ -46,9 +62,9 @@ async def upload_part(request: S3Request) -> None:
     reader = request.body()
     part = await svc.put_part(request.ctx, row, _part_number(request), reader.chunks())
     headers = [(b"etag", f'"{part.md5}"'.encode())]
-    if reader.checksum_name and reader.checksum_value:
-        headers.append((f"x-amz-checksum-{reader.checksum_name}".encode(), reader.checksum_value.encode()))
-    await request.answer(200, headers=headers)
+    if reader.checksum_name and reader.checksum_value and reader.checksum_name != row.checksum_algorithm:
+        headers.append((checksums.header(reader.checksum_name), reader.checksum_value.encode()))
+    await request.answer(200, headers=headers + _checksum_headers(row.checksum_algorithm, None, part.checksum))
 
 
 async def upload_part_copy(request: S3Request) -> None:
@@ -57,16 +73,23 @@ async def upload_part_copy(request: S3Request) -> None:
     _, source = await _item(_with(request, bucket, key), "read")
     byte_range = None
     wanted = request.headers.get("x-amz-copy-source-range")
-    if wanted:
-        first, _, last = wanted.removeprefix("bytes=").partition("-")
-        try:
-            byte_range = ByteRange(int(first), int(last) + 1)
-        except ValueError:
-            raise BadInput("x-amz-copy-source-range must be bytes=FIRST-LAST") from None
+    if wanted is not None:
+        match = COPY_RANGE.fullmatch(wanted.strip())
+        if match is None:
+            raise BadInput("The x-amz-copy-source-range value must be of the form bytes=first-last where first "
+                           "and last are the zero-based offsets of the first and last bytes to copy")
+        first, last = int(match[1]), int(match[2])
+        if last < first or source.size is None or last >= source.size:
+            raise RangeNotSatisfiable(f"The requested range bytes={first}-{last} is not satisfiable: the source "
+                                      f"has {source.size if source.size is not None else 'an unknown number of'} "
+                                      "bytes")
+        byte_range = ByteRange(first, last + 1)
     part = await svc.put_part(request.ctx, row, _part_number(request),
                               svc.part_source(request.ctx, source.id, byte_range))
-    await request.answer(200, document("CopyPartResult", {
-        "ETag": f'"{part.md5}"', "LastModified": timestamp(part.created_at)}, namespace=True))
+    fields: dict[str, Any] = {"ETag": f'"{part.md5}"', "LastModified": timestamp(part.created_at)}
+    if row.checksum_algorithm and part.checksum:
+        fields[checksums.element(row.checksum_algorithm)] = part.checksum
+    await request.answer(200, document("CopyPartResult", fields, namespace=True))
 
 
 def _with(request: S3Request, bucket: str, key: str) -> S3Request:
@@ -74,21 +97,29 @@ def _with(request: S3Request, bucket: str, key: str) -> S3Request:
 
 
 async def complete(request: S3Request) -> None:
-    row = await _upload(request, "write")
-    check_write(request, await items_svc.find_item(request.ctx, row.dataset_id, row.key))
-    root = parse(await request.body().read(4 * 1024 * 1024), "CompleteMultipartUpload")
-    asked: list[tuple[int, str]] = []
-    for element in children(root, "Part"):
+    row = await _upload(request, "write", completed_too=True)
+    if not row.completed:
+        check_write(request, await items_svc.find_item(request.ctx, row.dataset_id, row.key))
+    # Its x-amz-checksum-* header is the object's checksum, not the manifest's.
+    root = parse(await request.body(checksum_headers=False).read(4 * 1024 * 1024), "CompleteMultipartUpload")
+    element = checksums.element(row.checksum_algorithm) if row.checksum_algorithm else None
+    asked: list[svc.Asked] = []
+    for part in children(root, "Part"):
         try:
-            asked.append((int(text(element, "PartNumber") or ""), text(element, "ETag") or ""))
+            number = int(text(part, "PartNumber") or "")
         except ValueError:
             raise BadInput("a Part's PartNumber must be a whole number") from None
+        asked.append(svc.Asked(number, text(part, "ETag") or "", text(part, element) if element else None))
     if len(asked) > svc.MAX_PARTS:
         raise BadInput(f"an upload has at most {svc.MAX_PARTS} parts")
-    item = await svc.complete(request.ctx, row, asked)
-    await request.answer(200, document("CompleteMultipartUploadResult", {
-        "Location": f"/{request.bucket}/{request.key}", "Bucket": request.bucket, "Key": request.key,
-        "ETag": s3_etag(item)}, namespace=True))
+    whole = request.headers.get(f"x-amz-checksum-{row.checksum_algorithm}") if row.checksum_algorithm else None
+    done = await svc.complete(request.ctx, row, asked, whole)
+    fields: dict[str, Any] = {"Location": f"/{request.bucket}/{request.key}", "Bucket": request.bucket,
+                                 "Key": request.key, "ETag": f'"{done.etag}"'}
+    if done.checksum:
+        fields[checksums.element(done.checksum["algorithm"])] = done.checksum["value"]
+        fields["ChecksumType"] = done.checksum["type"]
+    await request.answer(200, document("CompleteMultipartUploadResult", fields, namespace=True))
 
 
 async def abort(request: S3Request) -> None:
@@ -113,7 +144,8 @@ async def list_parts(request: S3Request) -> None:
         "PartNumberMarker": after, "NextPartNumberMarker": found[-1].number if found else after,
         "MaxParts": limit, "IsTruncated": truncated,
         "Part": [{"PartNumber": p.number, "LastModified": timestamp(p.created_at), "ETag": f'"{p.md5}"',
-                  "Size": p.size} for p in found],
+                  "Size": p.size} | ({checksums.element(row.checksum_algorithm): p.checksum}
+                                    if row.checksum_algorithm and p.checksum else {}) for p in found],
     }, namespace=True))
 
 

@@ -8,19 +8,20 @@ import contextlib
 import dataclasses
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from starlette.types import Message
 
 from ..catalog.models import Item
-from ..errors import BadInput, CargoholdError, InvalidRequest, NotFound, PreconditionFailed, Unsupported
+from ..errors import BadInput, CargoholdError, InvalidPart, InvalidRequest, NotFound, PreconditionFailed
 from ..http.responses import etag_matches, http_date, request_headers, send_representation
-from ..services import access, serving
+from ..services import access, checksums, serving
 from ..services import items as items_svc
 from ..services.blobs import store_blob
+from ..services.multipart import MAX_PARTS
 from . import metadata
-from .buckets import dataset, timestamp
+from .buckets import MAX_KEYS, dataset, timestamp
 from .etags import s3_etag
 from .xml import children, document, parse, text
 
@@ -54,9 +55,27 @@ async def head_object(request: S3Request) -> None:
     await _send(request, head=True)
 
 
+def _part_number(request: S3Request) -> int | None:
+    given = request.query.get("partNumber")
+    if given is None:
+        return None
+    if not given.isdigit() or not 1 <= int(given) <= MAX_PARTS:
+        raise BadInput(f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive")
+    return int(given)
+
+
+def _checksum(item: Item) -> tuple[str, str, str] | None:
+    """``(algorithm, type, value)`` of the whole object: the one it kept, else cargohold's SHA-256 of it."""
+    kept = checksums.kept(item.s3)
+    if kept:
+        return kept["algorithm"], kept["type"], kept["value"]
+    if item.source == "stored" and item.sha256:
+        return "sha256", checksums.FULL_OBJECT, base64.b64encode(bytes.fromhex(item.sha256)).decode()
+    return None
+
+
 async def _send(request: S3Request, head: bool) -> None:
-    if request.query.get("partNumber") not in (None, "1"):
-        raise Unsupported("GetObject by partNumber is not implemented")
+    number = _part_number(request)
     _, item = await _item(request, "read")
     if item.source == items_svc.FOLDER:  # an empty folder's marker: no bytes
         await request.answer(200, headers=[(b"etag", s3_etag(item).encode()), (b"content-length", b"0"),
@@ -67,22 +86,73 @@ async def _send(request: S3Request, head: bool) -> None:
     for param, header in OVERRIDES.items():
         if param in request.query:
             extra.append((header, request.query[param].encode("latin-1", "replace")))
-    # The whole object's checksum, for a whole-object answer only (S3 sends none with a range: clients check it
-    # against the bytes they get).
-    # Nor with a 304: botocore, asking for checksums by default, reads a 304's checksum and fails on its empty body.
+    headers = request_headers(request.scope)
+    parts = checksums.parts(item.s3)
+    # The checksum for a whole-object answer, or a part's: S3 sends none with a range (clients check it
+    # against the bytes they get), nor with a 304 (botocore, asking for checksums by default, reads a 304's
+    # checksum and fails on its empty body).
     conditional = any(h in request.headers for h in ("if-none-match", "if-modified-since"))
-    whole = "range" not in request.headers and not conditional
-    if whole and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and item.source == "stored" \
-            and item.sha256:
-        checksum = base64.b64encode(bytes.fromhex(item.sha256)).decode()
-        extra += [(b"x-amz-checksum-sha256", checksum.encode()), (b"x-amz-checksum-type", b"FULL_OBJECT")]
+    checksum = None if "range" in request.headers or conditional else _checksum(item)
+    if number is not None and (parts or number > 1):
+        if number > len(parts):
+            raise InvalidPart(f"The requested partNumber {number} is not satisfiable: the object has "
+                              f"{len(parts) or 1} part{'s' if len(parts) > 1 else ''}")
+        start = sum(size for size, _ in parts[:number - 1])
+        size, part_checksum = parts[number - 1]
+        headers = {k: v for k, v in headers.items() if k != b"range"}
+        headers[b"range"] = f"bytes={start}-{start + size - 1}".encode()
+        extra.append((b"x-amz-mp-parts-count", str(len(parts)).encode()))
+        checksum = (checksum[0], checksum[1], part_checksum) if checksum and part_checksum and \
+            checksums.kept(item.s3) else None
+    if checksum is not None and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        algorithm, kind, value = checksum
+        extra += [(checksums.header(algorithm), value.encode()), (b"x-amz-checksum-type", kind.encode())]
 
     async def tracked(message: Message) -> None:
         request.started = True
         await request.send(message)
 
-    await send_representation(tracked, head, representation, request_headers(request.scope), extra=extra,
-                              on_error=request.send_error)
+    await send_representation(tracked, head, representation, headers, extra=extra, on_error=request.send_error)
+
+
+ATTRIBUTES = frozenset({"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"})
+
+
+async def get_object_attributes(request: S3Request) -> None:
+    """GetObjectAttributes: the ETag (unquoted, as S3 gives it here), checksum, parts (paged by
+    ``x-amz-max-parts`` and ``x-amz-part-number-marker``), storage class and size asked for."""
+    asked = {a.strip() for a in request.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
+    if not asked or asked - ATTRIBUTES:
+        raise BadInput(f"x-amz-object-attributes names one or more of {', '.join(sorted(ATTRIBUTES))}")
+    _, item = await _item(request, "read")
+    fields: dict[str, Any] = {}
+    if "ETag" in asked:
+        fields["ETag"] = s3_etag(item).strip('"')
+    checksum = _checksum(item)
+    if "Checksum" in asked and checksum is not None:
+        fields["Checksum"] = {checksums.element(checksum[0]): checksum[2], "ChecksumType": checksum[1]}
+    parts = checksums.parts(item.s3)
+    if "ObjectParts" in asked and parts:
+        try:
+            marker = int(request.headers.get("x-amz-part-number-marker", "0") or 0)
+            limit = min(int(request.headers.get("x-amz-max-parts", str(MAX_KEYS)) or MAX_KEYS), MAX_KEYS)
+        except ValueError:
+            raise BadInput("x-amz-part-number-marker and x-amz-max-parts are whole numbers") from None
+        page = list(enumerate(parts, start=1))[marker:marker + limit]
+        algorithm = checksum[0] if checksum and checksums.kept(item.s3) else None
+        fields["ObjectParts"] = {
+            "PartsCount": len(parts), "PartNumberMarker": marker,
+            "NextPartNumberMarker": page[-1][0] if page else marker, "MaxParts": limit,
+            "IsTruncated": marker + limit < len(parts),
+            "Part": [{"PartNumber": n, "Size": size} | ({checksums.element(algorithm): value}
+                                                       if algorithm and value else {})
+                     for n, (size, value) in page]}
+    if "StorageClass" in asked:
+        fields["StorageClass"] = "STANDARD"
+    if "ObjectSize" in asked and item.size is not None:
+        fields["ObjectSize"] = item.size
+    await request.answer(200, document("GetObjectAttributesResponse", fields, namespace=True),
+                         [(b"last-modified", http_date(item.created_at))])
 
 
 async def put_object(request: S3Request) -> None:
@@ -102,10 +172,14 @@ async def put_object(request: S3Request) -> None:
     settings = request.ctx.settings
     blob = await store_blob(request.ctx.storage.public, name, reader.chunks(), settings.upload_max_size,
                             settings.image_max_pixels)
-    _, item = await items_svc.add_stored_item(request.ctx, found.id, name, blob, "replace", meta)
+    checksum = {"algorithm": reader.checksum_name, "type": checksums.FULL_OBJECT, "value": reader.checksum_value} \
+        if reader.checksum_name and reader.checksum_value else None
+    _, item = await items_svc.add_stored_item(request.ctx, found.id, name, blob, "replace", meta,
+                                              {"checksum": checksum} if checksum else None)
     headers = [(b"etag", s3_etag(item).encode())]
-    if reader.checksum_name and reader.checksum_value:
-        headers.append((f"x-amz-checksum-{reader.checksum_name}".encode(), reader.checksum_value.encode()))
+    if checksum:
+        headers += [(checksums.header(checksum["algorithm"]), checksum["value"].encode()),
+                    (b"x-amz-checksum-type", checksums.FULL_OBJECT.encode())]
     await request.answer(200, headers=headers)
 
 

@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import RowMapping, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -237,22 +237,25 @@ def _numbered(name: str, n: int) -> str:
 
 
 async def add_stored_item(
-    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict, meta: dict[str, str] | None = None
+    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict, meta: dict[str, str] | None = None,
+    s3: dict[str, Any] | None = None,
 ) -> tuple[str, Item]:
-    """The catalog row for bytes already stored; returns (created|renamed|replaced|skipped, item).
+    """The catalog row for bytes already stored; returns (created|renamed|replaced|skipped, item). ``meta``
+    and ``s3``: what the S3 endpoint keeps with an object (``Item.meta``, ``Item.s3``).
 
     The row is committed under the content guard, after checking its content object is there: a gc
     on another replica cannot delete it in between (``blobs.ensure_content``)."""
     if not is_row_id(dataset_id):
         raise _no_dataset(dataset_id)
     try:
-        return await _add_stored_item(ctx, dataset_id, name, blob, conflict, meta)
+        return await _add_stored_item(ctx, dataset_id, name, blob, conflict, meta, s3)
     finally:
         await drop_staging(ctx.storage.public, blob)
 
 
 async def _add_stored_item(
-    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict, meta: dict[str, str] | None
+    ctx: Context, dataset_id: int, name: str, blob: Blob, conflict: Conflict, meta: dict[str, str] | None,
+    s3: dict[str, Any] | None,
 ) -> tuple[str, Item]:
     for _attempt in range(100):
         async with ctx.catalog.session() as session:
@@ -265,7 +268,7 @@ async def _add_stored_item(
                     return "skipped", existing
                 if conflict == "replace":
                     _fill(existing, blob)
-                    existing.meta = meta
+                    existing.meta, existing.s3 = meta, s3
                     async with content_guard(ctx.catalog, session, shared=True):
                         await ensure_content(ctx.storage.public, blob)
                         await session.commit()
@@ -274,7 +277,7 @@ async def _add_stored_item(
                 status, target = "renamed", await free_name(session, dataset_id, name)
             item = Item(dataset_id=dataset_id, name=target, source="stored")
             _fill(item, blob)
-            item.meta = meta
+            item.meta, item.s3 = meta, s3
             session.add(item)
             try:
                 async with content_guard(ctx.catalog, session, shared=True):
@@ -326,6 +329,9 @@ async def copy_item(ctx: Context, source: Item, dataset_id: int, name: str, *, m
                 session.add(target)
             for column in COPIED:
                 setattr(target, column, getattr(source, column))
+            # A copy is one piece: its source's parts are not its own, a whole-object checksum is.
+            checksum = (source.s3 or {}).get("checksum")
+            target.s3 = {"checksum": checksum} if checksum and checksum.get("type") == "FULL_OBJECT" else None
             if replace_meta:  # S3's MetadataDirective=REPLACE
                 target.meta = meta
             target.created_at = utcnow()

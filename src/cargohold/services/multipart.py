@@ -5,7 +5,9 @@ are there; an upload left alone (nothing written for ``cargohold gc``'s ``--olde
 
 Completing streams the parts, in order, through the same path as an upload (``blobs.store_blob``: SHA-256,
 MD5, probe, all-or-nothing), so the item is like any other; its ETag is S3's MD5 of the parts' MD5s and
-their count.
+their count. The item keeps its parts' sizes and checksums (``items.s3``: GetObject by ``partNumber``,
+GetObjectAttributes). A completed upload's row stays, its parts gone, with the answer it got: S3 answers a
+repeated CompleteMultipartUpload (a client's retry) as the first, and gc removes the row with the others.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 
 from ..catalog.models import Item, S3Part, S3Upload, utcnow
-from ..errors import BadInput, EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload, TooLarge
+from ..errors import BadDigest, BadInput, EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload, TooLarge
 from ..storage import ByteRange
-from .blobs import store_blob
+from . import checksums
+from .blobs import drop_staging, store_blob
 from .context import Context
 from .items import add_stored_item, check_name
 
@@ -37,22 +41,46 @@ class Part:
     size: int
     md5: str
     created_at: datetime
+    checksum: str | None = None
+    """Base64, in the upload's checksum algorithm (when it has one)."""
 
 
-async def create(ctx: Context, dataset_id: int, key: str, meta: dict[str, str] | None) -> str:
+@dataclass(frozen=True)
+class Asked:
+    """A part as CompleteMultipartUpload names it."""
+
+    number: int
+    etag: str
+    checksum: str | None = None
+
+
+@dataclass(frozen=True)
+class Completed:
+    item: Item | None
+    """None when the upload had been completed before (the answer is then ``etag`` and ``checksum`` again)."""
+    etag: str
+    checksum: dict[str, str] | None
+
+
+async def create(ctx: Context, dataset_id: int, key: str, meta: dict[str, str] | None,
+                 checksum: tuple[str, str] | None = None) -> str:
+    """A new upload; ``checksum``: ``(algorithm, COMPOSITE | FULL_OBJECT)`` its parts and object keep."""
     check_name(key, "object key")
     upload_id = secrets.token_hex(16)
     content_type = (meta or {}).get("content-type")
+    algorithm, kind = checksum or (None, None)
     async with ctx.catalog.session() as session:
-        session.add(S3Upload(id=upload_id, dataset_id=dataset_id, key=key, content_type=content_type, meta=meta))
+        session.add(S3Upload(id=upload_id, dataset_id=dataset_id, key=key, content_type=content_type, meta=meta,
+                             checksum_algorithm=algorithm, checksum_type=kind))
         await session.commit()
     return upload_id
 
 
-async def upload(ctx: Context, dataset_id: int, key: str, upload_id: str) -> S3Upload:
+async def upload(ctx: Context, dataset_id: int, key: str, upload_id: str, completed_too: bool = False) -> S3Upload:
+    """The upload in progress; with ``completed_too`` also one completed (for a repeated completion)."""
     async with ctx.catalog.session() as session:
         row = await session.get(S3Upload, upload_id)
-    if row is None or row.dataset_id != dataset_id or row.key != key:
+    if row is None or row.dataset_id != dataset_id or row.key != key or (row.completed and not completed_too):
         raise NoSuchUpload("The specified upload does not exist. The upload ID may be invalid, or the upload may "
                            "have been aborted or completed.")
     return row
@@ -62,6 +90,7 @@ async def put_part(ctx: Context, row: S3Upload, number: int, chunks: AsyncIterat
     if not 1 <= number <= MAX_PARTS:
         raise BadInput(f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive")
     md5 = hashlib.md5(usedforsecurity=False)
+    checksum = checksums.CHECKSUMS[row.checksum_algorithm]() if row.checksum_algorithm else None
     size = 0
     limit = ctx.settings.upload_max_size
 
@@ -72,57 +101,69 @@ async def put_part(ctx: Context, row: S3Upload, number: int, chunks: AsyncIterat
             if size > limit:
                 raise TooLarge(f"a part is over the upload limit of {limit:,} bytes (UPLOAD_MAX_SIZE)")
             md5.update(chunk)
+            if checksum is not None:
+                await checksums.update(checksum, chunk)
             yield chunk
 
     staged = f"{PREFIX}/{row.id}/{number}-{secrets.token_hex(8)}"
     store = ctx.storage.public
     await store.put(staged, counted())
     async with ctx.catalog.session() as session:
-        if await session.get(S3Upload, row.id) is None:  # aborted or completed meanwhile
+        current = await session.get(S3Upload, row.id)
+        if current is None or current.completed:  # aborted or completed meanwhile
             await store.delete(staged)
             raise NoSuchUpload("The specified upload does not exist: it was aborted or completed meanwhile")
+        value = checksums.digest(checksum) if checksum is not None else None
         old = await session.get(S3Part, (row.id, number))
         replaced = old.staged_key if old is not None else None
         if old is None:
             old = S3Part(upload_id=row.id, number=number)
             session.add(old)
         old.size, old.md5, old.staged_key, old.created_at = size, md5.hexdigest(), staged, utcnow()
+        old.checksum = value
         await session.commit()
     if replaced:
         await store.delete(replaced)  # a part sent again: the newer one counts
-    return Part(number, size, md5.hexdigest(), utcnow())
+    return Part(number, size, md5.hexdigest(), utcnow(), value)
 
 
 async def parts(ctx: Context, upload_id: str, after: int = 0, limit: int = 1000) -> list[Part]:
     async with ctx.catalog.session() as session:
         rows = (await session.scalars(select(S3Part).where(S3Part.upload_id == upload_id, S3Part.number > after)
                                       .order_by(S3Part.number).limit(limit))).all()
-    return [Part(r.number, r.size, r.md5, r.created_at) for r in rows]
+    return [Part(r.number, r.size, r.md5, r.created_at, r.checksum) for r in rows]
 
 
 async def uploads(ctx: Context, dataset_id: int, limit: int = 1000) -> list[S3Upload]:
     async with ctx.catalog.session() as session:
-        return list((await session.scalars(select(S3Upload).where(S3Upload.dataset_id == dataset_id)
+        return list((await session.scalars(select(S3Upload).where(S3Upload.dataset_id == dataset_id,
+                                                                  S3Upload.completed.is_(None))
                                            .order_by(S3Upload.key, S3Upload.created_at).limit(limit))).all())
 
 
-async def complete(ctx: Context, row: S3Upload, asked: list[tuple[int, str]]) -> Item:
-    """Puts the parts named in ``asked`` (number, ETag), in that order, into the item at the upload's key."""
+async def complete(ctx: Context, row: S3Upload, asked: list[Asked], whole: str | None = None) -> Completed:
+    """Puts the parts named in ``asked``, in that order, into the item at the upload's key. A part named twice
+    counts once, as its last mention (S3: the last upload of a part wins). ``whole``: the object's checksum the
+    client expects (the ``x-amz-checksum-*`` of the request), checked before the item is made: BadDigest."""
+    if row.completed:
+        return Completed(None, row.completed["etag"], row.completed.get("checksum"))
     if not asked:
         raise BadInput("You must specify at least one part")
-    numbers = [n for n, _ in asked]
-    if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+    numbers = [a.number for a in asked]
+    if numbers != sorted(numbers):
         raise InvalidPartOrder("The list of parts was not in ascending order. The parts list must be specified "
                                "in order by part number.")
+    asked = list({a.number: a for a in asked}.values())  # the last of each number
     async with ctx.catalog.session() as session:
         # Every part of the upload (at most MAX_PARTS rows), not an IN of the asked numbers: a 10,000-part
         # manifest would be 10,000 bound parameters.
         rows = {p.number: p for p in (await session.scalars(
             select(S3Part).where(S3Part.upload_id == row.id))).all()}
     chosen: list[S3Part] = []
-    for number, etag in asked:
-        part = rows.get(number)
-        if part is None or etag.strip().strip('"').lower() != part.md5:
+    for one in asked:
+        part = rows.get(one.number)
+        if part is None or one.etag.strip().strip('"').lower() != part.md5 or (
+                one.checksum is not None and one.checksum.strip() != (part.checksum or "")):
             raise InvalidPart("One or more of the specified parts could not be found. The part may not have been "
                               "uploaded, or the specified entity tag may not match the part's entity tag.")
         chosen.append(part)
@@ -130,21 +171,60 @@ async def complete(ctx: Context, row: S3Upload, asked: list[tuple[int, str]]) ->
         if part.size < MIN_PART:
             raise EntityTooSmall("Your proposed upload is smaller than the minimum allowed object size: every part "
                                  "but the last must be at least 5 MiB")
+    algorithm, kind = row.checksum_algorithm, row.checksum_type
+    expected = None
+    if algorithm and kind == checksums.COMPOSITE:
+        expected = checksums.composite(algorithm, [p.checksum or "" for p in chosen])
+        _check_whole(algorithm, whole, expected)
+    full = checksums.CHECKSUMS[algorithm]() if algorithm and kind == checksums.FULL_OBJECT else None
     store = ctx.storage.public
 
     async def joined() -> AsyncIterator[bytes]:
         for part in chosen:
             download = await store.get(part.staged_key)
             async for chunk in download.chunks:
+                if full is not None:
+                    await checksums.update(full, chunk)
                 yield chunk
 
     settings = ctx.settings
     blob = await store_blob(store, row.key, joined(), settings.upload_max_size, settings.image_max_pixels)
+    if full is not None:
+        assert algorithm is not None
+        expected = checksums.digest(full)
+        try:
+            _check_whole(algorithm, whole, expected)
+        except BadDigest:
+            await drop_staging(store, blob)  # the content object, if new, has no row: gc's to remove
+            raise
     together = hashlib.md5(b"".join(bytes.fromhex(p.md5) for p in chosen), usedforsecurity=False).hexdigest()
     blob = replace(blob, md5=f"{together}-{len(chosen)}")
-    _, item = await add_stored_item(ctx, row.dataset_id, row.key, blob, "replace", row.meta)
-    await _drop(ctx, row.id)
-    return item
+    checksum = {"algorithm": algorithm, "type": kind, "value": expected} if algorithm and kind and expected \
+        else None
+    s3: dict[str, Any] = {"parts": [[p.size, p.checksum] for p in chosen]}
+    if checksum:
+        s3["checksum"] = checksum
+    _, item = await add_stored_item(ctx, row.dataset_id, row.key, blob, "replace", row.meta, s3)
+    await _finish(ctx, row.id, {"etag": blob.md5, "checksum": checksum})
+    return Completed(item, blob.md5 or "", checksum)
+
+
+def _check_whole(algorithm: str, whole: str | None, computed: str) -> None:
+    if whole is not None and whole.strip() != computed:
+        raise BadDigest(f"The {algorithm.upper()} you specified did not match the calculated checksum.")
+
+
+async def _finish(ctx: Context, upload_id: str, answer: dict[str, Any]) -> None:
+    """The upload's parts removed, its row kept with the answer (a repeated completion gets it again)."""
+    async with ctx.catalog.session() as session:
+        keys = (await session.scalars(select(S3Part.staged_key).where(S3Part.upload_id == upload_id))).all()
+        await session.execute(delete(S3Part).where(S3Part.upload_id == upload_id))
+        found = await session.get(S3Upload, upload_id)
+        if found is not None:
+            found.completed = answer
+        await session.commit()
+    for key in keys:
+        await ctx.storage.public.delete(key)
 
 
 async def abort(ctx: Context, upload_id: str) -> None:
