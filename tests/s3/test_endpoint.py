@@ -331,7 +331,7 @@ def test_a_multipart_upload_killed_midway(tmp_path: Any, request: pytest.Fixture
         "cleared its part; the upload then answers NoSuchUpload")))
 
 
-def test_folder_markers_are_empty_folders_not_items(endpoint: Endpoint) -> None:
+def test_folder_markers_are_empty_folders_and_bytes_under_them_objects(endpoint: Endpoint) -> None:
     s3 = endpoint.client()
     s3.create_bucket(Bucket="markers")
     s3.put_object(Bucket="markers", Key="empty/", Body=b"")  # what consoles, rclone and PyArrow write
@@ -344,15 +344,26 @@ def test_folder_markers_are_empty_folders_not_items(endpoint: Endpoint) -> None:
     assert [c["Key"] for c in s3.list_objects_v2(Bucket="markers")["Contents"]] == ["empty/", "full/", "full/a.txt"]
     assert s3.head_object(Bucket="markers", Key="empty/")["ContentLength"] == 0
     assert s3.get_object(Bucket="markers", Key="empty/")["Body"].read() == b""
-    with pytest.raises(ClientError) as not_empty:
-        s3.put_object(Bucket="markers", Key="bad/", Body=b"bytes")
-    assert code_of(not_empty.value) == "InvalidArgument"
     with endpoint.server.client() as api:  # not items: the API lists and counts only the file
         dataset = next(d for d in api.get("/datasets").json()["datasets"] if d["name"] == "markers")
         assert dataset["item_count"] == 1
         assert [i["name"] for i in api.get(f"/datasets/{dataset['id']}/items").json()["items"]] == ["full/a.txt"]
     s3.delete_object(Bucket="markers", Key="empty/")
     assert [p["Prefix"] for p in s3.list_objects_v2(Bucket="markers", Delimiter="/")["CommonPrefixes"]] == ["full/"]
+    # Bytes under a key ending in '/' are an object, as in S3 (an item of that name); an empty put over it
+    # makes it an empty folder again.
+    s3.put_object(Bucket="markers", Key="full/", Body=b"bytes")
+    assert s3.get_object(Bucket="markers", Key="full/")["Body"].read() == b"bytes"
+    inside = s3.list_objects_v2(Bucket="markers", Prefix="full/", Delimiter="/")
+    assert [(c["Key"], c["Size"]) for c in inside["Contents"]] == [("full/", 5), ("full/a.txt", 1)]
+    with endpoint.server.client() as api:
+        assert dataset["id"] in [d["id"] for d in api.get("/datasets").json()["datasets"]]
+        names = [i["name"] for i in api.get(f"/datasets/{dataset['id']}/items").json()["items"]]
+        assert sorted(names) == ["full/", "full/a.txt"]
+    s3.put_object(Bucket="markers", Key="full/", Body=b"")
+    assert s3.head_object(Bucket="markers", Key="full/")["ContentLength"] == 0
+    with endpoint.server.client() as api:
+        assert [i["name"] for i in api.get(f"/datasets/{dataset['id']}/items").json()["items"]] == ["full/a.txt"]
 
 
 def test_metadata_is_kept_and_writes_honour_their_conditions(endpoint: Endpoint) -> None:

@@ -57,6 +57,8 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     bucket: Mapped[str | None] = mapped_column(String(63), unique=True)
     """Its name on the S3 endpoint (services/buckets.py); set for every dataset, nullable only for the migration."""
+    s3_location: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The LocationConstraint of the S3 CreateBucket that made it, answered by GetBucketLocation."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

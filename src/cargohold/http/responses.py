@@ -59,7 +59,7 @@ def is_active(content_type: str) -> bool:
 
 
 def content_disposition(filename: str, content_type: str = "") -> str:
-    base = filename.rsplit("/", 1)[-1]
+    base = filename.rstrip("/").rsplit("/", 1)[-1]  # an S3 object may be named 'a/b/': then 'b'
     ascii_name = base.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
     kind = "attachment" if is_active(content_type) else "inline"
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"

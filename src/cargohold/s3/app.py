@@ -60,10 +60,11 @@ class S3Request:
     def principal(self) -> Any:
         return self.verified.principal
 
-    def body(self, checksum_headers: bool = True) -> BodyReader:
-        """The body; ``checksum_headers`` False: its ``x-amz-checksum-*`` headers are not the body's own."""
+    def body(self, checksum_headers: bool = True, md5: bool = False) -> BodyReader:
+        """The body; ``checksum_headers`` False: its ``x-amz-checksum-*`` headers are not the body's own; ``md5``:
+        keep its MD5 (an UploadPart's ETag)."""
         if self._reader is None:
-            self._reader = BodyReader(self._raw(), self.verified, self.headers, checksum_headers)
+            self._reader = BodyReader(self._raw(), self.verified, self.headers, checksum_headers, md5)
         return self._reader
 
     async def _raw(self) -> AsyncIterator[bytes]:

@@ -13,9 +13,11 @@ import base64
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
+from typing import Any
 
 from ..errors import BadDigest, BadInput, ContentSha256Mismatch, InvalidDigest, SignatureMismatch, Unsupported
-from ..services.checksums import CHECKSUMS, update
+from ..services.blobs import Digests, gathered
+from ..services.checksums import CHECKSUMS
 from .auth import UNSIGNED, Verified
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -24,6 +26,9 @@ SIGNED_CHUNKS_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 MAX_LINE = 4096
 MAX_CHUNK = 64 * 1024 * 1024
+BLOCK = 1024 * 1024
+"""A body is checked in blocks of this size, hashed in a thread one block behind (``blobs.Digests``): one thread
+hop per MiB, and 10 parts in flight hold about 30 MiB."""
 
 
 def content_md5(headers: dict[str, str]) -> bytes | None:
@@ -60,13 +65,14 @@ class BodyReader:
     """Reads one request's body from ASGI ``receive`` messages, checked as it goes."""
 
     def __init__(self, chunks: AsyncIterator[bytes], verified: Verified, headers: dict[str, str],
-                 checksum_headers: bool = True) -> None:
+                 checksum_headers: bool = True, md5: bool = False) -> None:
+        """``md5``: keep the body's MD5 (``md5.hexdigest()`` once read) also when no Content-MD5 asks for it."""
         self.raw = chunks
         self.verified = verified
         self.headers = headers
         self.size = 0
-        self.md5 = hashlib.md5(usedforsecurity=False)
         self.expected_md5 = content_md5(headers)
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 or self.expected_md5 is not None else None
         want = checksum_header(headers, checksum_headers)
         self.checksum_name = want[0] if want else None
         if self.checksum_name is not None and self.checksum_name not in CHECKSUMS:
@@ -74,18 +80,21 @@ class BodyReader:
         self.checksum = CHECKSUMS[self.checksum_name]() if self.checksum_name else None
         self.expected_checksum = want[1] if want else None
         self.checksum_value: str | None = None
+        self.payload_sha: Any = None
+        """The SHA-256 of a body signed whole (``x-amz-content-sha256`` its hex digest)."""
         """The body's checksum, base64, once read: answered as x-amz-checksum-<name>."""
 
     async def chunks(self) -> AsyncIterator[bytes]:
         payload = self.verified.payload
-        source = self._decoded() if payload.startswith("STREAMING-") else self._plain(payload)
-        async for data in source:
+        streaming = payload.startswith("STREAMING-")
+        if not streaming and payload != UNSIGNED:
+            self.payload_sha = hashlib.sha256()
+        digests = Digests(self.payload_sha, self.md5, self.checksum)
+        async for data in gathered(self._decoded() if streaming else self.raw, BLOCK):
             self.size += len(data)
-            if self.expected_md5 is not None:  # only to check Content-MD5: the store's own hashing keeps the MD5
-                self.md5.update(data)
-            if self.checksum is not None:
-                await update(self.checksum, data)
+            await digests.add(data)
             yield data
+        await digests.done()
         self._finish()
 
     async def read(self, limit: int) -> bytes:
@@ -97,21 +106,16 @@ class BodyReader:
                 raise BadInput(f"the request body is over {limit} bytes")
         return b"".join(parts)
 
-    async def _plain(self, payload: str) -> AsyncIterator[bytes]:
-        sha = hashlib.sha256() if payload != UNSIGNED else None
-        async for data in self.raw:
-            if sha is not None:
-                sha.update(data)
-            yield data
-        if sha is not None and not hmac.compare_digest(sha.hexdigest(), payload.lower()):
+    def _finish(self) -> None:
+        if self.payload_sha is not None and not hmac.compare_digest(self.payload_sha.hexdigest(),
+                                                                    self.verified.payload.lower()):
             raise ContentSha256Mismatch("The provided 'x-amz-content-sha256' header does not match what was "
                                         "computed.")
-
-    def _finish(self) -> None:
         declared = self.headers.get("x-amz-decoded-content-length")
         if declared is not None and self.verified.payload.startswith("STREAMING-") and int(declared) != self.size:
             raise BadInput(f"the body decoded to {self.size} bytes, x-amz-decoded-content-length says {declared}")
-        if self.expected_md5 is not None and not hmac.compare_digest(self.md5.digest(), self.expected_md5):
+        if self.expected_md5 is not None and self.md5 is not None and \
+                not hmac.compare_digest(self.md5.digest(), self.expected_md5):
             raise BadDigest("The Content-MD5 you specified did not match what we received.")
         if self.checksum is not None:
             self.checksum_value = base64.b64encode(self.checksum.digest()).decode()

@@ -15,14 +15,14 @@ from ..services import access, listing
 from ..services import buckets as svc
 from ..services import items as items_svc
 from .etags import s3_etag
-from .xml import document
+from .xml import document, parse, text
 
 if TYPE_CHECKING:
     from .app import S3Request
 
 REGION = "us-east-1"
-"""What GetBucketLocation answers (the empty LocationConstraint): clients sign with any region, and one
-cargohold is one place."""
+"""The region HeadBucket names, and what GetBucketLocation answers (the empty LocationConstraint) for a bucket
+created without one: clients sign with any region, and one cargohold is one place."""
 MAX_KEYS = 1000
 
 
@@ -72,8 +72,8 @@ async def head_bucket(request: S3Request) -> None:
 
 
 async def location(request: S3Request) -> None:
-    await dataset(request, "read")
-    await request.answer(200, document("LocationConstraint", {}, namespace=True))
+    found = await dataset(request, "read")
+    await request.answer(200, document("LocationConstraint", {}, namespace=True, inner=found.s3_location or ""))
 
 
 async def versioning(request: S3Request) -> None:
@@ -85,9 +85,16 @@ async def create_bucket(request: S3Request) -> None:
     scope = request.principal.scope
     access.require(scope, "write")
     access.require_unlimited(scope, "create a bucket")
-    await request.body().read(64 * 1024)  # a CreateBucketConfiguration, if any: one place, nothing to choose
+    # A CreateBucketConfiguration, if any: its LocationConstraint is kept for GetBucketLocation to answer; one
+    # cargohold is one place, so nothing else follows from it.
+    body = await request.body().read(64 * 1024)
+    location = None
+    if body.strip():
+        location = text(parse(body, "CreateBucketConfiguration"), "LocationConstraint") or None
+        if location is not None and (len(location) > 64 or not location.isprintable()):
+            raise BadInput("a LocationConstraint is at most 64 printable characters")
     try:
-        await svc.create_bucket(request.ctx, request.bucket)
+        await svc.create_bucket(request.ctx, request.bucket, location)
     except AlreadyExists:
         # Asked again for a bucket one has: 200, as S3 answers in us-east-1 (this endpoint's region). Another
         # dataset's name, or a bucket this token does not reach: the 409.

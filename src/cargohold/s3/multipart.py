@@ -59,8 +59,9 @@ async def create(request: S3Request) -> None:
 
 async def upload_part(request: S3Request) -> None:
     row = await _upload(request, "write")
-    reader = request.body()
-    part = await svc.put_part(request.ctx, row, _part_number(request), reader.chunks())
+    reader = request.body(md5=True)
+    same = reader.checksum if reader.checksum_name == row.checksum_algorithm else None
+    part = await svc.put_part(request.ctx, row, _part_number(request), reader.chunks(), reader.md5, same)
     headers = [(b"etag", f'"{part.md5}"'.encode())]
     if reader.checksum_name and reader.checksum_value and reader.checksum_name != row.checksum_algorithm:
         headers.append((checksums.header(reader.checksum_name), reader.checksum_value.encode()))

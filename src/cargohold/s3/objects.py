@@ -20,6 +20,7 @@ from ..services import access, checksums, serving
 from ..services import items as items_svc
 from ..services.blobs import store_blob
 from ..services.multipart import MAX_PARTS
+from ..storage.base import chain, peek
 from . import metadata
 from .buckets import MAX_KEYS, dataset, timestamp
 from .etags import s3_etag
@@ -159,18 +160,26 @@ async def put_object(request: S3Request) -> None:
     found = await dataset(request, "write")
     name = request.key
     reader = request.body()
+    chunks = reader.chunks()
     if name.endswith("/"):
-        # A folder marker (consoles, rclone, PyArrow write them): kept as an empty folder, not an item.
-        if await reader.read(0):
-            raise BadInput("a key ending in '/' names a folder: it holds no bytes")
-        folder = await items_svc.add_folder(request.ctx, found.id, name)
-        await request.answer(200, headers=[(b"etag", s3_etag(folder).encode())])
-        return
-    name = items_svc.check_name(name, "object key")
+        items_svc.check_name(name.rstrip("/") or "/", "object key")
+        head, rest = await peek(chunks, 0)
+        if rest is None:  # no byte (with a limit of 0, any byte comes back with the rest)
+            # A folder marker (consoles, rclone, PyArrow write them): kept as an empty folder, not an item.
+            check_write(request, existing := await items_svc.find_item(request.ctx, found.id, name))
+            if existing is not None:  # an object with bytes under the folder's key: S3 puts the empty one over it
+                await items_svc.delete_item(request.ctx, existing.id)
+            folder = await items_svc.add_folder(request.ctx, found.id, name)
+            await request.answer(200, headers=[(b"etag", s3_etag(folder).encode())])
+            return
+        # Bytes under a key ending in '/': an object like any other in S3 (listed under its own prefix).
+        chunks = chain(head, rest)
+    else:
+        name = items_svc.check_name(name, "object key")
     check_write(request, await items_svc.find_item(request.ctx, found.id, name))
     meta = metadata.from_headers(request.headers)
     settings = request.ctx.settings
-    blob = await store_blob(request.ctx.storage.public, name, reader.chunks(), settings.upload_max_size,
+    blob = await store_blob(request.ctx.storage.public, name, chunks, settings.upload_max_size,
                             settings.image_max_pixels)
     checksum = {"algorithm": reader.checksum_name, "type": checksums.FULL_OBJECT, "value": reader.checksum_value} \
         if reader.checksum_name and reader.checksum_value else None

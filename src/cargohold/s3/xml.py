@@ -36,9 +36,11 @@ def _add(out: list[str], name: str, value: Value) -> None:
         out.append(f"<{name}>{escape(str(value))}</{name}>")
 
 
-def document(root: str, fields: Mapping[str, Value], namespace: bool = False) -> bytes:
-    """``<root>`` with an element per field (names are ours, constant; values escaped), ``None`` left out."""
-    out = ['<?xml version="1.0" encoding="UTF-8"?>\n', f'<{root} xmlns="{NAMESPACE}">' if namespace else f"<{root}>"]
+def document(root: str, fields: Mapping[str, Value], namespace: bool = False, inner: str = "") -> bytes:
+    """``<root>`` with an element per field (names are ours, constant; values escaped), ``None`` left out;
+    ``inner``: the root's own text (GetBucketLocation's answer is one)."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n', f'<{root} xmlns="{NAMESPACE}">' if namespace else f"<{root}>",
+           escape(inner)]
     for key, value in fields.items():
         if value is not None:
             _add(out, key, value)

@@ -19,6 +19,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import BackendUnavailable, NotFound, TooLarge
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe
@@ -51,23 +52,28 @@ async def gathered(source: AsyncIterator[bytes], size: int = BLOCK) -> AsyncIter
         yield b"".join(parts)
 
 
-class Hasher:
-    """SHA-256 (the content's key) and MD5 (its S3 ETag: S3 clients check it) of a stream, hashed a block
-    behind: block N is hashed in a thread while the caller stores it and reads block N+1 (hashlib releases
-    the GIL for large buffers)."""
+class Digests:
+    """Hash objects (hashlib's, and ``checksums.CHECKSUMS``') fed a stream a block behind: block N is hashed in a
+    thread while the caller stores it and reads block N+1. hashlib and zlib release the GIL for large buffers, so
+    the hashing of a body goes on the other core while the event loop reads the next one (bench/s3.py's profile:
+    hashed on the loop, a multipart PutObject was bound by that one core)."""
 
-    def __init__(self) -> None:
-        self.sha = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+    THREAD_MIN = 1024 * 1024
+
+    def __init__(self, *hashes: Any) -> None:
+        self.hashes = [h for h in hashes if h is not None]
+        self._slow = any(getattr(h, "slow", False) for h in self.hashes)
         self._pending: asyncio.Future[None] | None = None
 
     def _update(self, block: bytes) -> None:
-        self.sha.update(block)
-        self.md5.update(block)
+        for h in self.hashes:
+            h.update(block)
 
     async def add(self, block: bytes) -> None:
         await self.done()
-        if len(block) >= 1024 * 1024:
+        if not self.hashes:
+            return
+        if len(block) >= self.THREAD_MIN or self._slow:
             self._pending = asyncio.ensure_future(asyncio.to_thread(self._update, block))
         else:
             self._update(block)
@@ -76,6 +82,16 @@ class Hasher:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
+
+
+class Hasher(Digests):
+    """SHA-256 (the content's key) and MD5 (its S3 ETag: S3 clients check it) of a stream, and any ``also``;
+    ``md5`` False: an S3 multipart upload's ETag is made of its parts' MD5s, not of its bytes."""
+
+    def __init__(self, md5: bool = True, also: tuple[Any, ...] = ()) -> None:
+        self.sha = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        super().__init__(self.sha, self.md5, *also)
 
     def hexdigest(self) -> str:
         assert self._pending is None, "await done() first"
@@ -96,12 +112,13 @@ class Blob:
 class _Meter:
     """Hashes, counts and keeps the head of a stream as it passes to the store."""
 
-    def __init__(self, source: AsyncIterator[bytes], name: str, max_size: int, max_pixels: int) -> None:
+    def __init__(self, source: AsyncIterator[bytes], name: str, max_size: int, max_pixels: int,
+                 hasher: Hasher) -> None:
         self.source = source
         self.name = name
         self.max_size = max_size
         self.max_pixels = max_pixels
-        self.sha = Hasher()
+        self.sha = hasher
         self.size = 0
         self.head = bytearray()
         self.probe: Probe | None = None
@@ -131,8 +148,10 @@ class _Meter:
         return self.probe or probe(self.name, bytes(self.head), self.max_pixels, self.tail, self.size)
 
 
-async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_size: int, max_pixels: int) -> Blob:
-    meter = _Meter(chunks, name, max_size, max_pixels)
+async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_size: int, max_pixels: int,
+                     hasher: Hasher | None = None) -> Blob:
+    """``hasher``: to hash the stream into more (or less) than SHA-256 and MD5."""
+    meter = _Meter(chunks, name, max_size, max_pixels, hasher or Hasher())
     staging = f"{STAGING_PREFIX}/{secrets.token_hex(16)}"
     try:
         await store.put(staging, meter.stream())  # all-or-nothing: a failed put leaves no object
@@ -153,7 +172,8 @@ async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_
         with contextlib.suppress(Exception):
             await store.delete(staging)
         raise
-    return Blob(sha256, meter.size, found, kept, meter.sha.md5.hexdigest())
+    md5 = meter.sha.md5.hexdigest() if meter.sha.md5 is not None else None
+    return Blob(sha256, meter.size, found, kept, md5)
 
 
 async def ensure_content(store: Store, blob: Blob) -> None:

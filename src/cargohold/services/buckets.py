@@ -25,9 +25,9 @@ async def dataset_of_bucket(ctx: Context, bucket: str) -> Dataset:
     return dataset
 
 
-async def create_bucket(ctx: Context, bucket: str) -> Dataset:
-    """A new dataset named ``bucket`` (its bucket name is then its name); AlreadyExists when a dataset has
-    that name or that bucket."""
+async def create_bucket(ctx: Context, bucket: str, location: str | None = None) -> Dataset:
+    """A new dataset named ``bucket`` (its bucket name is then its name), with the ``LocationConstraint`` it was
+    created with; AlreadyExists when a dataset has that name or that bucket."""
     if not is_bucket_name(bucket):
         raise InvalidBucketName("The specified bucket is not valid: 3-63 lowercase letters, digits, '.' and '-'")
     async with ctx.catalog.session() as session:
@@ -35,6 +35,13 @@ async def create_bucket(ctx: Context, bucket: str) -> Dataset:
     if taken is not None:
         raise AlreadyExists("Your previous request to create the named bucket succeeded and you already own it")
     info = await create_dataset(ctx, bucket)
+    if location is not None:
+        async with ctx.catalog.session() as session:
+            made = await session.get(Dataset, info.dataset.id)
+            if made is not None:
+                made.s3_location = location
+                await session.commit()
+                return made
     return info.dataset
 
 

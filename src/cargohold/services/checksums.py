@@ -11,7 +11,6 @@ cargohold keeps of every stored item.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import hashlib
@@ -81,7 +80,7 @@ def _crc64nvme() -> Any:
         from awscrt import checksums
     except ImportError:
         slow = _Crc(_crc64nvme_python, 8)
-        slow.slow = True  # updated in a thread, so that the event loop goes on meanwhile
+        slow.slow = True  # blobs.Digests updates it in a thread whatever the block size: the event loop goes on
         return slow
     return _Crc(lambda data, value: checksums.crc64nvme(data, value), 8)
 
@@ -102,13 +101,6 @@ TYPES_OF: dict[str, tuple[str, ...]] = {
     "sha1": (COMPOSITE,), "sha256": (COMPOSITE,),
 }
 """The checksum types S3 allows per algorithm, the default first."""
-
-
-async def update(checksum: Any, data: bytes) -> None:
-    if getattr(checksum, "slow", False):
-        await asyncio.to_thread(checksum.update, data)  # the event loop goes on meanwhile
-    else:
-        checksum.update(data)
 
 
 def element(algorithm: str) -> str:
