@@ -36,15 +36,22 @@ bench-quick: $(VENV)/.installed-test node_modules/.installed debian-tools bench-
 	$(PY) bench/report.py --quick
 
 # What bench/cache.py and bench/migrate.py compare against, kept out of the project's venv: wrk, nginx
-# and rclone from Debian, and thumbor (its pins conflict with the project's) in a venv of its own under .bench/.
+# and rclone from Debian, and thumbor (its pins conflict with the project's) in a venv of its own under .bench/;
+# py-spy (the benchmarks' --py-spy profiles) in another.
 THUMBOR_VENV := .bench/thumbor-venv
+PYSPY_VENV := .bench/py-spy-venv
 
-bench-tools: $(THUMBOR_VENV)/.installed
+bench-tools: $(THUMBOR_VENV)/.installed $(PYSPY_VENV)/.installed
 	@if ! command -v wrk >/dev/null || ! command -v rclone >/dev/null || \
 		! { command -v nginx >/dev/null || test -x /usr/sbin/nginx; }; then \
 		echo "installing wrk, rclone and nginx-light from Debian"; \
 		apt-get update -qq && apt-get install -y -qq wrk rclone nginx-light >/dev/null; fi
 	@$(THUMBOR_VENV)/bin/python -c 'import importlib.metadata as m; print("thumbor", m.version("thumbor"))'
+
+$(PYSPY_VENV)/.installed:
+	$(PYTHON) -m venv $(PYSPY_VENV)
+	$(PYSPY_VENV)/bin/python -m pip --disable-pip-version-check -q install py-spy
+	touch $@
 
 $(THUMBOR_VENV)/.installed:
 	$(PYTHON) -m venv $(THUMBOR_VENV)
