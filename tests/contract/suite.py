@@ -22,9 +22,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cargohold.errors import Forbidden, InvalidKey, NotFound, RangeNotSatisfiable
+from cargohold.errors import BadInput, Forbidden, InvalidKey, NotFound, RangeNotSatisfiable
 from cargohold.storage import ByteRange, Connection, Store, open_store
-from cargohold.storage.base import PART_SIZE, FolderListing, SigningStore, UnfinishedUploads
+from cargohold.storage.base import (
+    PART_SIZE,
+    FolderListing,
+    InPlaceWrites,
+    SharedFile,
+    SigningStore,
+    UnfinishedUploads,
+)
 
 ODD_KEYS = [
     "with space/and more spaces.jpg",
@@ -39,7 +46,8 @@ FOREIGN_KEYS = ["foreign/a.txt", "foreign/tab\there.txt", "foreign/double//slash
 FOLDER_TREE = ["top.txt", "a/1.txt", "a/2.txt", "a/deep/3.txt", "b/4.txt", "c.txt", "d/5.txt"]
 PAGED = [f"paged/{i}.txt" for i in range(5)] + [f"paged/sub{i}/x.txt" for i in range(3)]
 """One level of 5 objects and 3 sub-folders, for paging ``list_folder`` 2 entries at a time."""
-CAPABILITIES = {"signing": SigningStore, "folders": FolderListing, "unfinished": UnfinishedUploads}
+CAPABILITIES = {"signing": SigningStore, "folders": FolderListing, "unfinished": UnfinishedUploads,
+                "in_place": InPlaceWrites}
 """Each optional capability's field in ``Features``, and the protocol a store offering it implements."""
 
 
@@ -363,6 +371,30 @@ class StoreContract:
         assert await uploads.unfinished_uploads(later, abort=True) == found
         assert await uploads.unfinished_uploads(later, abort=False) == []
         assert await all_keys(store) == [], "never an object"
+
+    async def test_in_place_writes_and_links(self, store: Store) -> None:
+        in_place = store.features.in_place
+        if in_place is None:
+            pytest.skip(f"{store.provider} writes no object in place")
+
+        async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+            for part in parts:
+                yield part
+
+        one, two = pattern(3000, 1), pattern(2000, 2)
+        assert await in_place.write_at("ip/parts", 3000, chunks(two[:1000], two[1000:]), 2000) == 2000
+        assert await in_place.write_at("ip/parts", 0, chunks(one), 3000) == 3000
+        with pytest.raises(BadInput):  # past what it announced: refused before a byte lands past its range
+            await in_place.write_at("ip/parts", 5000, chunks(b"x" * 10, b"y" * 10), 15)
+        await in_place.link("ip/parts", "ip/object", 5000)
+        assert await read(store, "ip/object") == one + two
+        with pytest.raises(SharedFile):  # it is an object now: never written again, by either name
+            await in_place.write_at("ip/parts", 5000, chunks(b"late"), 4)
+        with pytest.raises(SharedFile):
+            await in_place.write_at("ip/object", 0, chunks(b"late"), 4)
+        await store.delete("ip/parts")
+        assert await read(store, "ip/object") == one + two
+        assert (await store.head("ip/object")).size == 5000
 
     async def test_signed_url(self, store: Store) -> None:
         signing = store.features.signing

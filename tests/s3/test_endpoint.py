@@ -296,6 +296,70 @@ def test_bad_names_and_listing_bounds(endpoint: Endpoint, request: pytest.Fixtur
         "at 1000")))
 
 
+MiB = 1024 * 1024
+
+
+def _files_of(endpoint: Endpoint, upload: str) -> list[str]:
+    return sorted(p.name for p in (endpoint.server.home / "data").rglob(f".multipart/{upload}/*"))
+
+
+def test_parts_are_written_in_place_and_the_file_becomes_the_object(endpoint: Endpoint) -> None:
+    """Parts of one size land in one file at their offsets, whatever order they come in, and completing links
+    that file as the object; a part that does not fit there (sent again, larger than the stride, a stride broken
+    by a smaller part in the middle) is a file of its own, and the upload is then put together by copying: the
+    object is the bytes of the parts named, every way."""
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket="inplace")
+
+    def upload(key: str, sends: list[tuple[int, bytes]]) -> tuple[str, list[str], dict[int, str]]:
+        made = s3.create_multipart_upload(Bucket="inplace", Key=key)["UploadId"]
+        etags = {n: s3.upload_part(Bucket="inplace", Key=key, UploadId=made, PartNumber=n, Body=body)["ETag"]
+                 for n, body in sends}  # the last send of a number counts, as in S3
+        return made, _files_of(endpoint, made), etags
+
+    def complete(key: str, made: str, etags: dict[int, str]) -> None:
+        s3.complete_multipart_upload(Bucket="inplace", Key=key, UploadId=made, MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]})
+        assert _files_of(endpoint, made) == []
+
+    a, b, c = os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(MiB)
+    made, files, etags = upload("ordered.bin", [(2, b), (3, c), (1, a)])  # out of order, as 10 threads send
+    assert files == ["data"]
+    data = next((endpoint.server.home / "data").rglob(f".multipart/{made}/data"))
+    assert data.stat().st_size == 11 * MiB
+    complete("ordered.bin", made, etags)
+    assert s3.get_object(Bucket="inplace", Key="ordered.bin")["Body"].read() == a + b + c
+    with endpoint.server.client() as api:
+        dataset = next(d for d in api.get("/datasets").json()["datasets"] if d["name"] == "inplace")
+        item = next(i for i in api.get(f"/datasets/{dataset['id']}/items").json()["items"]
+                    if i["name"] == "ordered.bin")
+    assert item["sha256"] == hashlib.sha256(a + b + c).hexdigest() and item["size"] == 11 * MiB
+    content = next((endpoint.server.home / "data").rglob(f"sha256/*/*/{item['sha256']}"))
+    assert content.stat().st_nlink == 1  # the parts' file name is gone; the object keeps the bytes
+
+    again = os.urandom(5 * MiB)
+    made, files, etags = upload("resent.bin", [(1, a), (2, b), (1, again)])
+    assert files[0].startswith("1-") and files[1:] == ["data"]  # the resent part: a file of its own
+    complete("resent.bin", made, etags)
+    assert s3.get_object(Bucket="inplace", Key="resent.bin")["Body"].read() == again + b
+
+    bigger = os.urandom(6 * MiB)
+    made, files, etags = upload("bigger.bin", [(1, a), (2, bigger), (3, c)])
+    assert len(files) == 2 and "data" in files  # the 6 MiB part does not fit a 5 MiB stride
+    complete("bigger.bin", made, etags)
+    assert s3.get_object(Bucket="inplace", Key="bigger.bin")["Body"].read() == a + bigger + c
+
+    made, files, etags = upload("uneven.bin", [(1, bigger), (2, a), (3, bigger)])  # in place, not back to back
+    assert files == ["data"]
+    complete("uneven.bin", made, etags)
+    assert s3.get_object(Bucket="inplace", Key="uneven.bin")["Body"].read() == bigger + a + bigger
+
+    made, files, _ = upload("aborted.bin", [(1, a), (2, c)])
+    assert files == ["data"]
+    s3.abort_multipart_upload(Bucket="inplace", Key="aborted.bin", UploadId=made)
+    assert _files_of(endpoint, made) == []
+
+
 @pytest.mark.reliability(kind="crash", cases=1, what="an S3 multipart upload killed midway (`kill -9` of the "
                          "server): no visible object; `cargohold gc` clears the parts")
 def test_a_multipart_upload_killed_midway(tmp_path: Any, request: pytest.FixtureRequest) -> None:

@@ -174,6 +174,9 @@ class S3Upload(Base):
     """``x-amz-checksum-algorithm`` it was begun with (lowercase: crc32, crc32c, crc64nvme, sha1, sha256)."""
     checksum_type: Mapped[str | None] = mapped_column(String(16))
     """COMPOSITE or FULL_OBJECT (``x-amz-checksum-type``)."""
+    stride: Mapped[int | None] = mapped_column(BigInteger)
+    """The part size its parts are written in place at: part ``n`` at ``(n - 1) * stride`` of one file (a store
+    with ``in_place`` writes; the first part of at least 5 MiB sets it). None: each part is a file of its own."""
     completed: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """Once completed: what CompleteMultipartUpload answered (``etag``, ``checksum``), answered again to a client
     that repeats it (S3 does: a retried request must not fail); gc removes the row later."""
@@ -188,6 +191,9 @@ class S3Part(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str] = mapped_column(String(32))
     staged_key: Mapped[str] = mapped_column(String(128))
+    start: Mapped[int | None] = mapped_column(BigInteger)
+    """Where in ``staged_key`` its bytes begin, when written in place (the upload's one file); None: the whole of
+    ``staged_key`` is the part."""
     checksum: Mapped[str | None] = mapped_column(String(128))
     """The part's checksum (base64) in its upload's algorithm, when the upload has one."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

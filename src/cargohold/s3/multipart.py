@@ -61,11 +61,20 @@ async def upload_part(request: S3Request) -> None:
     row = await _upload(request, "write")
     reader = request.body(md5=True)
     same = reader.checksum if reader.checksum_name == row.checksum_algorithm else None
-    part = await svc.put_part(request.ctx, row, _part_number(request), reader.chunks(), reader.md5, same)
+    part = await svc.put_part(request.ctx, row, _part_number(request), reader.chunks(), reader.md5, same,
+                              _announced(request))
     headers = [(b"etag", f'"{part.md5}"'.encode())]
     if reader.checksum_name and reader.checksum_value and reader.checksum_name != row.checksum_algorithm:
         headers.append((checksums.header(reader.checksum_name), reader.checksum_value.encode()))
     await request.answer(200, headers=headers + _checksum_headers(row.checksum_algorithm, None, part.checksum))
+
+
+def _announced(request: S3Request) -> int | None:
+    """The part's size as its request says it (the decoded size of an ``aws-chunked`` body); None if it does not."""
+    streaming = request.verified.payload.startswith("STREAMING-")
+    value = request.headers.get("x-amz-decoded-content-length" if streaming else "content-length", "")
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 async def upload_part_copy(request: S3Request) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import BackendUnavailable, NotFound, TooLarge
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe
 from ..storage import Store
+from ..storage.base import InPlaceWrites
 
 STAGING_PREFIX = ".staging"
 CONTENT_PREFIX = "sha256"
@@ -158,6 +159,24 @@ async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_
     except BackendUnavailable as exc:
         # The store's own retries (per request, per part) are spent; the client may send it again.
         raise type(exc)(f"{name!r} was not stored, nothing of it is kept; send it again: {exc.message}") from exc
+    return await _settled(store, staging, meter)
+
+
+async def adopt_blob(in_place: InPlaceWrites, store: Store, name: str, source: str, chunks: AsyncIterator[bytes],
+                     max_size: int, max_pixels: int, hasher: Hasher) -> Blob:
+    """The first bytes of ``source`` (``chunks``: them, read back), already in the store, as a blob without a
+    copy: hashed and probed as they are read, then given a staging name by ``link`` and settled as
+    ``store_blob`` settles its own (an S3 upload's parts written in place)."""
+    meter = _Meter(chunks, name, max_size, max_pixels, hasher)
+    async for _ in meter.stream():
+        pass
+    staging = f"{STAGING_PREFIX}/{secrets.token_hex(16)}"
+    await in_place.link(source, staging, meter.size)
+    return await _settled(store, staging, meter)
+
+
+async def _settled(store: Store, staging: str, meter: _Meter) -> Blob:
+    """The staged bytes renamed to their content key, or kept aside when that content is stored already."""
     try:
         found = meter.finish()
         sha256 = meter.sha.hexdigest()

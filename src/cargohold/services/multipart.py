@@ -1,14 +1,19 @@
 """S3 multipart uploads: parts kept in own storage's public bucket under ``.multipart/`` with a row each
 (``s3_parts``), put together into one content object when the upload completes, all removed when it is
-aborted. A part is written whole or not at all (the store's ``put``), and a row names only a part whose bytes
-are there; an upload left alone (nothing written for ``cargohold gc``'s ``--older-than``) is aborted by gc.
+aborted. A row names only a part whose bytes are there (written, and made durable, before it); an upload left
+alone (nothing written for ``cargohold gc``'s ``--older-than``) is aborted by gc.
 
-Completing streams the parts, in order, through the same path as an upload (``blobs.store_blob``: SHA-256,
-MD5, probe, all-or-nothing), so the item is like any other; its ETag is S3's MD5 of the parts' MD5s and
-their count. The item keeps its parts' sizes and checksums (``items.s3``: GetObject by ``partNumber``,
-GetObjectAttributes). A completed upload's row stays, its parts gone, with the answer it got: S3 answers a
-repeated CompleteMultipartUpload (a client's retry) as the first, and gc removes the row with the others.
-"""
+Where the store writes in place (local disk: ``Features.in_place``), the parts of an upload go into one file,
+``.multipart/<upload>/data``: the first part of at least 5 MiB sets the upload's stride (every client sends
+parts of one size but the last), and part ``n`` is written at ``(n - 1) * stride``. Completing parts that lie
+back to back from the start (every client's upload) reads the file once to hash it and makes it the object by
+a hard link: no byte is written twice. A part that does not fit (larger than the stride, sent again while its
+place is taken, a file already linked) is a file of its own, and an upload with such parts is streamed, in
+order, through the same path as an upload (``blobs.store_blob``: SHA-256, probe, all-or-nothing). Either way
+the item is like any other; its ETag is S3's MD5 of the parts' MD5s and their count. The item keeps its parts'
+sizes and checksums (``items.s3``: GetObject by ``partNumber``, GetObjectAttributes). A completed upload's row
+stays, its parts gone, with the answer it got: S3 answers a repeated CompleteMultipartUpload (a client's retry)
+as the first, and gc removes the row with the others."""
 
 from __future__ import annotations
 
@@ -19,13 +24,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from ..catalog.models import Item, S3Part, S3Upload, utcnow
 from ..errors import BadDigest, BadInput, EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload, TooLarge
 from ..storage import ByteRange
+from ..storage.base import SharedFile
 from . import checksums
-from .blobs import Digests, Hasher, drop_staging, store_blob
+from .blobs import Blob, Digests, Hasher, adopt_blob, drop_staging, store_blob
 from .context import Context
 from .items import add_stored_item, check_name
 
@@ -86,10 +92,24 @@ async def upload(ctx: Context, dataset_id: int, key: str, upload_id: str, comple
     return row
 
 
+_writing: set[tuple[str, int]] = set()
+"""(upload, part number) being written in place in this process: a second write of that part meanwhile goes to a
+file of its own, and completing the upload meanwhile copies instead of linking. In-process, as the cache's lock
+already allows one server per DATA_PATH."""
+_sealed: set[str] = set()
+"""Uploads being completed by a link in this process: no part is written in place into them from then on."""
+
+
+def data_key(upload_id: str) -> str:
+    """The one file an upload's parts are written in place into (a store with ``in_place`` writes)."""
+    return f"{PREFIX}/{upload_id}/data"
+
+
 async def put_part(ctx: Context, row: S3Upload, number: int, chunks: AsyncIterator[bytes], md5: Any = None,
-                   checksum: Any = None) -> Part:
+                   checksum: Any = None, length: int | None = None) -> Part:
     """``md5``, ``checksum`` (of the upload's algorithm): hash objects the caller feeds ``chunks`` into (the S3
-    body reader, which hashes the body anyway), read once they end; the part hashes itself into those not given."""
+    body reader, which hashes the body anyway), read once they end; the part hashes itself into those not given.
+    ``length``: the size the request announced, for a part written in place (module docstring)."""
     if not 1 <= number <= MAX_PARTS:
         raise BadInput(f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive")
     own_md5 = hashlib.md5(usedforsecurity=False) if md5 is None else None
@@ -110,26 +130,67 @@ async def put_part(ctx: Context, row: S3Upload, number: int, chunks: AsyncIterat
             yield chunk
         await digests.done()
 
-    staged = f"{PREFIX}/{row.id}/{number}-{secrets.token_hex(8)}"
     store = ctx.storage.public
-    await store.put(staged, counted())
-    async with ctx.catalog.session() as session:
-        current = await session.get(S3Upload, row.id)
-        if current is None or current.completed:  # aborted or completed meanwhile
-            await store.delete(staged)
-            raise NoSuchUpload("The specified upload does not exist: it was aborted or completed meanwhile")
-        value = checksums.digest(checksum) if checksum is not None else None
-        old = await session.get(S3Part, (row.id, number))
-        replaced = old.staged_key if old is not None else None
-        if old is None:
-            old = S3Part(upload_id=row.id, number=number)
-            session.add(old)
-        old.size, old.md5, old.staged_key, old.created_at = size, md5.hexdigest(), staged, utcnow()
-        old.checksum = value
-        await session.commit()
+    in_place = store.features.in_place
+    start = await _place(ctx, row, number, length) if in_place is not None and length else None
+    try:
+        staged = data_key(row.id)
+        if in_place is not None and start is not None and length is not None:
+            try:
+                await in_place.write_at(staged, start, counted(), length)
+            except SharedFile:  # linked as an object by a completion that did not finish: never written again
+                start = None
+            else:
+                if size != length:
+                    raise BadInput(f"the part has {size:,} bytes, its request announced {length:,}")
+        if start is None:
+            staged = f"{PREFIX}/{row.id}/{number}-{secrets.token_hex(8)}"
+            await store.put(staged, counted())
+        async with ctx.catalog.session() as session:
+            current = await session.get(S3Upload, row.id)
+            if current is None or current.completed:  # aborted or completed meanwhile
+                await store.delete(staged)  # only a name: a completion's object keeps its own
+                raise NoSuchUpload("The specified upload does not exist: it was aborted or completed meanwhile")
+            value = checksums.digest(checksum) if checksum is not None else None
+            old = await session.get(S3Part, (row.id, number))
+            replaced = old.staged_key if old is not None and old.start is None else None
+            if old is None:
+                old = S3Part(upload_id=row.id, number=number)
+                session.add(old)
+            old.size, old.md5, old.staged_key, old.start = size, md5.hexdigest(), staged, start
+            old.checksum, old.created_at = value, utcnow()
+            await session.commit()
+    finally:
+        _writing.discard((row.id, number))
     if replaced:
         await store.delete(replaced)  # a part sent again: the newer one counts
     return Part(number, size, md5.hexdigest(), utcnow(), value)
+
+
+async def _place(ctx: Context, row: S3Upload, number: int, length: int) -> int | None:
+    """Where part ``number`` goes in the upload's one file, or None for a file of its own: the first part of at
+    least 5 MiB sets the stride, a part of at most the stride goes to ``(number - 1) * stride``; one already there,
+    or being written there, is not overwritten (a failed rewrite would spoil what its row names)."""
+    key = (row.id, number)
+    if key in _writing or row.id in _sealed:
+        return None
+    _writing.add(key)  # checked and taken with no await between: one writer per place
+    try:
+        async with ctx.catalog.session() as session:
+            if length >= MIN_PART:
+                await session.execute(update(S3Upload).where(S3Upload.id == row.id, S3Upload.stride.is_(None))
+                                      .values(stride=length))
+                await session.commit()
+            stride = await session.scalar(select(S3Upload.stride).where(S3Upload.id == row.id))
+            there = await session.scalar(select(S3Part.start).where(S3Part.upload_id == row.id,
+                                                                    S3Part.number == number))
+        if stride is None or length > stride or there is not None:
+            _writing.discard(key)
+            return None
+        return (number - 1) * stride
+    except BaseException:
+        _writing.discard(key)
+        raise
 
 
 async def parts(ctx: Context, upload_id: str, after: int = 0, limit: int = 1000) -> list[Part]:
@@ -186,14 +247,39 @@ async def complete(ctx: Context, row: S3Upload, asked: list[Asked], whole: str |
 
     async def joined() -> AsyncIterator[bytes]:
         for part in chosen:
-            download = await store.get(part.staged_key)
+            where = ByteRange(part.start, part.start + part.size) if part.start is not None else None
+            download = await store.get(part.staged_key, where)
             async for chunk in download.chunks:
                 yield chunk
 
     settings = ctx.settings
     # No MD5 of the whole: the ETag is made of the parts' MD5s (bench/s3.py: a second MD5 per byte was 10% of it).
-    blob = await store_blob(store, row.key, joined(), settings.upload_max_size, settings.image_max_pixels,
-                            Hasher(md5=False, also=(full,) if full is not None else ()))
+    hasher = Hasher(md5=False, also=(full,) if full is not None else ())
+    in_place = store.features.in_place
+    linked = in_place is not None and _in_order(row.id, chosen) and not any(u == row.id for u, _ in _writing)
+    if linked:
+        _sealed.add(row.id)  # with no await since the check: no part is being written in place now
+    try:
+        if in_place is not None and linked:
+            # The parts lie in order in one file: read back once (from the page cache) to hash, then linked as
+            # the object. Not a byte is written again (bench/s3.py: rewriting 1 GiB was half of a PutObject).
+            total = sum(p.size for p in chosen)
+            download = await store.get(data_key(row.id), ByteRange(0, total))
+            blob = await adopt_blob(in_place, store, row.key, data_key(row.id), download.chunks,
+                                    settings.upload_max_size, settings.image_max_pixels, hasher)
+        else:
+            blob = await store_blob(store, row.key, joined(), settings.upload_max_size, settings.image_max_pixels,
+                                    hasher)
+        return await _made(ctx, row, chosen, blob, whole, full, expected)
+    finally:
+        _sealed.discard(row.id)
+
+
+async def _made(ctx: Context, row: S3Upload, chosen: list[S3Part], blob: Blob, whole: str | None, full: Any,
+                expected: str | None) -> Completed:
+    """The item made of the parts' bytes (``blob``), once its checksum is checked."""
+    algorithm, kind = row.checksum_algorithm, row.checksum_type
+    store = ctx.storage.public
     if full is not None:
         assert algorithm is not None
         expected = checksums.digest(full)
@@ -214,6 +300,16 @@ async def complete(ctx: Context, row: S3Upload, asked: list[Asked], whole: str |
     return Completed(item, blob.md5 or "", checksum)
 
 
+def _in_order(upload_id: str, chosen: list[S3Part]) -> bool:
+    """Whether the parts are in the upload's one file back to back from its start: the object is then that file."""
+    at = 0
+    for part in chosen:
+        if part.start != at or part.staged_key != data_key(upload_id):
+            return False
+        at += part.size
+    return True
+
+
 def _check_whole(algorithm: str, whole: str | None, computed: str) -> None:
     if whole is not None and whole.strip() != computed:
         raise BadDigest(f"The {algorithm.upper()} you specified did not match the calculated checksum.")
@@ -228,7 +324,7 @@ async def _finish(ctx: Context, upload_id: str, answer: dict[str, Any]) -> None:
         if found is not None:
             found.completed = answer
         await session.commit()
-    for key in keys:
+    for key in set(keys):
         await ctx.storage.public.delete(key)
 
 
@@ -243,7 +339,7 @@ async def _drop(ctx: Context, upload_id: str) -> None:
         await session.execute(delete(S3Part).where(S3Part.upload_id == upload_id))
         await session.execute(delete(S3Upload).where(S3Upload.id == upload_id))
         await session.commit()
-    for key in keys:
+    for key in set(keys):
         await ctx.storage.public.delete(key)
 
 

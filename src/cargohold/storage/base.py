@@ -186,6 +186,9 @@ class Features:
     """``list_folder``: one folder level at a time, for browsing a bucket."""
     unfinished: UnfinishedUploads | None = None
     """``unfinished_uploads``: interrupted uploads that hold bytes until aborted, for ``cargohold gc``."""
+    in_place: InPlaceWrites | None = None
+    """``write_at`` and ``link``: an S3 multipart upload's parts written into one file, which then becomes the
+    object without a copy (services/multipart.py)."""
 
     @classmethod
     def of(cls, store: object, *, local_paths: bool = False) -> Features:
@@ -196,7 +199,27 @@ class Features:
             signing=store if isinstance(store, SigningStore) else None,
             folders=store if isinstance(store, FolderListing) else None,
             unfinished=store if isinstance(store, UnfinishedUploads) else None,
+            in_place=store if isinstance(store, InPlaceWrites) else None,
         )
+
+
+class SharedFile(Exception):
+    """``write_at`` refused: the file is also an object now (``link`` made it one), so it is never written again."""
+
+
+@runtime_checkable
+class InPlaceWrites(Protocol):
+    """Stores that write into the middle of an object and make a second name for it without copying a byte
+    (local disk: ``pwrite`` and a hard link). The multipart parts of an S3 upload go into one file at their
+    offsets; completing it links that file as the object instead of writing every byte a second time."""
+
+    async def write_at(self, key: str, offset: int, data: AsyncIterator[bytes], limit: int) -> int:
+        """Writes ``data`` at ``offset`` of the object ``key`` (made if missing), durably, and returns its size;
+        raises BadInput before writing past ``limit`` bytes and ``SharedFile`` when the object has another name."""
+
+    async def link(self, src: str, dst: str, size: int) -> None:
+        """``dst`` becomes a second name of ``src``, first cut to ``size`` bytes: from then on ``write_at`` of
+        either refuses."""
 
 
 def page_after(entries: FolderEntries, cursor: str | None, page_size: int) -> FolderPage:

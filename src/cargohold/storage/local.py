@@ -26,6 +26,7 @@ from .base import (
     FolderEntries,
     FolderPage,
     ObjectMeta,
+    SharedFile,
     Unfinished,
     check_key,
     folder_prefix,
@@ -45,7 +46,7 @@ class LocalStore:
         self.read_only = read_only
         features = Features.of(self, local_paths=True)
         # A linked folder's parent is not cargohold's: its ``.partial`` holds no uploads of ours to abort.
-        self.features = replace(features, unfinished=None) if read_only else features
+        self.features = replace(features, unfinished=None, in_place=None) if read_only else features
         # Same file system as the bucket folders, so the final rename is atomic.
         self._partial = root.parent / ".partial"
         self._real_root: Path | None = None
@@ -146,6 +147,43 @@ class LocalStore:
             raise
         fh.close()
         return tmp
+
+    async def write_at(self, key: str, offset: int, data: AsyncIterator[bytes], limit: int) -> int:
+        self._writable()
+        path = self._path(key)
+        fd = await asyncio.to_thread(_open_unshared, path)
+        written = 0
+        writing: asyncio.Future[int] | None = None
+        try:
+            async for chunk in data:
+                if written + len(chunk) > limit:
+                    raise BadInput(f"more than the {limit:,} bytes announced for {key!r}")
+                if writing is not None:  # one write in flight while the next chunk arrives
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(os.pwrite, fd, chunk, offset + written))
+                written += len(chunk)
+            if writing is not None:
+                await writing
+                writing = None
+            await asyncio.to_thread(os.fdatasync, fd)
+        finally:
+            if writing is not None:
+                with contextlib.suppress(BaseException):
+                    await writing
+            os.close(fd)
+        return written
+
+    async def link(self, src: str, dst: str, size: int) -> None:
+        self._writable()
+        await asyncio.to_thread(self._link, self._existing(src), self._path(dst), dst, size)
+
+    def _link(self, source: Path, target: Path, key: str, size: int) -> None:
+        os.truncate(source, size)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileExistsError as exc:
+            raise BadInput(f"object key {key!r} exists already") from exc
 
     def _publish(self, tmp: Path, path: Path, key: str) -> None:
         for attempt in range(3):
@@ -293,6 +331,15 @@ class LocalStore:
     def _writable(self) -> None:
         if self.read_only:
             raise Forbidden(f"{self.name} is read-only: cargohold never writes to linked folders")
+
+
+def _open_unshared(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    if os.fstat(fd).st_nlink > 1:  # linked as an object (``link``): its bytes are that object's now
+        os.close(fd)
+        raise SharedFile(f"{path.name} is an object now")
+    return fd
 
 
 def _flush_and_sync(fh: io.BufferedWriter) -> None:
