@@ -51,6 +51,7 @@ from ..support.api import (  # noqa: F401 - shared with the other HTTP tests
     upload_results,
 )
 from ..support.api_server import RunningServer
+from ..support.videos import make_video
 
 
 @pytest.fixture(scope="module", params=["local", "s3", "s3-postgres"])
@@ -182,11 +183,12 @@ def test_uploads_one_and_many_files_with_each_conflict_mode(client: httpx.Client
     assert original["sha256"] == sha256(b"one") and original["kind"] == "file"
     assert original["mime_type"] == "text/plain" and original["width"] is None and original["height"] is None
 
-    many = upload_results(client, ds, [("b.bin", b"\x00" * 100), ("c.mp4", b"not really a video"),
+    many = upload_results(client, ds, [("b.bin", b"\x00" * 100), ("c.mp4", make_video(10)),
                                        ("sub/d.txt", b"in a folder")])
     assert [r["status"] for r in many] == ["created"] * 3
     assert [r["item"]["name"] for r in many] == ["b.bin", "c.mp4", "sub/d.txt"]
     assert many[1]["item"]["kind"] == "video" and many[1]["item"]["mime_type"] == "video/mp4"
+    assert many[1]["item"]["video"]["frame_count"] == 10 and many[1]["item"]["width"] == 64  # probed, on any store
     assert len({r["item"]["id"] for r in many} | {original["id"]}) == 4
 
     # rename (the default, and by name)

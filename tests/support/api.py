@@ -23,7 +23,7 @@ from ..support.api_server import RunningServer
 
 DATASET_KEYS = {"id", "name", "bucket", "created_at", "item_count", "total_size"}
 ITEM_KEYS = {"id", "dataset_id", "name", "kind", "size", "sha256", "etag", "mime_type", "browser_shows", "width",
-             "height", "source", "uri", "created_at"}
+             "height", "source", "uri", "created_at", "video"}
 TEAM_FILE_KEYS = {"path", "size", "sha256", "content_type", "updated_at"}
 
 

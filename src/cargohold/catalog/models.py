@@ -99,6 +99,8 @@ class Item(Base):
     """For an object written through the S3 endpoint: ``{"checksum": {"algorithm", "type", "value"}, "parts":
     [[size, checksum or null], ...]}`` (parts: a multipart upload's, in order), answered by the S3 endpoint only
     (services/checksums.py)."""
+    video: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A video's probe (media/video.py ``VideoInfo``): duration, frame rates, frame count, rotation, codecs."""
     mime_type: Mapped[str] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -61,6 +61,10 @@ class ItemOut(BaseModel):
     source: Literal["stored", "link"]
     uri: str | None
     created_at: datetime
+    video: dict[str, Any] | None = None
+    """A video's probe: ``duration`` (s), ``frame_rate``, ``nominal_frame_rate``, ``frame_count`` and
+    ``frame_count_from`` (``container`` or ``counted``), displayed ``width``/``height``, ``rotation``,
+    ``codec``, ``pixel_format``, ``bit_rate``, ``audio_codec`` (docs/VIDEO.md)."""
 
     @computed_field  # type: ignore[prop-decorator]  # pydantic's documented use on a property
     @property

@@ -38,6 +38,8 @@ class Probe:
     kind: str  # image | video | file
     width: int | None = None
     height: int | None = None
+    video: dict[str, Any] | None = None
+    """A video's ``VideoInfo`` (media/video.py), once its bytes are probed."""
 
 
 def probe(name: str, head: bytes, max_pixels: int, tail: bytes = b"", size: int = 0) -> Probe:

@@ -18,12 +18,13 @@ import contextlib
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import BackendUnavailable, NotFound, TooLarge
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe
-from ..storage import Store
+from ..media.video import RangeReader, probe_video
+from ..storage import ByteRange, Store
 from ..storage.base import InPlaceWrites
 
 STAGING_PREFIX = ".staging"
@@ -179,6 +180,8 @@ async def _settled(store: Store, staging: str, meter: _Meter) -> Blob:
     """The staged bytes renamed to their content key, or kept aside when that content is stored already."""
     try:
         found = meter.finish()
+        if found.kind == "video":
+            found = await _probed_video(store, staging, meter.size, meter.name, meter.max_pixels, found)
         sha256 = meter.sha.hexdigest()
         final = content_key(sha256)
         try:
@@ -193,6 +196,20 @@ async def _settled(store: Store, staging: str, meter: _Meter) -> Blob:
         raise
     md5 = meter.sha.md5.hexdigest() if meter.sha.md5 is not None else None
     return Blob(sha256, meter.size, found, kept, md5)
+
+
+async def _probed_video(store: Store, key: str, size: int, name: str, max_pixels: int, found: Probe) -> Probe:
+    """The video's probe from its stored bytes (a file on local disk, ranged reads elsewhere), before its row is
+    written: one that is not a readable video, or declares frames over IMAGE_MAX_PIXELS, is refused here."""
+    path = store.local_path(key) if store.features.local_paths else None
+    source: Any = str(path) if path is not None else None
+    if source is None:
+        async def fetch(start: int, end: int) -> bytes:
+            return await (await store.get(key, ByteRange(start, end))).read()
+
+        source = RangeReader(asyncio.get_running_loop(), fetch, size)
+    info = await asyncio.to_thread(probe_video, source, name, max_pixels)
+    return replace(found, width=info.width, height=info.height, video=info.as_json())
 
 
 async def ensure_content(store: Store, blob: Blob) -> None:

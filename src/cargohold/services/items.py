@@ -311,7 +311,8 @@ async def add_folder(ctx: Context, dataset_id: int, name: str) -> Item:
         return folder
 
 
-COPIED = ("kind", "size", "sha256", "md5", "etag", "mime_type", "width", "height", "source", "uri", "meta")
+COPIED = ("kind", "size", "sha256", "md5", "etag", "mime_type", "width", "height", "source", "uri", "meta",
+          "video")
 """What a copy of an item takes from it: everything but where it is and when it was made."""
 
 
@@ -359,6 +360,7 @@ def _fill(item: Item, blob: Blob) -> None:
     item.mime_type = blob.probe.mime_type
     item.width = blob.probe.width
     item.height = blob.probe.height
+    item.video = blob.probe.video
 
 
 async def free_name(

@@ -1,0 +1,170 @@
+"""What a video is: duration, frame rates, frame count, displayed size, rotation, codecs (issue 16).
+
+Read with PyAV (FFmpeg, bundled in the ``av`` wheels) from a seekable reader, so only the bytes the
+container's index and one frame need are read: an MP4 whose ``moov`` index is at the end is read from its
+head and its tail (``RangeReader`` counts what it fetched). The size a stream declares is checked against
+``IMAGE_MAX_PIXELS`` before a frame is decoded; one frame is decoded, for its rotation (the display matrix
+is side data FFmpeg hands over with frames). A container that does not say how many frames it holds has them
+counted once, from its packets (no decoding), and the count is marked ``counted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+from ..errors import Unprocessable
+
+MAX_COUNTED_PACKETS = 10_000_000
+"""Packets counted at most for a container that gives no frame count (about 46 h at 60 fps)."""
+READ_AHEAD = 256 * 1024
+"""A remote read fetches at least this much: FFmpeg reads in small pieces (32 KiB and less)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration: float | None
+    """Seconds."""
+    frame_rate: float | None
+    """Average frames per second (frames / duration, as the container gives it)."""
+    nominal_frame_rate: float | None
+    """The stream's own rate (FFmpeg's ``r_frame_rate``): the same as the average unless the rate varies."""
+    frame_count: int | None
+    frame_count_from: str | None
+    """``container`` (its index says) or ``counted`` (its packets were counted once)."""
+    width: int
+    height: int
+    """As displayed: the rotation applied."""
+    rotation: int
+    """Degrees, counter-clockwise, as the display matrix says (0, 90, 180, 270)."""
+    codec: str
+    pixel_format: str | None
+    bit_rate: int | None
+    audio_codec: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rate(value: Fraction | None) -> float | None:
+    return round(float(value), 6) if value else None
+
+
+def probe_video(source: Any, name: str, max_pixels: int) -> VideoInfo:
+    """``source``: a path or a seekable binary file. Raises Unprocessable with the reason when it is not a
+    readable video or declares more than ``max_pixels`` per frame. Blocking: run it in a thread."""
+    import av  # a large extension module: loaded on the first video, not at start
+
+    try:
+        container = av.open(source, "r")
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise Unprocessable(f"{name!r} is not a readable video: {_reason(exc)}") from None
+    try:
+        if not container.streams.video:
+            raise Unprocessable(f"{name!r} is not a readable video: it holds no video stream")
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        coded_w, coded_h = context.width or 0, context.height or 0
+        if coded_w <= 0 or coded_h <= 0:
+            raise Unprocessable(f"{name!r} is not a readable video: its video stream declares no frame size FFmpeg "
+                                "accepts (none, or one over its own limits)")
+        if coded_w * coded_h > max_pixels:
+            raise Unprocessable(f"{name!r} declares {coded_w} x {coded_h} = {coded_w * coded_h:,} pixels per frame, "
+                                f"over the limit of {max_pixels:,} (IMAGE_MAX_PIXELS)")
+        duration = None
+        if container.duration is not None and container.duration > 0:
+            duration = container.duration / 1_000_000
+        elif stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        rotation = _first_frame_rotation(container, stream, name)
+        count, counted_from = (stream.frames, "container") if stream.frames else (None, None)
+        if count is None:
+            container.seek(0)
+            count, counted_from = _count_packets(container, stream), "counted"
+        # The average is frames over time wherever both are known: a variable-rate Matroska file's
+        # avg_frame_rate is its nominal one.
+        average = Fraction(count) / Fraction(duration) if count and duration else stream.average_rate
+        swapped = rotation % 180 == 90
+        return VideoInfo(
+            duration=round(duration, 6) if duration is not None else None,
+            frame_rate=_rate(average), nominal_frame_rate=_rate(stream.guessed_rate or stream.base_rate),
+            frame_count=count, frame_count_from=counted_from if count is not None else None,
+            width=coded_h if swapped else coded_w, height=coded_w if swapped else coded_h, rotation=rotation,
+            codec=context.name, pixel_format=context.format.name if context.format else None,
+            bit_rate=context.bit_rate or container.bit_rate or None, audio_codec=audio)
+    finally:
+        container.close()
+
+
+def _first_frame_rotation(container: Any, stream: Any, name: str) -> int:
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            return round(float(getattr(frame, "rotation", 0) or 0)) % 360
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise Unprocessable(f"{name!r} is not a readable video: its first frame does not decode "
+                            f"({_reason(exc)})") from None
+    raise Unprocessable(f"{name!r} is not a readable video: it holds no frame")
+
+
+def _count_packets(container: Any, stream: Any) -> int | None:
+    count = 0
+    for packet in container.demux(stream):
+        if packet.size:
+            count += 1
+            if count > MAX_COUNTED_PACKETS:
+                return None
+    return count
+
+
+def _reason(exc: BaseException) -> str:
+    text = (getattr(exc, "strerror", None) or str(exc)).strip() or type(exc).__name__
+    return text[:200]
+
+
+class RangeReader(io.RawIOBase):
+    """A seekable, read-only file over ranged reads, for PyAV in a worker thread: ``fetch(start, end)`` is a
+    coroutine run on ``loop`` (the store's, e.g. ``store.get`` with a ``ByteRange``). Keeps one block, and counts
+    the bytes fetched (``fetched``), so that a test or a metric sees what a probe cost."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fetch: Callable[[int, int], Any], size: int) -> None:
+        self._loop, self._fetch, self._size = loop, fetch, size
+        self._pos = 0
+        self._block_start, self._block = 0, b""
+        self.fetched = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        inside = self._block_start <= self._pos < self._block_start + len(self._block)
+        if not inside:
+            end = min(self._size, self._pos + max(want, READ_AHEAD))
+            data = asyncio.run_coroutine_threadsafe(self._fetch(self._pos, end), self._loop).result()
+            self.fetched += len(data)
+            self._block_start, self._block = self._pos, data
+        at = self._pos - self._block_start
+        piece = self._block[at:at + want]
+        buffer[:len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)

@@ -1,0 +1,75 @@
+"""Real video files made here with PyAV (no downloads): each frame carries its number in its pixels, so a
+test can tell which frame it got back."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+from PIL import Image
+
+SIZE = (64, 48)
+
+
+def frame_image(n: int, size: tuple[int, int] = SIZE) -> Image.Image:
+    """Frame ``n``: its number in the red and green levels (n // 16 and n % 16, 16 levels apart)."""
+    return Image.new("RGB", size, ((n // 16) * 16 + 8, (n % 16) * 16 + 8, 128))
+
+
+def frame_number(image: Image.Image) -> int:
+    r, g, _ = image.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
+    return int(r // 16) * 16 + int(g // 16)
+
+
+def make_video(frames: int = 30, *, container: str = "mp4", codec: str = "libx264", rate: int = 25,
+               rotation: int = 0, audio: bool = False, bframes: bool = True, variable: bool = False,
+               size: tuple[int, int] = SIZE, options: dict[str, str] | None = None) -> bytes:
+    """``variable``: presentation times 1, 2 or 3 ticks of 1/``rate`` apart (a variable frame rate); MP4 is
+    written with its ``moov`` index at the end (the muxer's default) unless ``options`` say ``faststart``."""
+    out = io.BytesIO()
+    with av.open(out, "w", format=container, options=options or {}) as box:
+        stream = box.add_stream(codec, rate=rate)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if codec in ("libx264", "libx265"):
+            stream.options = {"bf": "2" if bframes else "0", "g": "10"} if codec == "libx264" else \
+                {"x265-params": f"bframes={2 if bframes else 0}:keyint=10:log-level=none"}
+        else:
+            stream.options = {"g": "10"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        stream.time_base = Fraction(1, rate * 3) if variable else Fraction(1, rate)
+        sound = None
+        if audio:
+            sound = box.add_stream("aac", rate=16000)
+            sound.layout = "mono"
+        pts = 0
+        for n in range(frames):
+            frame = av.VideoFrame.from_image(frame_image(n, size))
+            frame.pts = pts
+            pts += (1 + n % 3) * 3 if variable else 1
+            for packet in stream.encode(frame):
+                box.mux(packet)
+        for packet in stream.encode():
+            box.mux(packet)
+        if sound is not None:
+            samples = av.AudioFrame(format="fltp", layout="mono", samples=16000 * frames // rate)
+            for plane in samples.planes:
+                plane.update(bytes(plane.buffer_size))
+            samples.sample_rate, samples.pts = 16000, 0
+            for packet in sound.encode(samples):
+                box.mux(packet)
+            for packet in sound.encode():
+                box.mux(packet)
+    return out.getvalue()
+
+
+def declaring(width: int, height: int) -> bytes:
+    """A tiny raw-video AVI whose headers declare ``width`` x ``height`` frames (patched after writing): a
+    bomb's header, without its bytes."""
+    real = make_video(2, container="avi", codec="rawvideo", size=(16, 16), bframes=False)
+    small = (16).to_bytes(4, "little") * 2
+    patched = real.replace(small, width.to_bytes(4, "little") + height.to_bytes(4, "little"))
+    assert patched != real, "no width/height pair found in the AVI headers"
+    return patched
