@@ -4,14 +4,20 @@ readable video, or declares frames over IMAGE_MAX_PIXELS, is refused with its re
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from azure.storage.blob import BlobServiceClient
 
 from ..support.api import assert_error, create_dataset, upload_results
 from ..support.api_server import RunningServer
+from ..support.servers import AZURITE_ACCOUNT, AZURITE_KEY, Server
 from ..support.videos import declaring, make_video
+
+S3_SECRET = "video-secret-7d1e"
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +66,69 @@ def test_unreadable_videos_are_refused_and_leave_nothing(server: RunningServer,
     request.node.user_properties.append(("reliability_result", (
         "a truncated MP4, a text file named .mp4 and an AVI declaring 15,000 x 15,000: each 422 naming why, "
         "no item, no staging copy")))
+
+
+def padded(data: bytes, size: int = 64 * 1024 * 1024) -> bytes:
+    """The MP4 with ``size`` bytes of a ``free`` box between its frames and its ``moov`` index, at the end."""
+    at = data.rfind(b"moov") - 4
+    return data[:at] + size.to_bytes(4, "big") + b"free" + bytes(size - 8) + data[at:]
+
+
+def test_linked_videos_are_probed_in_place(moto_server: Server, azurite_server: Server,
+                                           tmp_path: Path) -> None:
+    """A 64 MiB MP4 with its index at the end, linked from S3 (moto), Azure (Azurite) and a server folder:
+    each item says what the video is, from ranged reads (media/video.py), and the linked files are unchanged."""
+    video = padded(make_video(40, rotation=90))
+    digest = hashlib.sha256(video).hexdigest()
+    s3 = boto3.client("s3", endpoint_url=moto_server.url, aws_access_key_id="AKIAVIDEO",
+                      aws_secret_access_key=S3_SECRET, region_name="us-east-1")
+    s3.create_bucket(Bucket="videos-s3")
+    s3.put_object(Bucket="videos-s3", Key="cam/a.mp4", Body=video)
+    azure = BlobServiceClient(f"{azurite_server.url}/{AZURITE_ACCOUNT}",
+                              credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
+    azure.create_container("videos-az")
+    azure.get_container_client("videos-az").upload_blob("cam/a.mp4", video)
+    folder = tmp_path / "nas"
+    (folder / "cam").mkdir(parents=True)
+    (folder / "cam" / "a.mp4").write_bytes(video)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "remote_links.yml").write_text(f"""
+vid-s3:
+  provider: minio
+  endpoint: {moto_server.url}
+  access_key: AKIAVIDEO
+  secret_key: {S3_SECRET}
+  region: us-east-1
+  buckets: [videos-s3]
+vid-azure:
+  provider: azure
+  endpoint: {azurite_server.url}
+  access_key: {AZURITE_ACCOUNT}
+  secret_key: {AZURITE_KEY}
+  buckets: [videos-az]
+vid-folder:
+  provider: fs
+  path: {folder}
+  storage_id: vidnas
+""")
+    server = RunningServer(home, {}).start()
+    try:
+        with server.client() as client:
+            ds = create_dataset(client, "linked-videos")["id"]
+            report = client.post(f"/datasets/{ds}/links", json={"links": [
+                "s3://videos-s3/cam/a.mp4", "azure://videos-az/cam/a.mp4", "fs://vidnas/cam/a.mp4"]}).json()
+            assert report["added"] + report["renamed"] == 3 and report["refused"] == [], report  # one name, thrice
+            items = client.get(f"/datasets/{ds}/items").json()["items"]
+    finally:
+        server.stop()
+    assert [i["uri"] for i in items] == ["s3://videos-s3/cam/a.mp4", "azure://videos-az/cam/a.mp4",
+                                         "fs://vidnas/cam/a.mp4"]
+    for item in items:
+        assert (item["kind"], item["source"], item["size"], item["width"], item["height"]) == \
+            ("video", "link", len(video), 48, 64), item
+        assert item["video"]["frame_count"] == 40 and item["video"]["rotation"] == 90, item
+    assert hashlib.sha256(s3.get_object(Bucket="videos-s3", Key="cam/a.mp4")["Body"].read()).hexdigest() == digest
+    blob = azure.get_container_client("videos-az").download_blob("cam/a.mp4").readall()
+    assert hashlib.sha256(blob).hexdigest() == digest
+    assert hashlib.sha256((folder / "cam" / "a.mp4").read_bytes()).hexdigest() == digest

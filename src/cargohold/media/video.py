@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any
@@ -126,6 +126,14 @@ def _count_packets(container: Any, stream: Any) -> int | None:
 def _reason(exc: BaseException) -> str:
     text = (getattr(exc, "strerror", None) or str(exc)).strip() or type(exc).__name__
     return text[:200]
+
+
+async def probe_ranged(fetch: Callable[[int, int], Awaitable[bytes]], size: int, name: str,
+                       max_pixels: int) -> tuple[VideoInfo, int]:
+    """``probe_video`` over ranged reads (``fetch(start, end)``: the bytes ``[start, end)``) of a ``size``-byte
+    object, in a worker thread; returns the probe and the bytes it fetched."""
+    reader = RangeReader(asyncio.get_running_loop(), fetch, size)
+    return await asyncio.to_thread(probe_video, reader, name, max_pixels), reader.fetched
 
 
 class RangeReader(io.RawIOBase):

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import BackendUnavailable, NotFound, TooLarge
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe
-from ..media.video import RangeReader, probe_video
+from ..media.video import probe_ranged, probe_video
 from ..storage import ByteRange, Store
 from ..storage.base import InPlaceWrites
 
@@ -202,13 +202,13 @@ async def _probed_video(store: Store, key: str, size: int, name: str, max_pixels
     """The video's probe from its stored bytes (a file on local disk, ranged reads elsewhere), before its row is
     written: one that is not a readable video, or declares frames over IMAGE_MAX_PIXELS, is refused here."""
     path = store.local_path(key) if store.features.local_paths else None
-    source: Any = str(path) if path is not None else None
-    if source is None:
+    if path is not None:
+        info = await asyncio.to_thread(probe_video, str(path), name, max_pixels)
+    else:
         async def fetch(start: int, end: int) -> bytes:
             return await (await store.get(key, ByteRange(start, end))).read()
 
-        source = RangeReader(asyncio.get_running_loop(), fetch, size)
-    info = await asyncio.to_thread(probe_video, source, name, max_pixels)
+        info, _ = await probe_ranged(fetch, size, name, max_pixels)
     return replace(found, width=info.width, height=info.height, video=info.as_json())
 
 

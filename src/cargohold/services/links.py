@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import mimetypes
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from ..catalog.models import Dataset, Item, is_row_id, utcnow
 from ..catalog.sql import starts_with
 from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe, probe_name
+from ..media.video import probe_ranged
 from ..storage import ByteRange, Download, ObjectMeta
 from ..storage.links_file import Entry, Refused
 from ..storage.uris import Link, ObjectLink, UrlLink, parse_link, parse_prefix
@@ -117,6 +118,16 @@ async def head_link(ctx: Context, link: Link) -> ObjectMeta:
 async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
     link = checked.entry.link
     guessed = mimetypes.guess_type(checked.name, strict=False)[0] or ""
+    if guessed.startswith("video/"):
+        meta = checked.entry.meta or await head_link(ctx, link)
+        checked.size, checked.etag, checked.probe = meta.size, meta.etag, probe_name(checked.name)
+        if meta.size:  # read in place, by ranges: the index and one frame, never the whole video
+            async def fetch(start: int, end: int) -> bytes:
+                return await (await open_link(ctx, link, ByteRange(start, end))).read()
+
+            info, _ = await probe_ranged(fetch, meta.size, checked.name, max_pixels)
+            checked.probe = replace(checked.probe, width=info.width, height=info.height, video=info.as_json())
+        return
     if guessed and not guessed.startswith("image/"):
         meta = checked.entry.meta or await head_link(ctx, link)
         checked.size, checked.etag, checked.probe = meta.size, meta.etag, probe_name(checked.name)
@@ -259,7 +270,7 @@ def _row(dataset_id: int, c: _Checked, name: str, now: datetime) -> dict[str, An
     return {
         "dataset_id": dataset_id, "name": name, "kind": found.kind, "size": c.size, "sha256": None,
         "etag": short_etag(c.etag), "mime_type": found.mime_type, "width": found.width, "height": found.height,
-        "source": "link", "uri": c.entry.link.uri, "created_at": now,
+        "source": "link", "uri": c.entry.link.uri, "created_at": now, "video": found.video,
     }
 
 
