@@ -5,17 +5,19 @@ readable video, or declares frames over IMAGE_MAX_PIXELS, is refused with its re
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 from azure.storage.blob import BlobServiceClient
+from PIL import Image
 
 from ..support.api import assert_error, create_dataset, upload_results
 from ..support.api_server import RunningServer
 from ..support.servers import AZURITE_ACCOUNT, AZURITE_KEY, Server
-from ..support.videos import declaring, make_video
+from ..support.videos import declaring, frame_number, make_video
 
 S3_SECRET = "video-secret-7d1e"
 
@@ -120,6 +122,11 @@ vid-folder:
                 "s3://videos-s3/cam/a.mp4", "azure://videos-az/cam/a.mp4", "fs://vidnas/cam/a.mp4"]}).json()
             assert report["added"] + report["renamed"] == 3 and report["refused"] == [], report  # one name, thrice
             items = client.get(f"/datasets/{ds}/items").json()["items"]
+            for item in items:  # the poster: frame 4 of 40, rotated as shown
+                poster = client.get(f"/items/{item['id']}/preview", params={"w": 256, "format": "png"})
+                assert poster.status_code == 200, poster.text
+                image = Image.open(io.BytesIO(poster.content))
+                assert image.size == (48, 64) and frame_number(image) == 4
     finally:
         server.stop()
     assert [i["uri"] for i in items] == ["s3://videos-s3/cam/a.mp4", "azure://videos-az/cam/a.mp4",
@@ -132,3 +139,26 @@ vid-folder:
     blob = azure.get_container_client("videos-az").download_blob("cam/a.mp4").readall()
     assert hashlib.sha256(blob).hexdigest() == digest
     assert hashlib.sha256((folder / "cam" / "a.mp4").read_bytes()).hexdigest() == digest
+
+
+def test_a_video_preview_is_its_poster(server: RunningServer) -> None:
+    """``/items/{id}/preview`` of a video: the frame at a tenth of its duration (frame 10 of 100, its number in
+    its pixels), as shown (rotation applied), sized and encoded as an image's preview, cached."""
+    with server.client() as client:
+        ds = create_dataset(client, "posters")["id"]
+        [flat, turned] = upload_results(client, ds, [("flat.mp4", make_video(100, size=(96, 64))),
+                                                     ("turned.mkv", make_video(100, size=(96, 64), rotation=90,
+                                                                               container="matroska"))])
+        for result, shown in ((flat, (96, 64)), (turned, (64, 96))):
+            answer = client.get(f"/items/{result['item']['id']}/preview", params={"w": 200, "h": 200,
+                                                                                   "format": "png"})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["content-type"] == "image/png"
+            image = Image.open(io.BytesIO(answer.content))
+            assert image.size == shown  # never enlarged; rotated as shown
+            assert frame_number(image) == 10
+            again = client.get(f"/items/{result['item']['id']}/preview", params={"w": 200, "h": 200,
+                                                                                  "format": "png"})
+            assert again.content == answer.content and again.headers["etag"] == answer.headers["etag"]
+        small = client.get(f"/items/{flat['item']['id']}/preview", params={"w": 64, "format": "jpeg"})
+        assert small.status_code == 200 and Image.open(io.BytesIO(small.content)).size == (64, 43)

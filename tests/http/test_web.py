@@ -30,6 +30,7 @@ from cargohold.web import STATIC
 
 from ..support.api_server import RunningServer
 from ..support.servers import Server
+from ..support.videos import make_video
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -413,6 +414,18 @@ def test_an_image_the_browser_cannot_show_is_converted(page: Page, server: Runni
     src = page.evaluate("document.getElementById('full-image').src")
     assert "format=jpeg" in src and "signature=" in src
     assert page.evaluate("document.getElementById('full-image').naturalWidth") == 180
+
+
+def test_a_grid_of_videos_shows_posters_and_durations(page: Page, server: RunningServer, api: httpx.Client) -> None:
+    dataset = create_dataset(api, "web-videos")
+    for name, frames in (("short.mp4", 50), ("longer.mkv", 130)):
+        upload(api, dataset, name, make_video(frames, size=(96, 64), container="matroska" if name.endswith("mkv")
+                                              else "mp4"))
+    sign_in(page, server, route=f"#/datasets/{dataset}")
+    wait_for_images(page, ".grid .thumb img", 2)  # each tile: its poster, not a file icon
+    expect(page.locator(".thumb-note.duration")).to_have_text(["0:02", "0:05"])
+    expect(page.locator(".thumb.icon")).to_have_count(0)
+    shot(page, "dataset-videos")
 
 
 # -- links -------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import io
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from ..errors import Unprocessable
@@ -176,3 +177,45 @@ class RangeReader(io.RawIOBase):
         buffer[:len(piece)] = piece
         self._pos += len(piece)
         return len(piece)
+
+
+POSTER_AT = 0.1
+"""Where in a video its poster is taken: a tenth of its duration (past a black or title first frame)."""
+
+
+def write_still(source: Path, dest: Path, max_pixels: int, at: float = POSTER_AT) -> None:
+    """The frame shown at ``at`` of the video's duration (the last one whose time has come), as shown (its
+    rotation applied), written to ``dest`` as a PNG for the image preview path to size and encode. Seeks to the
+    keyframe before that time and decodes forward from there: one GOP, not the video. Blocking."""
+    import av
+
+    with av.open(str(source), "r") as container:
+        if not container.streams.video:
+            raise Unprocessable(f"{source.name} holds no video stream")
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        if (context.width or 0) * (context.height or 0) > max_pixels:
+            raise Unprocessable(f"the video declares {context.width} x {context.height} pixels per frame, over "
+                                f"IMAGE_MAX_PIXELS ({max_pixels:,}); it was not decoded")
+        duration = container.duration / 1_000_000 if container.duration else 0.0
+        target = max(0.0, duration * at)
+        if target > 0 and stream.time_base:
+            container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+        chosen = None
+        try:
+            # The frame shown at ``target``: the last one whose time has come (a microsecond of slack: the
+            # duration's tenth and a frame's time are both floats).
+            for frame in container.decode(stream):
+                if chosen is not None and frame.time is not None and frame.time > target + 1e-6:
+                    break
+                chosen = frame
+        except (av.error.FFmpegError, ValueError) as exc:
+            if chosen is None:
+                raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
+        if chosen is None:
+            raise Unprocessable("the video holds no frame to make a poster of")
+        image = chosen.to_image()  # type: ignore[no-untyped-call]
+        rotation = round(float(getattr(chosen, "rotation", 0) or 0)) % 360
+        if rotation:
+            image = image.rotate(rotation, expand=True)  # counter-clockwise, as the display matrix says
+        image.save(dest, format="PNG", compress_level=1)

@@ -37,6 +37,7 @@ from ...media.preview import (
     preview_cost,
     read_header,
 )
+from ...media.video import write_still
 from ...storage import ByteRange
 from ..context import Context
 from ..memo import ItemView
@@ -85,11 +86,13 @@ def _check_pixels(ctx: Context, item: ItemView) -> None:
 async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representation:
     spec = spec.snapped()
     item = await item_view(ctx, item_id)
-    if item.kind != "image":
-        raise Unprocessable(f"previews are made of images; {item.name!r} is {item.mime_type}")
+    if item.kind not in ("image", "video"):
+        raise Unprocessable(f"previews are made of images and videos; {item.name!r} is {item.mime_type}")
     _check_pixels(ctx, item)
     source = await original(ctx, item)
-    key = f"{source.cache_key}/{spec.name}"
+    video = item.kind == "video"
+    # A video's preview is its poster (media/video.py: the frame at a tenth of it), sized as an image's.
+    key = f"{source.cache_key}/{'poster/' if video else ''}{spec.name}"
     tier = ctx.cache.previews
     filename = f"{_stem(item.name)}.{spec.format}"
     entry = tier.lookup(key)
@@ -103,12 +106,20 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
         async def make(fill: Fill) -> None:
             path = await local_copy(ctx, source)
             started = time.monotonic()
-            await _imaged(ctx, made, cost, path, fill.tmp)
+            await make_here(path, fill.tmp)
             ctx.metrics.generate_seconds.labels("preview").observe(time.monotonic() - started)
             ctx.metrics.previews_made.labels(spec.format).inc()
 
         async def make_here(path: Path, dest: Path) -> None:
-            await _imaged(ctx, made, cost, path, dest)
+            if not video:
+                await _imaged(ctx, made, cost, path, dest)
+                return
+            still = dest.with_name(dest.name + ".still.png")
+            try:
+                await asyncio.to_thread(write_still, path, still, ctx.settings.image_max_pixels)
+                await _imaged(ctx, made, cost, still, dest)
+            finally:
+                still.unlink(missing_ok=True)
 
         try:
             entry = await tier.fill(key, make).wait()

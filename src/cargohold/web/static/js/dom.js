@@ -101,6 +101,22 @@ export function dimensions(item) {
   return item.width && item.height ? `${item.width} × ${item.height}` : '';
 }
 
+/** Whether the item has a picture to show in the grid: an image, or a probed video (its poster). */
+export function hasPreview(item) {
+  return item.kind === 'image' || (item.kind === 'video' && Boolean(item.video));
+}
+
+/** A video's duration as m:ss (h:mm:ss past an hour); '' when unknown. */
+export function videoDuration(item) {
+  const seconds = item.video && item.video.duration;
+  if (!seconds && seconds !== 0) return '';
+  const whole = Math.round(seconds);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = String(whole % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+}
+
 /** An inline SVG document icon with a short label (the file extension or kind). */
 export function fileIcon(label) {
   const svg = document.createElementNS(SVG_NS, 'svg');

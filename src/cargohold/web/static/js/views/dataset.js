@@ -7,7 +7,8 @@
 import { may } from '../access.js';
 import { api, signPreviews } from '../api.js';
 import {
-  debounce, dimensions, extensionOf, fileIcon, formatBytes, formatCount, h, pageHeader, plural,
+  debounce, dimensions, extensionOf, fileIcon, formatBytes, formatCount, h, hasPreview, pageHeader, plural,
+  videoDuration,
 } from '../dom.js';
 import { announce, busy, confirmAction, showError } from '../ui.js';
 
@@ -124,12 +125,13 @@ export async function render(root, { params, query, signal, replaceQuery, naviga
 
   function tile(item, page) {
     const thumb = h('div', { class: 'thumb' });
-    if (item.kind === 'image') {
+    if (hasPreview(item)) {
       const img = h('img', { alt: '', width: '256', height: '256', decoding: 'async' });
       img.addEventListener('load', () => thumb.classList.add('loaded'), { once: true });
       img.addEventListener('error', onImageError);
       images.set(img, { item, page, version: -1, retried: false });
       thumb.append(img);
+      if (item.kind === 'video') thumb.append(h('span', { class: 'thumb-note duration', text: videoDuration(item) }));
       imageObserver.observe(img);
     } else {
       thumb.classList.add('icon');
@@ -187,7 +189,7 @@ export async function render(root, { params, query, signal, replaceQuery, naviga
         query: { limit: PAGE_SIZE, cursor, name: filter }, signal: listController.signal,
       });
       if (run !== generation) return;
-      const ids = answer.items.filter((i) => i.kind === 'image').map((i) => i.id);
+      const ids = answer.items.filter(hasPreview).map((i) => i.id);
       const page = { ids, urls: {}, expiresAt: 0, version: 0, renewing: null, ready: Promise.resolve() };
       if (ids.length) {
         page.ready = signPreviews(ids, listController.signal).then((signed) => {
