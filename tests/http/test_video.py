@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -162,3 +164,41 @@ def test_a_video_preview_is_its_poster(server: RunningServer) -> None:
             assert again.content == answer.content and again.headers["etag"] == answer.headers["etag"]
         small = client.get(f"/items/{flat['item']['id']}/preview", params={"w": 64, "format": "jpeg"})
         assert small.status_code == 200 and Image.open(io.BytesIO(small.content)).size == (64, 43)
+
+
+def _frame(client: Any, item_id: int, path: str, **params: Any) -> Image.Image:
+    answer = client.get(f"/items/{item_id}/{path}", params={"format": "png", "w": 256, **params})
+    assert answer.status_code == 200, answer.text
+    return Image.open(io.BytesIO(answer.content))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("bframes.mp4", {}),  # H.264, B-frames, a keyframe every 10, its index at the end
+    ("variable.mkv", {"container": "matroska", "variable": True}),  # 1, 2 or 3 ticks between frames
+    ("hevc.mkv", {"container": "matroska", "codec": "libx265"}),
+    ("mpeg4.avi", {"container": "avi", "codec": "mpeg4", "bframes": False}),
+])
+def test_frames_are_exact(server: RunningServer, name: str, kwargs: dict[str, Any]) -> None:
+    """Each frame carries its number in its pixels: ``/frames/{n}`` must answer that very frame, first, last,
+    around keyframes and at random, and ``?t=`` the frame shown at that time."""
+    count = 60
+    with server.client() as client:
+        ds = create_dataset(client, f"frames-{name.replace('.', '-')}")["id"]
+        [result] = upload_results(client, ds, [(name, make_video(count, **kwargs))])
+        item = result["item"]
+        rng = random.Random(name)
+        for n in [0, 1, 9, 10, 11, 19, 20, 21, count - 1, *rng.sample(range(count), 8)]:
+            assert frame_number(_frame(client, item["id"], f"frames/{n}")) == n, (name, n)
+        assert frame_number(_frame(client, item["id"], "frames/10")) == 10  # again: from the previews tier
+        gone = client.get(f"/items/{item['id']}/frames/{count}")
+        assert_error(gone, 404)
+        assert f"0 to {count - 1}" in gone.text
+        if not kwargs.get("variable"):  # 25 fps: frame n is shown from n / 25 s
+            for n in (0, 7, 33, count - 1):
+                assert frame_number(_frame(client, item["id"], "frames", t=n / 25 + 0.01)) == n, (name, n)
+        else:  # frame n is shown from sum(1 + k % 3 for k < n) / 25 s (tests/support/videos.py)
+            starts = [sum(1 + k % 3 for k in range(n)) / 25 for n in range(count)]
+            for n in (0, 5, 31, count - 1):
+                assert frame_number(_frame(client, item["id"], "frames", t=starts[n] + 0.005)) == n, (name, n)
+        assert_error(client.get(f"/items/{item['id']}/frames", params={"t": "soon"}), 400)
+        assert_error(client.get(f"/items/{item['id']}/frames"), 400)

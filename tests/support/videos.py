@@ -25,7 +25,8 @@ def frame_number(image: Image.Image) -> int:
 def make_video(frames: int = 30, *, container: str = "mp4", codec: str = "libx264", rate: int = 25,
                rotation: int = 0, audio: bool = False, bframes: bool = True, variable: bool = False,
                size: tuple[int, int] = SIZE, options: dict[str, str] | None = None) -> bytes:
-    """``variable``: presentation times 1, 2 or 3 ticks of 1/``rate`` apart (a variable frame rate); MP4 is
+    """``variable``: frame ``n`` lasts ``(1 + n % 3) / rate`` s (a variable frame rate: it starts at
+    ``sum(1 + k % 3 for k < n) / rate``); MP4 is
     written with its ``moov`` index at the end (the muxer's default) unless ``options`` say ``faststart``."""
     out = io.BytesIO()
     with av.open(out, "w", format=container, options=options or {}) as box:
@@ -39,7 +40,7 @@ def make_video(frames: int = 30, *, container: str = "mp4", codec: str = "libx26
             stream.options = {"g": "10"}
         if rotation:
             stream.set_display_rotation(rotation)
-        stream.time_base = Fraction(1, rate * 3) if variable else Fraction(1, rate)
+        tick = Fraction(1, rate * 3) if variable else Fraction(1, rate)
         sound = None
         if audio:
             sound = box.add_stream("aac", rate=16000)
@@ -47,8 +48,8 @@ def make_video(frames: int = 30, *, container: str = "mp4", codec: str = "libx26
         pts = 0
         for n in range(frames):
             frame = av.VideoFrame.from_image(frame_image(n, size))
-            frame.pts = pts
-            pts += (1 + n % 3) * 3 if variable else 1
+            frame.pts, frame.time_base = pts, tick
+            pts += (1 + n % 3) * 3 if variable else 1  # ticks of 1/(3 rate): n % 3 + 1 frame times
             for packet in stream.encode(frame):
                 box.mux(packet)
         for packet in stream.encode():

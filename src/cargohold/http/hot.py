@@ -1,4 +1,5 @@
-"""The hot routes: ``GET``/``HEAD /api/v1/items/{id}/content`` and ``/preview``, as a plain ASGI app.
+"""The hot routes: ``GET``/``HEAD /api/v1/items/{id}/content``, ``/preview`` and ``/frames/{n}``, as a plain ASGI
+app.
 
 These are the requests a browser makes by the hundred for a page of thumbnails, so they skip
 FastAPI's routing and validation (about 57 µs a request, LAB.md) and Starlette's ``FileResponse``
@@ -26,15 +27,17 @@ from ..services import access, serving, signing
 from ..services.context import Context
 from ..services.memo import ItemView
 from ..services.tokens import authenticate, check_live
-from .params import content_format, preview_spec
+from .params import content_format, frame_position, preview_spec
 from .responses import Front, request_headers, send_error, send_representation
 
 log = logging.getLogger("cargohold")
-ROUTE = re.compile(r"^/api/v1/items/([0-9]{1,30})/(content|preview)$")  # ASCII: \d takes any script's digits
+ROUTE = re.compile(r"^/api/v1/items/([0-9]{1,30})/(content|preview|frames(?:/[0-9]{1,9})?)$")  # ASCII: \d takes any
+# script's digits
 
 
 def hot_route(scope: Scope) -> tuple[int, str] | None:
-    """``(item id, "content" | "preview")`` when ``scope`` is a request the hot route answers."""
+    """``(item id, "content" | "preview" | "frames" | "frames/<n>")`` when ``scope`` is a request the hot route
+    answers."""
     if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
         match = ROUTE.match(scope["path"])
         if match is not None:
@@ -56,6 +59,9 @@ async def serve(ctx: Context, scope: Scope, send: Send, item_id: int, what: str)
         query = dict(params)
         if what == "preview":
             representation = await serving.preview(ctx, item_id, preview_spec(query))
+        elif what.startswith("frames"):
+            number, at = frame_position(what, query)
+            representation = await serving.frame(ctx, item_id, number, at, preview_spec(query))
         else:
             representation = await serving.content(ctx, item_id, content_format(query))
         front = _front(ctx, signed_until)

@@ -73,3 +73,23 @@ def content_format(query: dict[str, str]) -> ImageFormat | None:
         raise BadInput(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     return fmt  # checked against FORMATS just above
 
+
+
+def frame_position(what: str, query: dict[str, str]) -> tuple[int | None, float | None]:
+    """Which frame ``/frames/<n>`` or ``/frames?t=SECONDS`` asks for: ``(n, None)`` or ``(None, seconds)``. ``t``
+    is taken out of ``query``: what is left are the preview's parameters."""
+    at = query.pop("t", None)
+    _, _, number = what.partition("/")
+    if number and at is not None:
+        raise BadInput("ask for a frame by its number (/frames/<n>) or by a time (/frames?t=SECONDS), not both")
+    if number:
+        return int(number), None
+    if at is None:
+        raise BadInput("name the frame: /frames/<n> (0-based, in presentation order) or /frames?t=SECONDS")
+    try:
+        seconds = float(at)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 10**7 or seconds != seconds:
+        raise BadInput(f"t is a time in seconds from the start, not {at[:20]!r}")
+    return None, seconds

@@ -214,8 +214,54 @@ def write_still(source: Path, dest: Path, max_pixels: int, at: float = POSTER_AT
                 raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
         if chosen is None:
             raise Unprocessable("the video holds no frame to make a poster of")
-        image = chosen.to_image()  # type: ignore[no-untyped-call]
-        rotation = round(float(getattr(chosen, "rotation", 0) or 0)) % 360
-        if rotation:
-            image = image.rotate(rotation, expand=True)  # counter-clockwise, as the display matrix says
-        image.save(dest, format="PNG", compress_level=1)
+        _save_shown(chosen, dest)
+
+
+def frame_times(source: Path) -> tuple[list[int], Fraction]:
+    """Every frame's presentation time, in order (the stream's time base, given too), from the packets: no
+    decoding. Frame ``n`` is the ``n``-th of them, whatever the decode order (B-frames), the rate (variable) or
+    the edit list (packets it discards are left out). Reads the whole file once: callers keep the answer."""
+    import av
+
+    with av.open(str(source), "r") as container:
+        if not container.streams.video:
+            raise Unprocessable(f"{source.name} holds no video stream")
+        stream = container.streams.video[0]
+        times = [packet.pts for packet in container.demux(stream)
+                 if packet.pts is not None and packet.size and not packet.is_discard]
+        return sorted(times), stream.time_base or Fraction(1, 1)
+
+
+def write_frame(source: Path, dest: Path, pts: int, max_pixels: int) -> None:
+    """The frame presented at ``pts`` (one of ``frame_times``), as shown (rotation applied), to ``dest`` as a
+    PNG: seek to the keyframe at or before it, decode forward to it. Blocking."""
+    import av
+
+    with av.open(str(source), "r") as container:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        if (context.width or 0) * (context.height or 0) > max_pixels:
+            raise Unprocessable(f"the video declares {context.width} x {context.height} pixels per frame, over "
+                                f"IMAGE_MAX_PIXELS ({max_pixels:,}); it was not decoded")
+        container.seek(pts, stream=stream, backward=True, any_frame=False)
+        chosen = None
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None and frame.pts > pts:
+                    break
+                chosen = frame
+                if frame.pts == pts:
+                    break
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
+        if chosen is None:
+            raise Unprocessable("no frame decodes at that time")
+        _save_shown(chosen, dest)
+
+
+def _save_shown(frame: Any, dest: Path) -> None:
+    image = frame.to_image()
+    rotation = round(float(getattr(frame, "rotation", 0) or 0)) % 360
+    if rotation:
+        image = image.rotate(rotation, expand=True)  # counter-clockwise, as the display matrix says
+    image.save(dest, format="PNG", compress_level=1)

@@ -82,8 +82,39 @@ async def get_preview(
     q: params.Quality = params.DEFAULT.quality,
 ) -> Response:
     """A preview of an image item, made once and kept in the previews tier. EXIF orientation applied;
-    never larger than the original."""
+    never larger than the original. A video's preview is its poster: the frame at a tenth of its duration."""
     return _Served(item_id, "preview")
+
+
+_FRAMES_DOC = """Frame ``n`` of a video (0-based, in presentation order: B-frames, variable rates and edit lists
+    included), or with ``?t=SECONDS`` the frame shown at that time, sized and encoded as a preview (the same
+    ``w``, ``h``, ``fit``, ``format``, ``q``), rotation applied, kept in the previews tier (docs/VIDEO.md)."""
+
+
+@router.get("/items/{item_id}/frames/{n}", response_class=Response, responses=_PREVIEW, description=_FRAMES_DOC)
+async def get_frame(
+    item_id: int,
+    n: int,
+    w: params.Width = params.DEFAULT.width,
+    h: params.Height = params.DEFAULT.height,
+    fit: params.FitParam = params.DEFAULT.fit,
+    format: ImageFormat = params.DEFAULT.format,
+    q: params.Quality = params.DEFAULT.quality,
+) -> Response:
+    return _Served(item_id, f"frames/{n}")
+
+
+@router.get("/items/{item_id}/frames", response_class=Response, responses=_PREVIEW, description=_FRAMES_DOC)
+async def get_frame_at(
+    item_id: int,
+    t: float,
+    w: params.Width = params.DEFAULT.width,
+    h: params.Height = params.DEFAULT.height,
+    fit: params.FitParam = params.DEFAULT.fit,
+    format: ImageFormat = params.DEFAULT.format,
+    q: params.Quality = params.DEFAULT.quality,
+) -> Response:
+    return _Served(item_id, "frames")
 
 
 def _signed_url(request: Request, ctx: Context, item_id: int, version: str, principal: Principal,

@@ -17,14 +17,17 @@ cache entry and the ETag, so an item has a bounded number of previews. A signed 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 from ...cache import Fill
-from ...errors import Unprocessable
+from ...errors import NotFound, Unprocessable
 from ...media import isolated
 from ...media.convert import conversion_cost, convert_image, needs_conversion
 from ...media.preview import (
@@ -37,7 +40,7 @@ from ...media.preview import (
     preview_cost,
     read_header,
 )
-from ...media.video import write_still
+from ...media.video import frame_times, write_frame, write_still
 from ...storage import ByteRange
 from ..context import Context
 from ..memo import ItemView
@@ -46,8 +49,8 @@ from .bodies import Body, Representation, cached, in_memory, local_copy, open_or
 from .fallback import MEMORY_LIMIT, made_without_cache, write_image
 from .originals import Original, item_view, original
 
-__all__ = ["Body", "Original", "Representation", "content", "in_memory", "item_view", "local_copy", "original",
-           "preview"]
+__all__ = ["Body", "Original", "Representation", "content", "frame", "in_memory", "item_view", "local_copy",
+           "original", "preview"]
 
 
 @functools.lru_cache(maxsize=8192)
@@ -90,11 +93,62 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
         raise Unprocessable(f"previews are made of images and videos; {item.name!r} is {item.mime_type}")
     _check_pixels(ctx, item)
     source = await original(ctx, item)
-    video = item.kind == "video"
+    if item.kind == "image":
+        return await _sized(ctx, source, f"{source.cache_key}/{spec.name}", spec, _stem(item.name), None)
     # A video's preview is its poster (media/video.py: the frame at a tenth of it), sized as an image's.
-    key = f"{source.cache_key}/{'poster/' if video else ''}{spec.name}"
+    poster = functools.partial(write_still, max_pixels=ctx.settings.image_max_pixels)
+    return await _sized(ctx, source, f"{source.cache_key}/poster/{spec.name}", spec, _stem(item.name), poster)
+
+
+async def frame(ctx: Context, item_id: int, number: int | None, at: float | None, spec: PreviewSpec) -> Representation:
+    """Frame ``number`` of a video (0-based, in presentation order), or the one shown at ``at`` seconds, sized
+    and encoded as a preview, kept in the previews tier."""
+    spec = spec.snapped()
+    item = await item_view(ctx, item_id)
+    if item.kind != "video":
+        raise Unprocessable(f"frames are a video's; {item.name!r} is {item.mime_type}")
+    _check_pixels(ctx, item)
+    source = await original(ctx, item)
+    if number is not None:
+        key = f"{source.cache_key}/frame/{number}/{spec.name}"
+        entry = ctx.cache.previews.lookup(key)
+        if entry is not None:  # a frame asked for again: no index, no local copy
+            return cached(ctx.cache.previews, entry, _etag(key), source.last_modified, spec.media_type,
+                          f"{_stem(item.name)}-{number}.{spec.format}")
+    times, base = await _frame_times(ctx, source)
+    if at is not None:
+        number = max(0, bisect.bisect_right(times, at / float(base) + 1e-6) - 1)
+    assert number is not None
+    if not 0 <= number < len(times):
+        raise NotFound(f"{item.name!r} has {len(times):,} frames: 0 to {len(times) - 1:,}")
+    still = functools.partial(write_frame, pts=times[number], max_pixels=ctx.settings.image_max_pixels)
+    return await _sized(ctx, source, f"{source.cache_key}/frame/{number}/{spec.name}", spec,
+                        f"{_stem(item.name)}-{number}", still)
+
+
+_FRAME_TIMES: OrderedDict[str, tuple[list[int], Fraction]] = OrderedDict()
+"""The frames' times of recently asked videos (``frame_times`` reads a whole video's packets once)."""
+
+
+async def _frame_times(ctx: Context, source: Original) -> tuple[list[int], Fraction]:
+    found = _FRAME_TIMES.get(source.cache_key)
+    if found is None:
+        path = await local_copy(ctx, source)
+        found = await asyncio.to_thread(frame_times, path)
+        _FRAME_TIMES[source.cache_key] = found
+        while len(_FRAME_TIMES) > 256:
+            _FRAME_TIMES.popitem(last=False)
+    else:
+        _FRAME_TIMES.move_to_end(source.cache_key)
+    return found
+
+
+async def _sized(ctx: Context, source: Original, key: str, spec: PreviewSpec, stem: str,
+                 still: Callable[[Path, Path], None] | None) -> Representation:
+    """The preview ``key`` of the original, from the previews tier or made into it: the original itself sized
+    (an image), or ``still(original, png)`` first (a video's frame)."""
     tier = ctx.cache.previews
-    filename = f"{_stem(item.name)}.{spec.format}"
+    filename = f"{stem}.{spec.format}"
     entry = tier.lookup(key)
     if entry is None:
         # A partial of a module-level function: it may be sent to a process of its own (``_imaged``).
@@ -111,15 +165,15 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
             ctx.metrics.previews_made.labels(spec.format).inc()
 
         async def make_here(path: Path, dest: Path) -> None:
-            if not video:
+            if still is None:
                 await _imaged(ctx, made, cost, path, dest)
                 return
-            still = dest.with_name(dest.name + ".still.png")
+            frame_png = dest.with_name(dest.name + ".still.png")
             try:
-                await asyncio.to_thread(write_still, path, still, ctx.settings.image_max_pixels)
-                await _imaged(ctx, made, cost, still, dest)
+                await asyncio.to_thread(still, path, frame_png)
+                await _imaged(ctx, made, cost, frame_png, dest)
             finally:
-                still.unlink(missing_ok=True)
+                frame_png.unlink(missing_ok=True)
 
         try:
             entry = await tier.fill(key, make).wait()
