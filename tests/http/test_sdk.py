@@ -155,6 +155,23 @@ def test_previews_conversions_and_cache_counters(client: Client, tmp_path: Path)
     assert {t["name"]: t for t in client.cache_stats()}["previews"]["entries"] == 0
 
 
+def test_video_frames(client: Client, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ..support.videos import frame_number, make_video
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(make_video(40))
+    client.create_dataset("clips")
+    item = client.upload("clips", [clip])[0]["item"]
+    assert item["video"]["frame_count"] == 40
+    assert [frame_number(Image.open(io.BytesIO(client.frame(item, n)))) for n in (0, 13, 39)] == [0, 13, 39]
+    at = Image.open(io.BytesIO(client.frame(item, t=1.0 + 0.01)))  # 25 fps: frame 25 is shown from 1 s
+    assert at.format == "PNG" and at.size == (64, 48) and frame_number(at) == 25
+    with pytest.raises(ValueError, match="one of them"):
+        client.frame(item, 3, t=1.0)
+
+
 def test_team_files(client: Client, tmp_path: Path) -> None:
     weights = write_random(tmp_path / "yolo.pt", 2 * MB + 3)
     stored = client.put_file("models/yolo.pt", weights)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
@@ -202,3 +203,21 @@ def test_frames_are_exact(server: RunningServer, name: str, kwargs: dict[str, An
                 assert frame_number(_frame(client, item["id"], "frames", t=starts[n] + 0.005)) == n, (name, n)
         assert_error(client.get(f"/items/{item['id']}/frames", params={"t": "soon"}), 400)
         assert_error(client.get(f"/items/{item['id']}/frames"), 400)
+
+
+def test_a_signed_frame_url_opens_without_a_token(server: RunningServer) -> None:
+    with server.client() as client:
+        ds = create_dataset(client, "signed-frames")["id"]
+        [result] = upload_results(client, ds, [("clip.mp4", make_video(30))])
+        item = result["item"]["id"]
+        signed = client.post(f"/items/{item}/sign", json={"frame": 17, "preview": {"w": 128, "h": 128,
+                                                                                    "fit": "contain",
+                                                                                    "format": "png", "q": 80}})
+        assert signed.status_code == 200, signed.text
+        url = signed.json()["url"]
+        assert f"/items/{item}/frames/17?" in url
+        opened = httpx.get(url)
+        assert opened.status_code == 200 and opened.headers["content-type"] == "image/png"
+        assert frame_number(Image.open(io.BytesIO(opened.content))) == 17
+        assert httpx.get(url.replace("/frames/17?", "/frames/18?")).status_code == 401  # the path is signed
+        assert_error(client.post(f"/items/{item}/sign", json={"frame": 1, "format": "jpeg"}), 400)

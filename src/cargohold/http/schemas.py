@@ -100,6 +100,8 @@ class SignIn(BaseModel):
     expires_in: int = Field(default=3600, ge=1, le=7 * 86400)
     preview: PreviewIn | None = Field(default=None, description="Sign a preview URL with these parameters")
     format: ImageFormat | None = Field(default=None, description="Sign a content URL of this conversion")
+    frame: int | None = Field(default=None, ge=0, description="Sign the URL of this frame of a video (0-based), "
+                              "sized by `preview` when given")
 
 
 class SignOut(BaseModel):

@@ -336,9 +336,23 @@ class Client:
 
     def preview(self, item: ItemRef, w: int = 256, h: int = 256, fit: str = "contain", format: str = "jpeg",
                 q: int = 80) -> bytes:
-        """A preview of an image item, as encoded bytes (made once by the server, then cached)."""
+        """A preview of an image item (a video's: its poster), as encoded bytes (made once by the server, then
+        cached)."""
         params: dict[str, str | int] = {"w": w, "h": h, "fit": fit, "format": format, "q": q}
         return self._request("GET", f"/items/{_item_id(item)}/preview", params=params).content
+
+    def frame(self, item: ItemRef, n: int | None = None, *, t: float | None = None, w: int = 2048, h: int = 2048,
+              fit: str = "contain", format: str = "png", q: int = 90) -> bytes:
+        """Frame ``n`` of a video (0-based, in presentation order), or with ``t`` the frame shown at ``t`` seconds,
+        as encoded bytes: exact, made once by the server, then cached (docs/VIDEO.md). PNG at full size (up to the
+        largest preview box, 2048 x 2048) by default."""
+        if (n is None) == (t is None):
+            raise ValueError("give the frame's number n or a time t, one of them")
+        params: dict[str, str | int | float] = {"w": w, "h": h, "fit": fit, "format": format, "q": q}
+        if t is not None:
+            params["t"] = t
+            return self._request("GET", f"/items/{_item_id(item)}/frames", params=params).content
+        return self._request("GET", f"/items/{_item_id(item)}/frames/{n}", params=params).content
 
     def cache_stats(self) -> list[Json]:
         """Per cache tier: entries, bytes, limit, hits, misses, evictions..."""

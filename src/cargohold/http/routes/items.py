@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.types import Receive, Scope, Send
 
+from ...errors import BadInput
 from ...media.preview import ImageFormat
 from ...services import items as svc
 from ...services import signing
@@ -120,7 +121,13 @@ async def get_frame_at(
 def _signed_url(request: Request, ctx: Context, item_id: int, version: str, principal: Principal,
                 body: SignIn) -> tuple[str, int]:
     params: dict[str, str] = {}
-    if body.preview is not None:
+    if body.frame is not None:
+        if body.format is not None:
+            raise BadInput("a frame is sized by `preview`; `format` signs a content conversion: give one of them")
+        path = request.app.url_path_for("get_frame", item_id=str(item_id), n=str(body.frame))
+        if body.preview is not None:
+            params = {k: str(v) for k, v in body.preview.model_dump().items()}
+    elif body.preview is not None:
         path = request.app.url_path_for("get_preview", item_id=str(item_id))
         params = {k: str(v) for k, v in body.preview.model_dump().items()}
     else:
