@@ -30,7 +30,7 @@ from cargohold.web import STATIC
 
 from ..support.api_server import RunningServer
 from ..support.servers import Server
-from ..support.videos import make_video
+from ..support.videos import frame_number, make_video
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -426,6 +426,33 @@ def test_a_grid_of_videos_shows_posters_and_durations(page: Page, server: Runnin
     expect(page.locator(".thumb-note.duration")).to_have_text(["0:02", "0:05"])
     expect(page.locator(".thumb.icon")).to_have_count(0)
     shot(page, "dataset-videos")
+
+
+def test_a_video_plays_in_the_item_view_and_steps_frame_by_frame(page: Page, server: RunningServer,
+                                                                  api: httpx.Client) -> None:
+    dataset = create_dataset(api, "web-player")
+    item = upload(api, dataset, "clip.webm", make_video(75, size=(96, 64), container="webm", codec="libvpx-vp9"))
+    sign_in(page, server, route=f"#/items/{item['id']}")
+    expect(page.get_by_role("heading", name="clip.webm")).to_be_visible()
+    expect(page.locator("#video-duration")).to_have_text("0:03")
+    player = page.locator("#player")
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1", timeout=WAIT)
+    page.evaluate("document.getElementById('player').play()")
+    page.wait_for_function("() => document.getElementById('player').currentTime > 0.3", timeout=WAIT)  # it plays
+    expect(player).to_have_attribute("src", re.compile(r"/api/v1/items/\d+/content\?.*signature="))
+    page.evaluate("document.getElementById('player').pause(); document.getElementById('player').currentTime = 0")
+    page.wait_for_function("() => document.getElementById('player').currentTime === 0", timeout=WAIT)
+    page.locator("body").press("ArrowRight")
+    page.locator("body").press("ArrowRight")
+    status = page.locator("#frame-status")
+    expect(status).to_contain_text("Frame 2 of 75")
+    wait_for_images(page, "#frame-image", 1)
+    src = page.evaluate("document.getElementById('frame-image').src")
+    assert "/frames/2?" in src
+    assert frame_number(Image.open(io.BytesIO(httpx.get(src).content))) == 2  # the exact frame, by its pixels
+    page.locator("body").press("ArrowLeft")
+    expect(status).to_contain_text("Frame 1 of 75")
+    shot(page, "item-video")
 
 
 # -- links -------------------------------------------------------------------------------------------------

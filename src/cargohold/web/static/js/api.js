@@ -167,6 +167,20 @@ export async function signPreviews(ids, signal) {
   return { urls: answer.urls || {}, expiresAt: Date.parse(answer.expires_at) || Date.now() + SIGN_SECONDS * 1000 };
 }
 
+/** A signed URL of frame `n` of a video (exact: the frames route), sized as `preview` says. */
+export async function signFrame(itemId, n, preview = { w: 1024, h: 1024, fit: 'contain', format: 'webp', q: 90 }) {
+  const json = { expires_in: SIGN_SECONDS, frame: n, preview };
+  const answer = await api('POST', `/items/${encodeURIComponent(itemId)}/sign`, { json });
+  return answer.url;
+}
+
+/** A signed URL of an item's preview (a video's: its poster). */
+export async function signPreview(itemId, preview = PREVIEW) {
+  const json = { expires_in: SIGN_SECONDS, preview };
+  const answer = await api('POST', `/items/${encodeURIComponent(itemId)}/sign`, { json });
+  return answer.url;
+}
+
 /** A signed URL of an item's content; `format` asks for a browser-friendly conversion. */
 export async function signContent(itemId, format) {
   const json = { expires_in: SIGN_SECONDS };

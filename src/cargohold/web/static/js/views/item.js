@@ -1,7 +1,9 @@
 // One item: the image at full size (converted to JPEG when the browser cannot show its type),
 // its metadata, its source, and a download through a signed URL.
-import { api, signContent } from '../api.js';
-import { dimensions, extensionOf, fileIcon, formatBytes, formatCount, formatDate, h, notice, pageHeader } from '../dom.js';
+import { api, signContent, signFrame, signPreview } from '../api.js';
+import {
+  dimensions, extensionOf, fileIcon, formatBytes, formatCount, formatDate, h, notice, pageHeader, videoDuration,
+} from '../dom.js';
 import { announce, busy, showError } from '../ui.js';
 
 function row(label, value, { mono = false, id } = {}) {
@@ -49,6 +51,7 @@ export async function render(root, { params, signal }) {
       row('Size', `${formatBytes(item.size)}${item.size !== null ? ` (${formatCount(item.size)} bytes)` : ''}`),
       row('Type', item.mime_type ? `${item.mime_type} (${item.kind})` : item.kind),
       row('Dimensions', dimensions(item) || 'unknown'),
+      ...videoRows(item.video),
       row('SHA-256', item.sha256, { mono: true }),
       row('ETag', item.etag, { mono: true }),
       row('Created', formatDate(item.created_at)),
@@ -72,6 +75,7 @@ export async function render(root, { params, signal }) {
 
   // -- the image -------------------------------------------------------------------------------------
   viewer.removeAttribute('aria-busy');
+  if (item.kind === 'video' && item.video) return showVideo(item, viewer, feedback);
   if (item.kind !== 'image') {
     viewer.classList.add('no-image');
     viewer.replaceChildren(fileIcon(extensionOf(item.name) || item.kind),
@@ -108,6 +112,93 @@ export async function render(root, { params, signal }) {
     frame.classList.toggle('actual', !fitted);
   });
   return () => {
+    document.title = 'cargohold';
+  };
+}
+
+function videoRows(video) {
+  if (!video) return [];
+  const rate = video.frame_rate ? `${Number(video.frame_rate.toFixed(3))} fps` : '';
+  const nominal = video.nominal_frame_rate && video.frame_rate
+    && Math.abs(video.nominal_frame_rate - video.frame_rate) > 0.01 ? ` (nominal ${Number(video.nominal_frame_rate.toFixed(3))})` : '';
+  return [
+    row('Duration', videoDuration({ video }), { id: 'video-duration' }),
+    row('Frame rate', rate + nominal),
+    row('Frames', video.frame_count !== null ? `${formatCount(video.frame_count)}${video.frame_count_from === 'counted' ? ' (counted)' : ''}` : ''),
+    row('Codec', [video.codec, video.pixel_format].filter(Boolean).join(', ')),
+    row('Bit rate', video.bit_rate ? `${formatCount(Math.round(video.bit_rate / 1000))} kbit/s` : ''),
+    row('Audio', video.audio_codec || 'none'),
+    row('Rotation', video.rotation ? `${video.rotation}°` : ''),
+  ].flat().filter(Boolean);
+}
+
+// A video: the original played in the page (the browser decodes it, or says it cannot), and its exact frames
+// from the server (the frames route), stepped with the arrow keys.
+function showVideo(item, viewer, feedback) {
+  const video = item.video;
+  const count = video.frame_count || 0;
+  const fps = video.frame_rate || 25;
+  const player = h('video', { id: 'player', controls: '', preload: 'metadata', muted: '', playsinline: '' });
+  const note = h('figcaption', { class: 'muted', id: 'player-note', text: 'The original, played by this browser.' });
+  const frameImage = h('img', { id: 'frame-image', alt: `${item.name}, one frame`, class: 'full fit', hidden: true });
+  const status = h('p', { id: 'frame-status', class: 'frame-status', 'aria-live': 'polite', text: '' });
+  const previous = h('button', { type: 'button', text: '◀ Previous frame' });
+  const next = h('button', { type: 'button', text: 'Next frame ▶' });
+  let current = -1;
+  let asked = 0;
+
+  async function show(n) {
+    if (!count) return;
+    current = Math.max(0, Math.min(count - 1, n));
+    const mine = ++asked;
+    player.pause();
+    status.textContent = `Frame ${formatCount(current)} of ${formatCount(count)} · about ${(current / fps).toFixed(2)} s`;
+    try {
+      const url = await signFrame(item.id, current);
+      if (mine !== asked) return;
+      frameImage.hidden = false;
+      frameImage.dataset.frame = String(current);
+      frameImage.src = url;
+    } catch (exc) {
+      showError(feedback, exc, 'The frame could not be signed');
+    }
+  }
+  previous.addEventListener('click', () => show(current < 0 ? frameAt() : current - 1));
+  next.addEventListener('click', () => show(current < 0 ? frameAt() : current + 1));
+  function frameAt() {
+    return Math.round((player.currentTime || 0) * fps);
+  }
+  function onKey(event) {
+    if (!document.body.contains(viewer)) {
+      document.removeEventListener('keydown', onKey);
+      return;
+    }
+    if (event.target.closest && event.target.closest('input, textarea, select')) return;
+    if (event.key === 'ArrowRight') {
+      event.preventDefault();
+      show(current < 0 ? frameAt() + 1 : current + 1);
+    } else if (event.key === 'ArrowLeft') {
+      event.preventDefault();
+      show(current < 0 ? frameAt() - 1 : current - 1);
+    }
+  }
+  document.addEventListener('keydown', onKey);
+  player.addEventListener('error', () => {
+    note.textContent = `This browser cannot play ${video.codec || 'this video'} in ${item.mime_type || 'this container'}; `
+      + 'step through its exact frames below, or Download the original.';
+  });
+  viewer.replaceChildren(player, note,
+    h('div', { class: 'frame-step' }, previous, next, status), h('div', { class: 'image-frame' }, frameImage));
+  player.muted = true;
+  signPreview(item.id, { w: 1024, h: 1024, fit: 'contain', format: 'webp', q: 80 }).then((url) => {
+    player.poster = url;
+  }, () => {});
+  signContent(item.id).then((url) => {
+    player.src = url;
+  }, (exc) => showError(feedback, exc, 'The video could not be signed'));
+  status.textContent = count ? `${formatCount(count)} frames: ← and → step through them exactly.` : '';
+  return () => {
+    document.removeEventListener('keydown', onKey);
     document.title = 'cargohold';
   };
 }
