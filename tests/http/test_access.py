@@ -33,6 +33,7 @@ from cargohold.web import STATIC
 from ..support.api import assert_error, cli, make_image
 from ..support.api_server import RunningServer
 from ..support.servers import free_port
+from ..support.videos import make_video
 
 CONNECTION_SECRET = "s3-secret-" + secrets.token_hex(12)
 AZURE_KEY = base64.b64encode(b"azure-account-key-" + secrets.token_bytes(16)).decode()
@@ -101,7 +102,7 @@ def documented_operations(server: RunningServer) -> list[tuple[str, str]]:
 
 def concrete(access: Access, path: str) -> str:
     values = {"dataset_id": access.dataset, "item_id": access.image, "path": "access/team.bin",
-              "name": "access-conn", "tier": "previews"}
+              "name": "access-conn", "tier": "previews", "n": "0"}
     filled = re.sub(r"\{(\w+)\}", lambda m: str(values[m[1]]), path)
     assert "{" not in filled, path
     return filled
@@ -247,13 +248,19 @@ def test_every_content_route_sends_nosniff_and_sandbox(access: Access, request: 
         assert client.put("/files/access/hostile.html", content=HOSTILE_HTML,
                           headers={"content-type": "text/html; charset=utf-7"}).status_code == 201
         signed = client.post(f"/items/{html_item}/sign", json={}).json()["url"]
-    values = {"item_id": html_item, "path": "access/hostile.html"}
+        videos = client.post("/datasets", json={"name": "access-videos"}).json()["id"]
+        video_item = client.post(f"/datasets/{videos}/items", files=[
+            ("files", ("access-video.mp4", make_video(10)))]).json()["results"][0]["item"]["id"]
+    values = {"item_id": html_item, "path": "access/hostile.html", "n": "3"}
     tried = 0
     with access.server.client() as client, httpx.Client(timeout=30) as anonymous:
         for route in routes:
-            is_preview = route.endswith("/preview")
-            filled = {**values, "item_id": access.image} if is_preview else values
+            is_frame = "/frames" in route
+            is_preview = route.endswith("/preview") or is_frame  # a picture cargohold made: shown inline
+            filled = {**values, "item_id": video_item if is_frame else access.image} if is_preview else values
             url = re.sub(r"\{(\w+)\}", lambda m, filled=filled: str(filled[m[1]]), route.removeprefix("/api/v1"))
+            if route.endswith("/frames"):
+                url += "?t=0.1"
             whole = access.keep(client.get(url))
             assert whole.status_code == 200, (route, whole.text[:200])
             if is_preview:

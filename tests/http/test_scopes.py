@@ -179,6 +179,9 @@ def cases(world: World, token: Token, method: str, path: str) -> list[Case]:
         ("GET", "/items/{item_id}/preview"): ("/preview?w=32&h=32", 200, {}),
         ("HEAD", "/items/{item_id}/preview"): ("/preview?w=32&h=32", 200, {}),
         ("POST", "/items/{item_id}/sign"): ("/sign", 200, {"json": {}}),
+        # The world's items are images: past the scope check, a frame of one is refused as not a video (422).
+        ("GET", "/items/{item_id}/frames/{n}"): ("/frames/0", 422, {}),
+        ("GET", "/items/{item_id}/frames"): ("/frames?t=0", 422, {}),
     }
     by_file = {("GET", "/files/{path}"): 200, ("HEAD", "/files/{path}"): 200, ("PUT", "/files/{path}"): 201,
                ("DELETE", "/files/{path}"): 204}
