@@ -170,6 +170,9 @@ def test_video_frames(client: Client, tmp_path: Path) -> None:
     assert at.format == "PNG" and at.size == (64, 48) and frame_number(at) == 25
     with pytest.raises(ValueError, match="one of them"):
         client.frame(item, 3, t=1.0)
+    decoded = [frame_number(f.to_image()) for f in client.iter_frames(item, 5, 20, 5)]  # here, from ranges
+    assert decoded == [5, 10, 15]
+    assert len(list(client.iter_frames(item))) == 40
 
 
 def test_team_files(client: Client, tmp_path: Path) -> None:
