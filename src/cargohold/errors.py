@@ -37,6 +37,7 @@
     ├── BackendUnavailable     the storage service did not answer usefully (503)
     │   └── StoreTimeout       ... or not at all, within the time a request may take (504)
     ├── Overloaded             image work waited too long for IMAGE_MEMORY_BUDGET (503, Retry-After)
+    ├── Preparing              a video's playable copy is being made: not an error, progress (202, Retry-After)
     ├── ImageWorkFailed        the process making an image ended without finishing it (500)
     ├── BadGateway             a remote store answered with an error, or could not be reached (502)
     ├── GatewayTimeout         a remote store sent nothing for CACHE_FETCH_TIMEOUT (504)
@@ -283,6 +284,19 @@ class Overloaded(CargoholdError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class Preparing(CargoholdError):
+    """A video's playable copy (``?format=mp4``) is being made: ask again in ``retry_after`` seconds. Sent in the
+    error envelope, with ``progress`` (0 to 1) beside the message, and status 202."""
+
+    code = "preparing"
+    http_status = 202
+
+    def __init__(self, progress: float, retry_after: int = 2) -> None:
+        super().__init__(f"preparing this video for playback: {progress:.0%} done; ask again in {retry_after} s")
+        self.progress = progress
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ImageWorkFailed(CargoholdError):
     """The process of its own that made an image (``media/isolated.py``) ended without an
     outcome: killed (the kernel's OOM killer, an operator) or crashed. Nothing was made or kept."""
@@ -312,4 +326,7 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 def error_json(exc: CargoholdError) -> bytes:
-    return json.dumps(error_body(exc.code, exc.message)).encode()
+    body = error_body(exc.code, exc.message)
+    if isinstance(exc, Preparing):
+        body["error"]["progress"] = round(exc.progress, 3)
+    return json.dumps(body).encode()

@@ -245,6 +245,11 @@ class Settings:
         "its header; more waits, and after 10 s is refused (503, `Retry-After`); one image over it alone is "
         "refused (422).", parse_size,
     )
+    video_conversions: int = setting(
+        "VIDEO_CONVERSIONS", "1",
+        "Videos converted for playback (`?format=mp4`: a remux, or a transcode to H.264/AAC) at once; more wait "
+        "their turn, each answering 202 with its progress.", _count,
+    )
     upload_max_size: int = setting(
         "UPLOAD_MAX_SIZE", "100g", "Largest accepted file; a larger one is refused (413).", parse_size,
     )

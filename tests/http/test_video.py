@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
-from ..support.api import assert_error, create_dataset, upload_results
+from cargohold.media.video import probe_video
+
+from ..support.api import assert_error, create_dataset, make_image, upload_results
 from ..support.api_server import RunningServer
 from ..support.servers import AZURITE_ACCOUNT, AZURITE_KEY, Server
 from ..support.videos import declaring, frame_number, make_video
@@ -221,3 +225,57 @@ def test_a_signed_frame_url_opens_without_a_token(server: RunningServer) -> None
         assert frame_number(Image.open(io.BytesIO(opened.content))) == 17
         assert httpx.get(url.replace("/frames/17?", "/frames/18?")).status_code == 401  # the path is signed
         assert_error(client.post(f"/items/{item}/sign", json={"frame": 1, "format": "jpeg"}), 400)
+
+
+def _until_ready(client: Any, url: str, seen: list[float]) -> httpx.Response:
+    deadline = time.monotonic() + 120
+    while True:
+        answer = client.get(url)
+        if answer.status_code != 202:
+            return answer
+        assert answer.headers["retry-after"].isdigit()
+        body = answer.json()["error"]
+        assert body["code"] == "preparing" and 0 <= body["progress"] <= 1, body
+        seen.append(body["progress"])
+        assert time.monotonic() < deadline, "the conversion did not finish in 2 minutes"
+        time.sleep(0.2)
+
+
+@pytest.mark.reliability(kind="load", cases=20, what="20 concurrent requests for the same unconverted video "
+                         "(?format=mp4): 202 with progress and Retry-After, one conversion, then the file")
+def test_a_video_is_made_playable_once(server: RunningServer, request: pytest.FixtureRequest) -> None:
+    """HEVC in Matroska is transcoded, H.264 in Matroska remuxed: both come back as MP4 with their index first
+    that every browser plays, with every frame; 20 requests at once start one conversion."""
+    with server.client() as client:
+        ds = create_dataset(client, "playback")["id"]
+        [hevc, h264] = upload_results(client, ds, [
+            ("hevc.mkv", make_video(60, container="matroska", codec="libx265", audio=True)),
+            ("h264.mkv", make_video(60, container="matroska"))])
+        before = {t["name"]: t for t in client.get("/cache").json()["tiers"]}["image-converter"]["fills"]
+        url = f"/items/{hevc['item']['id']}/content?format=mp4"
+        with ThreadPoolExecutor(20) as pool:
+            first = list(pool.map(lambda _: client.get(url).status_code, range(20)))
+        assert set(first) <= {202, 200} and 202 in first, first
+        seen: list[float] = []
+        ready = _until_ready(client, url, seen)
+        assert ready.status_code == 200 and ready.headers["content-type"] == "video/mp4", ready.text[:300]
+        fills = {t["name"]: t for t in client.get("/cache").json()["tiers"]}["image-converter"]["fills"]
+        assert fills - before == 1, "one conversion for 20 requests"
+        data = ready.content
+        assert data.find(b"moov") < data.find(b"mdat"), "faststart: the index first"
+        info = probe_video(io.BytesIO(data), "out.mp4", 10**8)
+        assert (info.codec, info.frame_count, info.audio_codec) == ("h264", 60, "aac")
+        part = client.get(url, headers={"Range": "bytes=0-99"})
+        assert part.status_code == 206 and part.content == data[:100]
+        remuxed = _until_ready(client, f"/items/{h264['item']['id']}/content?format=mp4", [])
+        assert remuxed.status_code == 200
+        assert probe_video(io.BytesIO(remuxed.content), "out.mp4", 10**8).frame_count == 60
+        assert_error(client.get(f"/items/{ds and upload_results(client, ds, [('still.png', _png())])[0]['item']['id']}"
+                                f"/content?format=mp4"), 422)
+    request.node.user_properties.append(("reliability_result", (
+        f"20 concurrent ?format=mp4 requests of one HEVC/MKV video: {first.count(202)} x 202 with Retry-After "
+        f"and progress, 1 conversion, then 200 video/mp4 (H.264 + AAC, 60 frames, index first, ranges)")))
+
+
+def _png() -> bytes:
+    return make_image("PNG", (8, 8))

@@ -455,6 +455,19 @@ def test_a_video_plays_in_the_item_view_and_steps_frame_by_frame(page: Page, ser
     shot(page, "item-video")
 
 
+def test_a_video_the_browser_cannot_play_is_prepared_then_plays(page: Page, server: RunningServer,
+                                                                 api: httpx.Client) -> None:
+    dataset = create_dataset(api, "web-hevc")
+    item = upload(api, dataset, "phone.mkv", make_video(75, size=(96, 64), container="matroska", codec="libx265"))
+    sign_in(page, server, route=f"#/items/{item['id']}")
+    note = page.locator("#player-note")
+    expect(note).to_contain_text("Converted for playback", timeout=WAIT)  # after "Preparing for playback: n%"
+    expect(page.locator("#player")).to_have_attribute("src", re.compile(r"format=mp4"))
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1", timeout=WAIT)
+    page.evaluate("document.getElementById('player').play()")
+    page.wait_for_function("() => document.getElementById('player').currentTime > 0.3", timeout=WAIT)
+
+
 # -- links -------------------------------------------------------------------------------------------------
 
 

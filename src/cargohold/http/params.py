@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,9 +27,11 @@ Height = Annotated[int, Query(ge=1, le=MAX_SIDE, description="Height of the box"
 FitParam = Annotated[Fit, Query(
     description="contain: inside the box; cover: fill the box, centre cropped; fill: stretched")]
 Quality = Annotated[int, Query(ge=1, le=100, description="Quality (jpeg, webp)")]
-Conversion = Annotated[ImageFormat | None, Query(
+Conversion = Annotated[ImageFormat | Literal["mp4"] | None, Query(
     description="A full-size version a browser can show (TIFF, 16-bit PNG, CMYK JPEG, BMP...), "
-    "made once and kept in the image-converter tier; the original itself when it already is one.")]
+    "made once and kept in the image-converter tier; the original itself when it already is one. `mp4`: a "
+    "video every browser plays (a remux, or a transcode to H.264/AAC), answered 202 with its progress and "
+    "Retry-After until it is ready.")]
 
 
 class PreviewIn(BaseModel):
@@ -67,10 +69,12 @@ def _preview_spec(pairs: tuple[tuple[str, str], ...]) -> PreviewSpec:
     return PreviewSpec(**values)  # checks bounds and choices, naming the parameter
 
 
-def content_format(query: dict[str, str]) -> ImageFormat | None:
+def content_format(query: dict[str, str]) -> ImageFormat | Literal["mp4"] | None:
     fmt = query.get("format")
+    if fmt == "mp4":
+        return "mp4"  # a video made playable (services/serving/playback.py)
     if fmt is not None and fmt not in FORMATS:
-        raise BadInput(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise BadInput(f"format must be one of {', '.join(FORMATS)} (mp4 for a video), not {fmt!r}")
     return fmt  # checked against FORMATS just above
 
 

@@ -99,7 +99,8 @@ class SignIn(BaseModel):
     model_config = ConfigDict(strict=True)  # `true` is not an expiry, nor an item id (SignManyIn)
     expires_in: int = Field(default=3600, ge=1, le=7 * 86400)
     preview: PreviewIn | None = Field(default=None, description="Sign a preview URL with these parameters")
-    format: ImageFormat | None = Field(default=None, description="Sign a content URL of this conversion")
+    format: ImageFormat | Literal["mp4"] | None = Field(
+        default=None, description="Sign a content URL of this conversion (`mp4`: a video made playable)")
     frame: int | None = Field(default=None, ge=0, description="Sign the URL of this frame of a video (0-based), "
                               "sized by `preview` when given")
 

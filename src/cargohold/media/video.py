@@ -265,3 +265,83 @@ def _save_shown(frame: Any, dest: Path) -> None:
     if rotation:
         image = image.rotate(rotation, expand=True)  # counter-clockwise, as the display matrix says
     image.save(dest, format="PNG", compress_level=1)
+
+
+PLAYABLE_VIDEO = ("h264",)
+PLAYABLE_AUDIO = (None, "aac", "mp3")
+
+
+def to_mp4(source: Path, dest: Path, max_pixels: int, progress: Callable[[float], None]) -> None:
+    """A copy of the video every browser plays, to ``dest``: MP4 with its index first (``faststart``), the streams
+    copied when they are H.264 and AAC (a remux: MKV, MOV, an MP4 with its index at the end), else transcoded to
+    H.264 (libx264, ``veryfast``, CRF 23, yuv420p) and AAC. ``progress(done)``, 0 to 1, as it goes. Blocking."""
+    import av
+
+    with av.open(str(source), "r") as inp:
+        if not inp.streams.video:
+            raise Unprocessable(f"{source.name} holds no video stream")
+        vin = inp.streams.video[0]
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        width, height = vin.codec_context.width or 0, vin.codec_context.height or 0
+        if width * height > max_pixels:
+            raise Unprocessable(f"the video declares {width} x {height} pixels per frame, over IMAGE_MAX_PIXELS")
+        total = float(inp.duration or 0) / 1_000_000 or None
+        remux = vin.codec_context.name in PLAYABLE_VIDEO and (ain.codec_context.name if ain else None) in PLAYABLE_AUDIO
+        with av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            if remux:
+                _remux(inp, out, vin, ain, total, progress)
+            else:
+                _transcode(inp, out, vin, ain, total, progress)
+    progress(1.0)
+
+
+def _remux(inp: Any, out: Any, vin: Any, ain: Any, total: float | None, progress: Callable[[float], None]) -> None:
+    streams = {vin.index: out.add_stream_from_template(vin)}
+    if ain is not None:
+        streams[ain.index] = out.add_stream_from_template(ain)
+    for packet in inp.demux([s for s in (vin, ain) if s is not None]):
+        if not packet.size:  # the demuxer's flush packets; a packet without a dts (Matroska B-frames) is kept
+            continue
+        if total and packet.stream is vin and packet.pts is not None and packet.time_base:
+            progress(min(0.99, float(packet.pts * packet.time_base) / total))
+        packet.stream = streams[packet.stream.index]
+        out.mux(packet)
+
+
+def _transcode(inp: Any, out: Any, vin: Any, ain: Any, total: float | None,
+               progress: Callable[[float], None]) -> None:
+    import av
+
+    vout = out.add_stream("libx264", rate=vin.average_rate or vin.guessed_rate or 25)
+    vout.width, vout.height = (vin.codec_context.width // 2) * 2, (vin.codec_context.height // 2) * 2
+    vout.pix_fmt = "yuv420p"
+    vout.options = {"preset": "veryfast", "crf": "23"}
+    aout = resampler = None
+    if ain is not None:
+        aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+        aout.layout = "stereo" if (ain.codec_context.channels or 2) > 1 else "mono"
+        resampler = av.AudioResampler(format="fltp", layout=aout.layout, rate=aout.codec_context.sample_rate)
+    rotated = False
+    for packet in inp.demux([s for s in (vin, ain) if s is not None]):
+        for frame in packet.decode():
+            if packet.stream is vin:
+                if not rotated:
+                    rotated = True
+                    turn = round(float(getattr(frame, "rotation", 0) or 0)) % 360
+                    if turn:
+                        vout.set_display_rotation(turn)
+                if frame.width != vout.width or frame.height != vout.height or frame.format.name != "yuv420p":
+                    frame = frame.reformat(width=vout.width, height=vout.height, format="yuv420p")
+                for encoded in vout.encode(frame):
+                    out.mux(encoded)
+                if total and frame.time is not None:
+                    progress(min(0.99, frame.time / total))
+            elif aout is not None and resampler is not None:
+                for sound in resampler.resample(frame):
+                    for encoded in aout.encode(sound):
+                        out.mux(encoded)
+    for encoded in vout.encode():
+        out.mux(encoded)
+    if aout is not None:
+        for encoded in aout.encode():
+            out.mux(encoded)

@@ -360,7 +360,10 @@ class Client:
         content: the file is never downloaded whole, and one GOP is in memory at a time. Frames are counted as
         ``frame()`` counts them, from the first; reaching ``start`` decodes the frames before it (seeking by
         time is not exact for every video), so a late ``start`` costs the reads up to it."""
-        import av  # the server's dependency too; loaded only here
+        try:
+            import av  # the SDK's one optional dependency (the server's too): loaded only here
+        except ImportError:
+            raise RuntimeError("iter_frames decodes with PyAV: `pip install av`") from None
 
         if start < 0 or step < 1 or (stop is not None and stop < start):
             raise ValueError("start >= 0, step >= 1 and stop >= start (or None)")

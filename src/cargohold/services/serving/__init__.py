@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 from ...cache import Fill
 from ...errors import NotFound, Unprocessable
@@ -44,7 +45,7 @@ from ...media.video import frame_times, write_frame, write_still
 from ...storage import ByteRange
 from ..context import Context
 from ..memo import ItemView
-from . import budget
+from . import budget, playback
 from .bodies import Body, Representation, cached, in_memory, local_copy, open_original
 from .fallback import MEMORY_LIMIT, made_without_cache, write_image
 from .originals import Original, item_view, original
@@ -58,9 +59,13 @@ def _etag(text: str) -> str:
     return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
 
 
-async def content(ctx: Context, item_id: int, format: ImageFormat | None = None) -> Representation:
+async def content(ctx: Context, item_id: int, format: ImageFormat | Literal["mp4"] | None = None) -> Representation:
     item = await item_view(ctx, item_id)
     source = await original(ctx, item)
+    if format == "mp4":
+        if item.kind != "video":
+            raise Unprocessable(f"format=mp4 makes a video playable; {item.name!r} is {item.mime_type}")
+        return await playback.playable(ctx, item, source, _etag(f"{source.cache_key}/mp4"), _stem(item.name))
     if format is not None:
         converted = await _converted(ctx, item, source, format)
         if converted is not None:

@@ -183,10 +183,42 @@ function showVideo(item, viewer, feedback) {
     }
   }
   document.addEventListener('keydown', onKey);
+  let converted = false;
   player.addEventListener('error', () => {
-    note.textContent = `This browser cannot play ${video.codec || 'this video'} in ${item.mime_type || 'this container'}; `
-      + 'step through its exact frames below, or Download the original.';
+    if (converted) {
+      note.textContent = 'Even the converted copy does not play here: step through the exact frames below.';
+      return;
+    }
+    converted = true;
+    prepare();
   });
+  // What the browser cannot play is converted by the server (?format=mp4: H.264/AAC), which answers 202 with its
+  // progress until the copy is ready.
+  async function prepare() {
+    note.textContent = `This browser cannot play ${video.codec || 'this video'} in ${item.mime_type || 'this container'}: `
+      + 'preparing for playback…';
+    try {
+      const url = await signContent(item.id, 'mp4');
+      for (;;) {
+        const answer = await fetch(url, { headers: { Range: 'bytes=0-0' } });
+        if (answer.status === 202) {
+          const body = await answer.json();
+          note.textContent = `Preparing for playback: ${Math.round(((body.error && body.error.progress) || 0) * 100)}%`;
+          const wait = Number(answer.headers.get('Retry-After')) || 1;
+          await new Promise((resolve) => { setTimeout(resolve, Math.min(wait, 2) * 1000); });
+          if (!document.body.contains(viewer)) return;
+          continue;
+        }
+        if (!answer.ok) throw new Error(`the server answered ${answer.status}`);
+        note.textContent = 'Converted for playback (H.264): Download gives the original.';
+        player.src = url;
+        return;
+      }
+    } catch (exc) {
+      note.textContent = 'This video could not be prepared for playback: step through its exact frames below.';
+      showError(feedback, exc, 'The video could not be converted');
+    }
+  }
   viewer.replaceChildren(player, note,
     h('div', { class: 'frame-step' }, previous, next, status), h('div', { class: 'image-frame' }, frameImage));
   player.muted = true;
