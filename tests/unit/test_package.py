@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 SDK = Path(__file__).resolve().parents[2] / "src" / "cargohold" / "sdk"
-ALLOWED = ("cargohold", "cargohold.errors", "cargohold.units")  # the version, the exceptions, size formats
+ALLOWED = ("cargohold", "cargohold.errors", "cargohold.units", "cargohold.ranged")  # the version, the exceptions,
+# size formats, a file over ranged reads
 OPTIONAL = ("av",)
 """Imported inside the one method that needs it (``Client.iter_frames`` decodes with PyAV), never at import."""
 

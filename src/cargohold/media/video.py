@@ -11,7 +11,6 @@ counted once, from its packets (no decoding), and the count is marked ``counted`
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Unprocessable
+from ..ranged import RangedFile
 
 MAX_COUNTED_PACKETS = 10_000_000
 """Packets counted at most for a container that gives no frame count (about 46 h at 60 fps)."""
@@ -137,46 +137,16 @@ async def probe_ranged(fetch: Callable[[int, int], Awaitable[bytes]], size: int,
     return await asyncio.to_thread(probe_video, reader, name, max_pixels), reader.fetched
 
 
-class RangeReader(io.RawIOBase):
-    """A seekable, read-only file over ranged reads, for PyAV in a worker thread: ``fetch(start, end)`` is a
-    coroutine run on ``loop`` (the store's, e.g. ``store.get`` with a ``ByteRange``). Keeps one block, and counts
-    the bytes fetched (``fetched``), so that a test or a metric sees what a probe cost."""
+class RangeReader(RangedFile):
+    """A ``RangedFile`` for PyAV in a worker thread: ``fetch(start, end)`` is a coroutine run on ``loop`` (the
+    store's, e.g. ``store.get`` with a ``ByteRange``), waited for by the thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fetch: Callable[[int, int], Any], size: int) -> None:
-        self._loop, self._fetch, self._size = loop, fetch, size
-        self._pos = 0
-        self._block_start, self._block = 0, b""
-        self.fetched = 0
+    def __init__(self, loop: asyncio.AbstractEventLoop, fetch: Callable[[int, int], Awaitable[bytes]],
+                 size: int) -> None:
+        def blocking(start: int, end: int) -> bytes:
+            return asyncio.run_coroutine_threadsafe(fetch(start, end), loop).result()  # type: ignore[arg-type]
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        want = min(len(buffer), self._size - self._pos)
-        if want <= 0:
-            return 0
-        inside = self._block_start <= self._pos < self._block_start + len(self._block)
-        if not inside:
-            end = min(self._size, self._pos + max(want, READ_AHEAD))
-            data = asyncio.run_coroutine_threadsafe(self._fetch(self._pos, end), self._loop).result()
-            self.fetched += len(data)
-            self._block_start, self._block = self._pos, data
-        at = self._pos - self._block_start
-        piece = self._block[at:at + want]
-        buffer[:len(piece)] = piece
-        self._pos += len(piece)
-        return len(piece)
+        super().__init__(blocking, size, READ_AHEAD)
 
 
 POSTER_AT = 0.1

@@ -39,6 +39,7 @@ from ..errors import (
     Unprocessable,
     Unsupported,
 )
+from ..ranged import RangedFile
 
 Json = dict[str, Any]
 Progress = Callable[[int], None]
@@ -371,7 +372,12 @@ class Client:
         size = self.item(item_id)["size"]
         if not size:
             raise ValueError(f"item {item_id} has no known size: it cannot be read by ranges")
-        with av.open(_RangedContent(self, item_id, int(size)), "r") as container:
+        path = f"/items/{item_id}/content"
+
+        def fetch(start: int, end: int) -> bytes:
+            return self._request("GET", path, headers={"Range": f"bytes={start}-{end - 1}"}).content
+
+        with av.open(RangedFile(fetch, int(size), 1024 * 1024), "r") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for n, frame in enumerate(container.decode(stream)):
@@ -535,41 +541,3 @@ class Client:
 
 def _item_id(item: ItemRef) -> int:
     return item if isinstance(item, int) else int(item["id"])
-
-
-class _RangedContent(io.RawIOBase):
-    """An item's content as a seekable file, read by ``Range`` requests of at least ``BLOCK`` bytes (for PyAV)."""
-
-    BLOCK = 1024 * 1024
-
-    def __init__(self, client: Client, item_id: int, size: int) -> None:
-        self._client, self._path, self._size = client, f"/items/{item_id}/content", size
-        self._pos, self._start, self._block = 0, 0, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        want = min(len(buffer), self._size - self._pos)
-        if want <= 0:
-            return 0
-        if not self._start <= self._pos < self._start + len(self._block):
-            end = min(self._size, self._pos + max(want, self.BLOCK)) - 1
-            answer = self._client._request("GET", self._path, headers={"Range": f"bytes={self._pos}-{end}"})
-            self._start, self._block = self._pos, answer.content
-        at = self._pos - self._start
-        piece = self._block[at:at + want]
-        buffer[:len(piece)] = piece
-        self._pos += len(piece)
-        return len(piece)

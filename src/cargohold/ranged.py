@@ -1,0 +1,50 @@
+"""A seekable, read-only file over ranged reads, for PyAV (FFmpeg reads a container by small reads and seeks).
+
+Standard library only: the SDK uses it (``Client.iter_frames``, over HTTP ``Range`` requests) as the server does
+(``media/video.py``, over a store's ranged reads).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+
+class RangedFile(io.RawIOBase):
+    """``fetch(start, end)`` returns the bytes ``[start, end)``; each read fetches at least ``block`` bytes and the
+    last block is kept. ``fetched`` counts the bytes fetched, so that a test or a metric sees what reading cost."""
+
+    def __init__(self, fetch: Callable[[int, int], bytes], size: int, block: int) -> None:
+        self._fetch, self._size, self._block_size = fetch, size, block
+        self._pos = 0
+        self._start, self._block = 0, b""
+        self.fetched = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        if not self._start <= self._pos < self._start + len(self._block):
+            data = self._fetch(self._pos, min(self._size, self._pos + max(want, self._block_size)))
+            self.fetched += len(data)
+            self._start, self._block = self._pos, data
+        at = self._pos - self._start
+        piece = self._block[at:at + want]
+        buffer[:len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
