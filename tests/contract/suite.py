@@ -392,6 +392,10 @@ class StoreContract:
             await in_place.write_at("ip/parts", 5000, chunks(b"late"), 4)
         with pytest.raises(SharedFile):
             await in_place.write_at("ip/object", 0, chunks(b"late"), 4)
+        with pytest.raises(SharedFile):  # linked already: never cut to another size (that object may be in use)
+            await in_place.link("ip/parts", "ip/shorter", 3000)
+        await in_place.link("ip/parts", "ip/again", 5000)  # the same size again: a retried completion
+        assert await read(store, "ip/again") == one + two
         await store.delete("ip/parts")
         assert await read(store, "ip/object") == one + two
         assert (await store.head("ip/object")).size == 5000

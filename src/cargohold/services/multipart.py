@@ -260,14 +260,19 @@ async def complete(ctx: Context, row: S3Upload, asked: list[Asked], whole: str |
     if linked:
         _sealed.add(row.id)  # with no await since the check: no part is being written in place now
     try:
+        blob = None
         if in_place is not None and linked:
             # The parts lie in order in one file: read back once (from the page cache) to hash, then linked as
             # the object. Not a byte is written again (bench/s3.py: rewriting 1 GiB was half of a PutObject).
             total = sum(p.size for p in chosen)
             download = await store.get(data_key(row.id), ByteRange(0, total))
-            blob = await adopt_blob(in_place, store, row.key, data_key(row.id), download.chunks,
-                                    settings.upload_max_size, settings.image_max_pixels, hasher)
-        else:
+            try:
+                blob = await adopt_blob(in_place, store, row.key, data_key(row.id), download.chunks,
+                                        settings.upload_max_size, settings.image_max_pixels, hasher)
+            except SharedFile:  # linked before by a completion cut short, with other parts: copy instead
+                full = checksums.CHECKSUMS[algorithm]() if algorithm and full is not None else None
+                hasher = Hasher(md5=False, also=(full,) if full is not None else ())
+        if blob is None:
             blob = await store_blob(store, row.key, joined(), settings.upload_max_size, settings.image_max_pixels,
                                     hasher)
         return await _made(ctx, row, chosen, blob, whole, full, expected)

@@ -219,7 +219,8 @@ class InPlaceWrites(Protocol):
 
     async def link(self, src: str, dst: str, size: int) -> None:
         """``dst`` becomes a second name of ``src``, first cut to ``size`` bytes: from then on ``write_at`` of
-        either refuses."""
+        either refuses. ``SharedFile`` when ``src`` has another name already and is not ``size`` bytes (it is
+        never cut then: that name may be an object a row uses)."""
 
 
 def page_after(entries: FolderEntries, cursor: str | None, page_size: int) -> FolderPage:

@@ -178,7 +178,12 @@ class LocalStore:
         await asyncio.to_thread(self._link, self._existing(src), self._path(dst), dst, size)
 
     def _link(self, source: Path, target: Path, key: str, size: int) -> None:
-        os.truncate(source, size)
+        st = os.stat(source)
+        if st.st_nlink > 1 and st.st_size != size:
+            # An object already (a completion cut short after its link): never cut, another row may name it.
+            raise SharedFile(f"{source.name} is an object of {st.st_size:,} bytes already")
+        if st.st_size != size:
+            os.truncate(source, size)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, target)
