@@ -64,6 +64,8 @@ class CargoholdError(Exception):
         self.message = message
         self.headers: dict[str, str] = {}
         """HTTP headers every answer of this error carries (``Retry-After``...), whichever door sends it."""
+        self.fields: dict[str, Any] = {}
+        """More of the envelope beside ``code`` and ``message`` (a conversion's ``progress``)."""
 
 
 class ConfigError(CargoholdError):
@@ -295,6 +297,7 @@ class Preparing(CargoholdError):
         super().__init__(f"preparing this video for playback: {progress:.0%} done; ask again in {retry_after} s")
         self.progress = progress
         self.headers = {"Retry-After": str(retry_after)}
+        self.fields = {"progress": round(progress, 3)}
 
 
 class ImageWorkFailed(CargoholdError):
@@ -327,6 +330,5 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 def error_json(exc: CargoholdError) -> bytes:
     body = error_body(exc.code, exc.message)
-    if isinstance(exc, Preparing):
-        body["error"]["progress"] = round(exc.progress, 3)
+    body["error"].update(exc.fields)
     return json.dumps(body).encode()

@@ -40,7 +40,7 @@ async def _cargohold_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CargoholdError)
     if exc.http_status >= 500:
         log.warning("%s %r: %s: %s", request.method, request.url.path, type(exc).__name__, exc.message)
-    return error_response(exc.http_status, exc.code, exc.message, exc.headers)
+    return error_response(exc.http_status, exc.code, exc.message, exc.headers, exc.fields)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

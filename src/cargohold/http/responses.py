@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from starlette.responses import JSONResponse, Response
@@ -231,11 +232,15 @@ async def send_error(send: Send, exc: CargoholdError, extra: Headers | None = No
     await send({"type": "http.response.body", "body": payload})
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """An error answer for the FastAPI side (exception handlers, the auth middleware)."""
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   fields: dict[str, Any] | None = None) -> JSONResponse:
+    """An error answer for the FastAPI side (exception handlers, the auth middleware); ``fields``: more of the
+    envelope (``CargoholdError.fields``)."""
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+    body = error_body(code, message)
+    body["error"].update(fields or {})
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class RepresentationResponse(Response):

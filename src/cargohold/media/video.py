@@ -154,37 +154,14 @@ POSTER_AT = 0.1
 
 
 def write_still(source: Path, dest: Path, max_pixels: int, at: float = POSTER_AT) -> None:
-    """The frame shown at ``at`` of the video's duration (the last one whose time has come), as shown (its
-    rotation applied), written to ``dest`` as a PNG for the image preview path to size and encode. Seeks to the
-    keyframe before that time and decodes forward from there: one GOP, not the video. Blocking."""
-    import av
-
-    with av.open(str(source), "r") as container:
-        if not container.streams.video:
-            raise Unprocessable(f"{source.name} holds no video stream")
-        stream = container.streams.video[0]
-        context = stream.codec_context
-        if (context.width or 0) * (context.height or 0) > max_pixels:
-            raise Unprocessable(f"the video declares {context.width} x {context.height} pixels per frame, over "
-                                f"IMAGE_MAX_PIXELS ({max_pixels:,}); it was not decoded")
+    """The frame shown at ``at`` of the video's duration, as shown (rotation applied), to ``dest`` as a PNG for
+    the image preview path to size and encode (a poster). Blocking."""
+    def when(container: Any, stream: Any) -> int:
         duration = container.duration / 1_000_000 if container.duration else 0.0
-        target = max(0.0, duration * at)
-        if target > 0 and stream.time_base:
-            container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
-        chosen = None
-        try:
-            # The frame shown at ``target``: the last one whose time has come (a microsecond of slack: the
-            # duration's tenth and a frame's time are both floats).
-            for frame in container.decode(stream):
-                if chosen is not None and frame.time is not None and frame.time > target + 1e-6:
-                    break
-                chosen = frame
-        except (av.error.FFmpegError, ValueError) as exc:
-            if chosen is None:
-                raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
-        if chosen is None:
-            raise Unprocessable("the video holds no frame to make a poster of")
-        _save_shown(chosen, dest)
+        # A microsecond of slack: the duration's tenth and a frame's time are both floats.
+        return int((duration * at + 1e-6) / stream.time_base) if duration and stream.time_base else 0
+
+    _write_shown(source, dest, max_pixels, when)
 
 
 def frame_times(source: Path) -> tuple[list[int], Fraction]:
@@ -204,28 +181,37 @@ def frame_times(source: Path) -> tuple[list[int], Fraction]:
 
 def write_frame(source: Path, dest: Path, pts: int, max_pixels: int) -> None:
     """The frame presented at ``pts`` (one of ``frame_times``), as shown (rotation applied), to ``dest`` as a
-    PNG: seek to the keyframe at or before it, decode forward to it. Blocking."""
+    PNG. Blocking."""
+    _write_shown(source, dest, max_pixels, lambda container, stream: pts)
+
+
+def _write_shown(source: Path, dest: Path, max_pixels: int, when: Callable[[Any, Any], int]) -> None:
+    """The frame shown at ``when(container, stream)`` (a time in the stream's time base): the last one whose
+    time has come. Seeks to the keyframe at or before it and decodes forward: one GOP, not the video."""
     import av
 
     with av.open(str(source), "r") as container:
+        if not container.streams.video:
+            raise Unprocessable(f"{source.name} holds no video stream")
         stream = container.streams.video[0]
         context = stream.codec_context
         if (context.width or 0) * (context.height or 0) > max_pixels:
             raise Unprocessable(f"the video declares {context.width} x {context.height} pixels per frame, over "
                                 f"IMAGE_MAX_PIXELS ({max_pixels:,}); it was not decoded")
-        container.seek(pts, stream=stream, backward=True, any_frame=False)
+        pts = when(container, stream)
+        if pts > 0:
+            container.seek(pts, stream=stream, backward=True, any_frame=False)
         chosen = None
         try:
             for frame in container.decode(stream):
-                if frame.pts is not None and frame.pts > pts:
+                if chosen is not None and frame.pts is not None and frame.pts > pts:
                     break
                 chosen = frame
-                if frame.pts == pts:
-                    break
         except (av.error.FFmpegError, ValueError) as exc:
-            raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
+            if chosen is None:
+                raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
         if chosen is None:
-            raise Unprocessable("no frame decodes at that time")
+            raise Unprocessable("the video holds no frame there")
         _save_shown(chosen, dest)
 
 
