@@ -11,15 +11,39 @@ from collections.abc import Callable
 from typing import Any
 
 
+class KeptBlocks:
+    """Blocks fetched by one ``RangedFile`` while it was ``keeping``, for the next one over the same bytes: a
+    video's index, which FFmpeg reads again at every open, is fetched once. At most ``limit`` bytes are kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.size = limit, 0
+        self._blocks: dict[int, bytes] = {}
+
+    def find(self, pos: int) -> tuple[int, bytes] | None:
+        for start, data in self._blocks.items():
+            if start <= pos < start + len(data):
+                return start, data
+        return None
+
+    def keep(self, start: int, data: bytes) -> None:
+        if self.size + len(data) <= self.limit:
+            self._blocks[start] = data
+            self.size += len(data)
+
+
 class RangedFile(io.RawIOBase):
     """``fetch(start, end)`` returns the bytes ``[start, end)``; each read fetches at least ``block`` bytes and the
-    last block is kept. ``fetched`` counts the bytes fetched, so that a test or a metric sees what reading cost."""
+    last block is kept. ``fetched`` counts the bytes fetched, so that a test or a metric sees what reading cost.
+    With ``kept``, blocks found there are not fetched, and what is fetched while ``keeping`` is added to it."""
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int, block: int) -> None:
+    def __init__(self, fetch: Callable[[int, int], bytes], size: int, block: int,
+                 kept: KeptBlocks | None = None) -> None:
         self._fetch, self._size, self._block_size = fetch, size, block
         self._pos = 0
         self._start, self._block = 0, b""
         self.fetched = 0
+        self.kept = kept
+        self.keeping = kept is not None
 
     def readable(self) -> bool:
         return True
@@ -40,9 +64,15 @@ class RangedFile(io.RawIOBase):
         if want <= 0:
             return 0
         if not self._start <= self._pos < self._start + len(self._block):
-            data = self._fetch(self._pos, min(self._size, self._pos + max(want, self._block_size)))
-            self.fetched += len(data)
-            self._start, self._block = self._pos, data
+            found = self.kept.find(self._pos) if self.kept is not None else None
+            if found is not None:
+                self._start, self._block = found
+            else:
+                data = self._fetch(self._pos, min(self._size, self._pos + max(want, self._block_size)))
+                self.fetched += len(data)
+                self._start, self._block = self._pos, data
+                if self.keeping and self.kept is not None:
+                    self.kept.keep(self._pos, data)
         at = self._pos - self._start
         piece = self._block[at:at + want]
         buffer[:len(piece)] = piece

@@ -13,18 +13,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import av
 import boto3
 import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
-from cargohold.media.video import probe_video
+from cargohold.media.video import READ_AHEAD, probe_video
 
 from ..support.api import assert_error, create_dataset, make_image, upload_results
 from ..support.api_server import RunningServer
 from ..support.servers import AZURITE_ACCOUNT, AZURITE_KEY, Server
-from ..support.videos import declaring, frame_number, make_video
+from ..support.videos import declaring, frame_number, make_video, write_large_video
 
 S3_SECRET = "video-secret-7d1e"
 
@@ -77,29 +78,45 @@ def test_unreadable_videos_are_refused_and_leave_nothing(server: RunningServer,
         "no item, no staging copy")))
 
 
-def padded(data: bytes, size: int = 64 * 1024 * 1024) -> bytes:
-    """The MP4 with ``size`` bytes of a ``free`` box between its frames and its ``moov`` index, at the end."""
-    at = data.rfind(b"moov") - 4
-    return data[:at] + size.to_bytes(4, "big") + b"free" + bytes(size - 8) + data[at:]
+def _video_read(metrics: str, provider: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(f'cargohold_video_read_bytes_total{{provider="{provider}"}}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
-def test_linked_videos_are_probed_in_place(moto_server: Server, azurite_server: Server,
-                                           tmp_path: Path) -> None:
-    """A 64 MiB MP4 with its index at the end, linked from S3 (moto), Azure (Azurite) and a server folder:
-    each item says what the video is, from ranged reads (media/video.py), and the linked files are unchanged."""
-    video = padded(make_video(40, rotation=90))
-    digest = hashlib.sha256(video).hexdigest()
+def _gop_bytes(path: Path, first: int, frames: int = 10) -> int:
+    with av.open(str(path)) as container:
+        entries = container.streams.video[0].index_entries
+        return sum(entries[n].size for n in range(first, first + frames))
+
+
+def test_linked_videos_are_read_by_their_index_and_one_gop(moto_server: Server, azurite_server: Server,
+                                                          tmp_path: Path) -> None:
+    """A 200 MB MP4 (9 MB a GOP), its index at the end, linked from S3 (moto), Azure (Azurite) and a server folder:
+    the probe, the poster and frame 123 each read what they need by ranges, counted by the server
+    (``cargohold_video_read_bytes``): the probe under 1% of the file, the poster and the frame under one GOP's
+    bytes plus the index; nothing lands in the storage tier, and the linked files are unchanged."""
+    path = tmp_path / "a.mp4"
+    write_large_video(path, 240)
+    size = path.stat().st_size
+    assert size > 200_000_000
+    data = path.read_bytes()
+    index = size - (data.rfind(b"moov") - 4)
+    digest = hashlib.sha256(data).hexdigest()
     s3 = boto3.client("s3", endpoint_url=moto_server.url, aws_access_key_id="AKIAVIDEO",
                       aws_secret_access_key=S3_SECRET, region_name="us-east-1")
     s3.create_bucket(Bucket="videos-s3")
-    s3.put_object(Bucket="videos-s3", Key="cam/a.mp4", Body=video)
+    s3.upload_file(str(path), "videos-s3", "cam/a.mp4")
     azure = BlobServiceClient(f"{azurite_server.url}/{AZURITE_ACCOUNT}",
                               credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
     azure.create_container("videos-az")
-    azure.get_container_client("videos-az").upload_blob("cam/a.mp4", video)
+    with path.open("rb") as body:
+        azure.get_container_client("videos-az").upload_blob("cam/a.mp4", body, max_concurrency=2)
+    del data
     folder = tmp_path / "nas"
     (folder / "cam").mkdir(parents=True)
-    (folder / "cam" / "a.mp4").write_bytes(video)
+    path.rename(folder / "cam" / "a.mp4")
     home = tmp_path / "home"
     home.mkdir()
     (home / "remote_links.yml").write_text(f"""
@@ -121,31 +138,57 @@ vid-folder:
   path: {folder}
   storage_id: vidnas
 """)
+    poster_gop = _gop_bytes(folder / "cam" / "a.mp4", 20)  # the poster: frame 24, a tenth of 240
+    middle_gop = _gop_bytes(folder / "cam" / "a.mp4", 120)
+    read: dict[str, dict[str, float]] = {}
     server = RunningServer(home, {}).start()
     try:
         with server.client() as client:
             ds = create_dataset(client, "linked-videos")["id"]
-            report = client.post(f"/datasets/{ds}/links", json={"links": [
-                "s3://videos-s3/cam/a.mp4", "azure://videos-az/cam/a.mp4", "fs://vidnas/cam/a.mp4"]}).json()
-            assert report["added"] + report["renamed"] == 3 and report["refused"] == [], report  # one name, thrice
-            items = client.get(f"/datasets/{ds}/items").json()["items"]
-            for item in items:  # the poster: frame 4 of 40, rotated as shown
-                poster = client.get(f"/items/{item['id']}/preview", params={"w": 256, "format": "png"})
-                assert poster.status_code == 200, poster.text
-                image = Image.open(io.BytesIO(poster.content))
-                assert image.size == (48, 64) and frame_number(image) == 4
+            for uri, provider in (("s3://videos-s3/cam/a.mp4", "minio"), ("azure://videos-az/cam/a.mp4", "azure"),
+                                  ("fs://vidnas/cam/a.mp4", "fs")):
+                before = _video_read(client.get(server.url + "/metrics").text, provider)
+                report = client.post(f"/datasets/{ds}/links", json={"links": [uri]}).json()
+                assert report["added"] + report["renamed"] == 1 and report["refused"] == [], report
+                probed = _video_read(client.get(server.url + "/metrics").text, provider)
+                item = next(i for i in client.get(f"/datasets/{ds}/items").json()["items"] if i["uri"] == uri)
+                assert (item["kind"], item["source"], item["size"], item["width"], item["height"]) == \
+                    ("video", "link", size, 1280, 720), item
+                assert item["video"]["frame_count"] == 240 and item["video"]["codec"] == "h264", item
+                for what, expected in (("preview", 24), ("frames/123", 123)):
+                    answer = client.get(f"/items/{item['id']}/{what}", params={"w": 256, "format": "png"})
+                    assert answer.status_code == 200, answer.text
+                    shown = Image.open(io.BytesIO(answer.content))
+                    assert frame_number(shown.crop((0, 0, 100, shown.height))) == expected, (uri, what)
+                    read.setdefault(provider, {})[what] = _video_read(client.get(server.url + "/metrics").text,
+                                                                      provider)
+                read[provider]["probe"] = probed - before
+                read[provider]["frames/123"] -= read[provider]["preview"]
+                read[provider]["preview"] -= probed
+            metrics = client.get(server.url + "/metrics").text
+            assert 'cargohold_cache_entries{tier="storage"} 0.0' in metrics
     finally:
         server.stop()
-    assert [i["uri"] for i in items] == ["s3://videos-s3/cam/a.mp4", "azure://videos-az/cam/a.mp4",
-                                         "fs://vidnas/cam/a.mp4"]
-    for item in items:
-        assert (item["kind"], item["source"], item["size"], item["width"], item["height"]) == \
-            ("video", "link", len(video), 48, 64), item
-        assert item["video"]["frame_count"] == 40 and item["video"]["rotation"] == 90, item
+    print(f"\n{size:,}-byte linked MP4, bytes read by ranges: {read} (poster GOP {poster_gop:,}, frame 123's GOP "
+          f"{middle_gop:,}, index {index:,})")
+    for provider in ("minio", "azure", "fs"):
+        assert 0 < read[provider]["probe"] < size / 100, read
+    for provider in ("minio", "azure"):
+        assert 0 < read[provider]["preview"] < poster_gop + index + READ_AHEAD * 4, read  # a GOP's start
+        assert 0 < read[provider]["frames/123"] <= middle_gop + READ_AHEAD, read  # the index is kept
+    assert read["fs"]["preview"] == read["fs"]["frames/123"] == 0, read  # the folder's file, opened in place
     assert hashlib.sha256(s3.get_object(Bucket="videos-s3", Key="cam/a.mp4")["Body"].read()).hexdigest() == digest
-    blob = azure.get_container_client("videos-az").download_blob("cam/a.mp4").readall()
+    blob = azure.get_container_client("videos-az").download_blob("cam/a.mp4", max_concurrency=2).readall()
     assert hashlib.sha256(blob).hexdigest() == digest
-    assert hashlib.sha256((folder / "cam" / "a.mp4").read_bytes()).hexdigest() == digest
+    assert _sha256_file(folder / "cam" / "a.mp4") == digest
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def test_a_video_preview_is_its_poster(server: RunningServer) -> None:
@@ -178,10 +221,14 @@ def _frame(client: Any, item_id: int, path: str, **params: Any) -> Image.Image:
 
 
 @pytest.mark.parametrize(("name", "kwargs"), [
+    # Read by GOP (the index lists every frame: media/video.Gops):
     ("bframes.mp4", {}),  # H.264, B-frames, a keyframe every 10, its index at the end
-    ("variable.mkv", {"container": "matroska", "variable": True}),  # 1, 2 or 3 ticks between frames
-    ("hevc.mkv", {"container": "matroska", "codec": "libx265"}),
+    ("variable.mp4", {"variable": True}),  # 1, 2 or 3 ticks between frames
+    ("hevc.mov", {"container": "mov", "codec": "libx265"}),
     ("mpeg4.avi", {"container": "avi", "codec": "mpeg4", "bframes": False}),
+    # Read from the frames' times (Matroska's cues name keyframes only):
+    ("variable.mkv", {"container": "matroska", "variable": True}),
+    ("hevc.mkv", {"container": "matroska", "codec": "libx265"}),
 ])
 def test_frames_are_exact(server: RunningServer, name: str, kwargs: dict[str, Any]) -> None:
     """Each frame carries its number in its pixels: ``/frames/{n}`` must answer that very frame, first, last,

@@ -4,7 +4,9 @@ test can tell which frame it got back."""
 from __future__ import annotations
 
 import io
+import os
 from fractions import Fraction
+from pathlib import Path
 
 import av
 from PIL import Image
@@ -74,3 +76,26 @@ def declaring(width: int, height: int) -> bytes:
     patched = real.replace(small, width.to_bytes(4, "little") + height.to_bytes(4, "little"))
     assert patched != real, "no width/height pair found in the AVI headers"
     return patched
+
+
+def write_large_video(path: Path, frames: int, *, size: tuple[int, int] = (1280, 720), rotation: int = 0) -> None:
+    """An H.264 MP4 of ``frames`` frames of about 0.9 MB each (lossless, the right half noise: about 9 MB a GOP
+    of 10), its ``moov`` index at the end; the left half is ``frame_image(n)``, so ``frame_number`` of a crop of
+    the left half tells the frame."""
+    with av.open(str(path), "w", format="mp4") as box:
+        stream = box.add_stream("libx264", rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"g": "10", "bf": "2", "preset": "ultrafast", "qp": "0"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        half = (size[0] // 2, size[1])
+        for n in range(frames):
+            image = frame_image(n, size)
+            image.paste(Image.frombytes("RGB", half, os.urandom(half[0] * half[1] * 3)), (half[0], 0))
+            frame = av.VideoFrame.from_image(image)
+            frame.pts = n
+            for packet in stream.encode(frame):
+                box.mux(packet)
+        for packet in stream.encode():
+            box.mux(packet)

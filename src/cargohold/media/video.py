@@ -11,6 +11,8 @@ counted once, from its packets (no decoding), and the count is marked ``counted`
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Unprocessable
-from ..ranged import RangedFile
+from ..ranged import KeptBlocks, RangedFile
 
 MAX_COUNTED_PACKETS = 10_000_000
 """Packets counted at most for a container that gives no frame count (about 46 h at 60 fps)."""
@@ -139,21 +141,22 @@ async def probe_ranged(fetch: Callable[[int, int], Awaitable[bytes]], size: int,
 
 class RangeReader(RangedFile):
     """A ``RangedFile`` for PyAV in a worker thread: ``fetch(start, end)`` is a coroutine run on ``loop`` (the
-    store's, e.g. ``store.get`` with a ``ByteRange``), waited for by the thread."""
+    store's, e.g. ``store.get`` with a ``ByteRange``), waited for by the thread. With ``kept``, what opening the
+    container reads (its index) is kept there for the next reader of the same video."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fetch: Callable[[int, int], Awaitable[bytes]],
-                 size: int) -> None:
+                 size: int, kept: KeptBlocks | None = None) -> None:
         def blocking(start: int, end: int) -> bytes:
             return asyncio.run_coroutine_threadsafe(fetch(start, end), loop).result()  # type: ignore[arg-type]
 
-        super().__init__(blocking, size, READ_AHEAD)
+        super().__init__(blocking, size, READ_AHEAD, kept)
 
 
 POSTER_AT = 0.1
 """Where in a video its poster is taken: a tenth of its duration (past a black or title first frame)."""
 
 
-def write_still(source: Path, dest: Path, max_pixels: int, at: float = POSTER_AT) -> None:
+def write_still(source: Any, dest: Path, max_pixels: int, at: float = POSTER_AT) -> None:
     """The frame shown at ``at`` of the video's duration, as shown (rotation applied), to ``dest`` as a PNG for
     the image preview path to size and encode (a poster). Blocking."""
     def when(container: Any, stream: Any) -> int:
@@ -164,40 +167,181 @@ def write_still(source: Path, dest: Path, max_pixels: int, at: float = POSTER_AT
     _write_shown(source, dest, max_pixels, when)
 
 
-def frame_times(source: Path) -> tuple[list[int], Fraction]:
+def frame_times(source: Any) -> tuple[list[int], Fraction]:
     """Every frame's presentation time, in order (the stream's time base, given too), from the packets: no
     decoding. Frame ``n`` is the ``n``-th of them, whatever the decode order (B-frames), the rate (variable) or
-    the edit list (packets it discards are left out). Reads the whole file once: callers keep the answer."""
-    import av
+    the edit list (packets it discards are left out). Reads the whole file once: for a container whose index
+    does not list every frame (``Gops.of`` is None), and callers keep the answer."""
 
-    with av.open(str(source), "r") as container:
-        if not container.streams.video:
-            raise Unprocessable(f"{source.name} holds no video stream")
-        stream = container.streams.video[0]
+    with _open(source) as container:
+        stream = _video_stream(container)
         times = [packet.pts for packet in container.demux(stream)
                  if packet.pts is not None and packet.size and not packet.is_discard]
         return sorted(times), stream.time_base or Fraction(1, 1)
 
 
-def write_frame(source: Path, dest: Path, pts: int, max_pixels: int) -> None:
+@dataclass(frozen=True)
+class Gops:
+    """A video's groups of pictures, from its container's index when that lists every frame (MP4, MOV, AVI;
+    not Matroska, whose cues name keyframes only): how many frames there are, and for each keyframe how many
+    come before it and its decode time (the packets' ``dts``). Frame ``n`` is then found by reading one GOP's
+    packets: frames of GOP ``k`` are shown after every frame of the GOPs before it (open GOPs included), so
+    frame ``n`` is GOP ``k``'s ``n - starts[k]``-th in presentation order."""
+
+    count: int
+    starts: tuple[int, ...]
+    stamps: tuple[int, ...]
+
+    @classmethod
+    def of(cls, stream: Any) -> Gops | None:
+        entries = stream.index_entries
+        if not stream.frames or len(entries) < stream.frames:
+            return None
+        starts, stamps = [], []
+        count = 0
+        for entry in entries:
+            if entry.is_keyframe:
+                starts.append(count)
+                stamps.append(entry.timestamp)
+            if not entry.is_discard:
+                count += 1
+        if not starts or starts[0] != 0 or any(b <= a for a, b in itertools.pairwise(stamps)):
+            return None
+        return cls(count, tuple(starts), tuple(stamps))
+
+    def frames_in(self, k: int) -> int:
+        return (self.starts[k + 1] if k + 1 < len(self.starts) else self.count) - self.starts[k]
+
+
+def open_gops(source: Any) -> Gops | None:
+    """The GOPs of a video (its index read, nothing decoded), or None when its container's index does not
+    list every frame. Blocking."""
+
+    with _open(source) as container:
+        return Gops.of(_video_stream(container))
+
+
+def frame_at(source: Any, gops: Gops, seconds: float) -> int:
+    """The number of the frame shown at ``seconds`` (the last one whose time has come; the first before it,
+    the last after the end), from the index and one GOP's packets. Blocking."""
+
+    with _open(source) as container:
+        stream = _video_stream(container)
+        when = int((seconds + 1e-6) / float(stream.time_base or 1))
+        container.seek(max(when, 0), stream=stream, backward=True, any_frame=False)
+        first = next((packet.dts for packet in container.demux(stream) if packet.size), None)
+        k = bisect.bisect_left(gops.stamps, first) if first is not None else -1
+        if not 0 <= k < len(gops.stamps) or gops.stamps[k] != first:
+            raise Unprocessable("the video's index and its packets disagree; it cannot be read by frame")
+        packets = _gop_packets(container, stream, gops, k, gops.frames_in(k) + (1 if k + 1 < len(gops.starts) else 0))
+        shown = sorted(p.pts for p in packets[:-1] if not p.is_discard) if k + 1 < len(gops.starts) else \
+            sorted(p.pts for p in packets if not p.is_discard)
+        number = gops.starts[k] + bisect.bisect_right(shown, when) - 1
+        if k + 1 < len(gops.starts) and number == gops.starts[k + 1] - 1:
+            # Past this GOP's last frame: the next GOP's leading frames (an open GOP's, shown before their
+            # keyframe) may be shown by then.
+            keyframe = packets[-1]
+            for packet in container.demux(stream):
+                if not packet.size or packet.pts is None or keyframe.pts is None or packet.pts > keyframe.pts:
+                    break
+                if packet.pts <= when and not packet.is_discard:
+                    number += 1
+        return min(max(number, 0), gops.count - 1)
+
+
+def write_nth(source: Any, dest: Path, gops: Gops, number: int, max_pixels: int) -> None:
+    """Frame ``number`` (presentation order), as shown (rotation applied), to ``dest`` as a PNG: its GOP's
+    packets read (``Gops``), its presentation time found among them, and decoded from its keyframe; a leading
+    frame of an open GOP (shown before its keyframe) from the GOP before. Blocking."""
+    import av
+
+    with _open(source) as container:
+        stream = _video_stream(container, max_pixels)
+        k = bisect.bisect_right(gops.starts, number) - 1
+        packets = _gop_packets(container, stream, gops, k, gops.frames_in(k))
+        shown = sorted(p.pts for p in packets if not p.is_discard and p.pts is not None)
+        if number - gops.starts[k] >= len(shown):
+            raise Unprocessable("the video's index and its packets disagree; it cannot be read by frame")
+        pts = shown[number - gops.starts[k]]
+        if k > 0 and packets[0].pts is not None and pts < packets[0].pts:
+            packets = _gop_packets(container, stream, gops, k - 1, gops.frames_in(k - 1) + gops.frames_in(k))
+        chosen = None
+        try:
+            for packet in [*packets, None]:
+                for frame in stream.codec_context.decode(packet):
+                    if frame.pts is not None and frame.pts <= pts and (chosen is None or frame.pts >= chosen.pts):
+                        chosen = frame
+        except (av.error.FFmpegError, ValueError) as exc:
+            if chosen is None:
+                raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
+        if chosen is None:
+            raise Unprocessable("the video holds no frame there")
+        _save_shown(chosen, dest)
+
+
+LAST = 1 << 62
+"""A time past any video's end: a seek there lands on its last keyframe."""
+
+
+def _gop_packets(container: Any, stream: Any, gops: Gops, k: int, frames: int) -> list[Any]:
+    """The packets from keyframe ``k`` on (decode order) that hold ``frames`` frames (discarded ones besides).
+    FFmpeg seeks by presentation time and the index gives decode times: just before the next keyframe's decode
+    time lands on keyframe ``k``; if it does not, its own decode time lands at or before it, and the packets
+    before it are passed over."""
+    after = gops.stamps[k + 1] - 1 if k + 1 < len(gops.stamps) else LAST
+    for target in (after, gops.stamps[k]):
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        packets: list[Any] = []
+        counted = 0
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            if not packets and packet.dts != gops.stamps[k]:
+                if target == gops.stamps[k] and packet.dts is not None and packet.dts < gops.stamps[k]:
+                    continue  # before keyframe k: passed over
+                break
+            packets.append(packet)
+            counted += not packet.is_discard
+            if counted >= frames:
+                break
+        if packets:
+            return packets
+    raise Unprocessable("the video's index and its packets disagree; it cannot be read by frame")
+
+
+def _open(source: Any) -> Any:
+    import av
+
+    container = av.open(str(source) if isinstance(source, Path) else source, "r")
+    if isinstance(source, RangedFile):
+        source.keeping = False  # the index is read: what comes next is frames
+    return container
+
+
+def _video_stream(container: Any, max_pixels: int | None = None) -> Any:
+    if not container.streams.video:
+        raise Unprocessable("the file holds no video stream")
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    if max_pixels is not None and (context.width or 0) * (context.height or 0) > max_pixels:
+        raise Unprocessable(f"the video declares {context.width} x {context.height} pixels per frame, over "
+                            f"IMAGE_MAX_PIXELS ({max_pixels:,}); it was not decoded")
+    return stream
+
+
+def write_frame(source: Any, dest: Path, pts: int, max_pixels: int) -> None:
     """The frame presented at ``pts`` (one of ``frame_times``), as shown (rotation applied), to ``dest`` as a
     PNG. Blocking."""
     _write_shown(source, dest, max_pixels, lambda container, stream: pts)
 
 
-def _write_shown(source: Path, dest: Path, max_pixels: int, when: Callable[[Any, Any], int]) -> None:
+def _write_shown(source: Any, dest: Path, max_pixels: int, when: Callable[[Any, Any], int]) -> None:
     """The frame shown at ``when(container, stream)`` (a time in the stream's time base): the last one whose
     time has come. Seeks to the keyframe at or before it and decodes forward: one GOP, not the video."""
     import av
 
-    with av.open(str(source), "r") as container:
-        if not container.streams.video:
-            raise Unprocessable(f"{source.name} holds no video stream")
-        stream = container.streams.video[0]
-        context = stream.codec_context
-        if (context.width or 0) * (context.height or 0) > max_pixels:
-            raise Unprocessable(f"the video declares {context.width} x {context.height} pixels per frame, over "
-                                f"IMAGE_MAX_PIXELS ({max_pixels:,}); it was not decoded")
+    with _open(source) as container:
+        stream = _video_stream(container, max_pixels)
         pts = when(container, stream)
         if pts > 0:
             container.seek(pts, stream=stream, backward=True, any_frame=False)

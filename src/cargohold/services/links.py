@@ -125,7 +125,8 @@ async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
             async def fetch(start: int, end: int) -> bytes:
                 return await (await open_link(ctx, link, ByteRange(start, end))).read()
 
-            info, _ = await probe_ranged(fetch, meta.size, checked.name, max_pixels)
+            info, fetched = await probe_ranged(fetch, meta.size, checked.name, max_pixels)
+            ctx.metrics.video_read_bytes.labels(link.provider if isinstance(link, ObjectLink) else "https").inc(fetched)
             checked.probe = replace(checked.probe, width=info.width, height=info.height, video=info.as_json())
         return
     if guessed and not guessed.startswith("image/"):

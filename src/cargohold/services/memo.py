@@ -8,6 +8,9 @@ it at once; another replica may answer for it up to ``ITEM_TTL`` longer (docs/CA
 ``ItemMemo.originals``: where an item's bytes are (``services.serving.originals.Original``), by a key
 that carries their version: never stale, kept until pushed out.
 
+``ItemMemo.videos``: what reading a video by frame needs again (``VideoMemory``: its GOPs or its frames'
+times, and the bytes of its index when it is remote), by the same versioned key.
+
 ``LinkVersions``: a linked file's version (ETag, size, last modified) as its store last told it,
 trusted for ``CACHE_LINKS_REVALIDATE``; past that, one HEAD (no bytes) asks again.
 """
@@ -21,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.models import Item
+from ..ranged import KeptBlocks
 from ..storage import ObjectMeta
 from .ttl import Clock, TTLCache
 
@@ -32,6 +36,9 @@ TOKEN_TTL = 1.0
 """How long a checked token is trusted without asking the catalog again. A catalog query per request
 cost about 1.3 ms here (SQLite through aiosqlite) and capped token requests at ~600/s; a revoked
 token, and the URLs it signed (``live_tokens``), now stop working within this time on every replica."""
+VIDEOS = 32
+"""Videos whose frame index is remembered; each keeps at most ``VIDEO_INDEX_BYTES`` of a remote index."""
+VIDEO_INDEX_BYTES = 4 * 2**20
 MAX_ENTRIES = 100_000
 """Per memory: a crawl over many items pushes the oldest out rather than growing without end."""
 
@@ -58,6 +65,15 @@ class ItemView:
                    item.source, item.uri, item.created_at, item.dataset_id)
 
 
+@dataclass
+class VideoMemory:
+    """A video's frame index: ``Gops`` (from its container's index) or its frames' times (counted from its packets,
+    for a container whose index lists keyframes only), and ``kept``, its index's bytes when it is read remotely."""
+
+    kept: KeptBlocks
+    index: Any = None
+
+
 class ItemMemo:
     def __init__(self, ttl: float = ITEM_TTL, clock: Clock = time.monotonic) -> None:
         self.items: TTLCache[int, ItemView] = TTLCache(ttl, MAX_ENTRIES, clock)
@@ -68,6 +84,7 @@ class ItemMemo:
         """Whether a token id still exists, by id: the signer of a signed URL (services/tokens.check_live)."""
         self.s3_keys: TTLCache[str, Any] = TTLCache(TOKEN_TTL, 10_000, clock)
         """Checked S3 access keys' tokens and secrets, by access key id (services/s3_keys.py)."""
+        self.videos: TTLCache[str, VideoMemory] = TTLCache(math.inf, VIDEOS, clock)
         self.buckets: TTLCache[str, Any] = TTLCache(ttl, MAX_ENTRIES, clock)
         """Datasets by S3 bucket name (services/buckets.py); found ones only."""
         self.names: TTLCache[tuple[int, str], Any] = TTLCache(ttl, MAX_ENTRIES, clock)

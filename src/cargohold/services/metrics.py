@@ -55,6 +55,9 @@ class Metrics:
             ["provider"], registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )
+        self.video_read_bytes = Counter(
+            "cargohold_video_read_bytes", "Bytes of linked videos read by ranges from their store (probes, posters, "
+            "frames), not through the storage tier", ["provider"], registry=self.registry)
         self.previews_made = Counter("cargohold_previews_made", "Previews generated", ["format"],
                                      registry=self.registry)
         self.conversions_made = Counter("cargohold_conversions_made", "Full-size conversions generated", ["format"],

@@ -21,8 +21,7 @@ import bisect
 import functools
 import hashlib
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -41,12 +40,12 @@ from ...media.preview import (
     preview_cost,
     read_header,
 )
-from ...media.video import frame_times, write_frame, write_still
+from ...media.video import Gops, frame_at, frame_times, open_gops, write_frame, write_nth, write_still
 from ...storage import ByteRange
 from ..context import Context
 from ..memo import ItemView
 from . import budget, playback
-from .bodies import Body, Representation, cached, in_memory, local_copy, open_original
+from .bodies import Body, Representation, cached, in_memory, local_copy, open_original, video_memory, video_source
 from .fallback import MEMORY_LIMIT, made_without_cache, write_image
 from .originals import Original, item_view, original
 
@@ -100,58 +99,78 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
     source = await original(ctx, item)
     if item.kind == "image":
         return await _sized(ctx, source, f"{source.cache_key}/{spec.name}", spec, _stem(item.name), None)
-    # A video's preview is its poster (media/video.py: the frame at a tenth of it), sized as an image's.
-    poster = functools.partial(write_still, max_pixels=ctx.settings.image_max_pixels)
+
+    async def poster(png: Path) -> None:  # media/video.py: the frame at a tenth of it
+        await asyncio.to_thread(write_still, video_source(ctx, source), png, ctx.settings.image_max_pixels)
+
     return await _sized(ctx, source, f"{source.cache_key}/poster/{spec.name}", spec, _stem(item.name), poster)
 
 
 async def frame(ctx: Context, item_id: int, number: int | None, at: float | None, spec: PreviewSpec) -> Representation:
     """Frame ``number`` of a video (0-based, in presentation order), or the one shown at ``at`` seconds, sized
-    and encoded as a preview, kept in the previews tier."""
+    and encoded as a preview, kept in the previews tier. Read by its GOP when the container's index lists every
+    frame (MP4, MOV, AVI: ``media.video.Gops``), a remote one by ranges; else from the frames' times, counted once
+    from a local copy (Matroska)."""
     spec = spec.snapped()
     item = await item_view(ctx, item_id)
     if item.kind != "video":
         raise Unprocessable(f"frames are a video's; {item.name!r} is {item.mime_type}")
     _check_pixels(ctx, item)
     source = await original(ctx, item)
+    stem = _stem(item.name)
     if number is not None:
-        key = f"{source.cache_key}/frame/{number}/{spec.name}"
-        entry = ctx.cache.previews.lookup(key)
-        if entry is not None:  # a frame asked for again: no index, no local copy
-            return cached(ctx.cache.previews, entry, _etag(key), source.last_modified, spec.media_type,
-                          f"{_stem(item.name)}-{number}.{spec.format}")
-    times, base = await _frame_times(ctx, source)
+        found = _cached_frame(ctx, source, number, spec, stem)
+        if found is not None:  # a frame asked for again: no index, no remote
+            return found
+    index = await _frame_index(ctx, source)
+    count = index.count if isinstance(index, Gops) else len(index[0])
     if at is not None:
-        number = max(0, bisect.bisect_right(times, at / float(base) + 1e-6) - 1)
+        if isinstance(index, Gops):
+            number = await asyncio.to_thread(frame_at, video_source(ctx, source), index, at)
+        else:
+            number = max(0, bisect.bisect_right(index[0], at / float(index[1]) + 1e-6) - 1)
+        found = _cached_frame(ctx, source, number, spec, stem)
+        if found is not None:
+            return found
     assert number is not None
-    if not 0 <= number < len(times):
-        raise NotFound(f"{item.name!r} has {len(times):,} frames: 0 to {len(times) - 1:,}")
-    still = functools.partial(write_frame, pts=times[number], max_pixels=ctx.settings.image_max_pixels)
-    return await _sized(ctx, source, f"{source.cache_key}/frame/{number}/{spec.name}", spec,
-                        f"{_stem(item.name)}-{number}", still)
+    if not 0 <= number < count:
+        raise NotFound(f"{item.name!r} has {count:,} frames: 0 to {count - 1:,}")
+    shown, limit = number, ctx.settings.image_max_pixels
+
+    async def still(png: Path) -> None:
+        if isinstance(index, Gops):
+            await asyncio.to_thread(write_nth, video_source(ctx, source), png, index, shown, limit)
+        else:
+            await asyncio.to_thread(write_frame, await local_copy(ctx, source), png, index[0][shown], limit)
+
+    return await _sized(ctx, source, f"{source.cache_key}/frame/{number}/{spec.name}", spec, f"{stem}-{number}", still)
 
 
-_FRAME_TIMES: OrderedDict[str, tuple[list[int], Fraction]] = OrderedDict()
-"""The frames' times of recently asked videos (``frame_times`` reads a whole video's packets once)."""
+def _cached_frame(ctx: Context, source: Original, number: int, spec: PreviewSpec, stem: str) -> Representation | None:
+    key = f"{source.cache_key}/frame/{number}/{spec.name}"
+    entry = ctx.cache.previews.lookup(key)
+    if entry is None:
+        return None
+    return cached(ctx.cache.previews, entry, _etag(key), source.last_modified, spec.media_type,
+                  f"{stem}-{number}.{spec.format}")
 
 
-async def _frame_times(ctx: Context, source: Original) -> tuple[list[int], Fraction]:
-    found = _FRAME_TIMES.get(source.cache_key)
-    if found is None:
-        path = await local_copy(ctx, source)
-        found = await asyncio.to_thread(frame_times, path)
-        _FRAME_TIMES[source.cache_key] = found
-        while len(_FRAME_TIMES) > 256:
-            _FRAME_TIMES.popitem(last=False)
-    else:
-        _FRAME_TIMES.move_to_end(source.cache_key)
-    return found
+async def _frame_index(ctx: Context, source: Original) -> Gops | tuple[list[int], Fraction]:
+    """The video's ``Gops``, or else its frames' times (the whole file read once, from a local copy), remembered
+    in ``ctx.memo.videos``."""
+    memory = video_memory(ctx, source)
+    if memory.index is None:
+        gops = await asyncio.to_thread(open_gops, video_source(ctx, source))
+        memory.index = gops if gops is not None else await asyncio.to_thread(frame_times,
+                                                                             await local_copy(ctx, source))
+    index: Gops | tuple[list[int], Fraction] = memory.index
+    return index
 
 
 async def _sized(ctx: Context, source: Original, key: str, spec: PreviewSpec, stem: str,
-                 still: Callable[[Path, Path], None] | None) -> Representation:
+                 still: Callable[[Path], Awaitable[None]] | None) -> Representation:
     """The preview ``key`` of the original, from the previews tier or made into it: the original itself sized
-    (an image), or ``still(original, png)`` first (a video's frame)."""
+    (an image), or ``still(png)`` first (a video's frame, written as a PNG from where the video is read)."""
     tier = ctx.cache.previews
     filename = f"{stem}.{spec.format}"
     entry = tier.lookup(key)
@@ -163,22 +182,28 @@ async def _sized(ctx: Context, source: Original, key: str, spec: PreviewSpec, st
             return preview_cost(header, spec)
 
         async def make(fill: Fill) -> None:
-            path = await local_copy(ctx, source)
             started = time.monotonic()
-            await make_here(path, fill.tmp)
+            if still is None:
+                await _imaged(ctx, made, cost, await local_copy(ctx, source), fill.tmp)
+            else:
+                await from_still(fill.tmp)
             ctx.metrics.generate_seconds.labels("preview").observe(time.monotonic() - started)
             ctx.metrics.previews_made.labels(spec.format).inc()
+
+        async def from_still(dest: Path) -> None:
+            assert still is not None
+            frame_png = dest.with_name(dest.name + ".still.png")
+            try:
+                await still(frame_png)
+                await _imaged(ctx, made, cost, frame_png, dest)
+            finally:
+                frame_png.unlink(missing_ok=True)
 
         async def make_here(path: Path, dest: Path) -> None:
             if still is None:
                 await _imaged(ctx, made, cost, path, dest)
-                return
-            frame_png = dest.with_name(dest.name + ".still.png")
-            try:
-                await asyncio.to_thread(still, path, frame_png)
-                await _imaged(ctx, made, cost, frame_png, dest)
-            finally:
-                frame_png.unlink(missing_ok=True)
+            else:
+                await from_still(dest)
 
         try:
             entry = await tier.fill(key, make).wait()

@@ -9,6 +9,7 @@ remote and nothing is kept (docs/CACHE.md).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -19,8 +20,11 @@ from pathlib import Path
 
 from ...cache import Entry, Fill, Tier
 from ...errors import BadGateway, NotFound, Unprocessable
+from ...media.video import RangeReader
+from ...ranged import KeptBlocks
 from ...storage import ByteRange
 from ..context import Context
+from ..memo import VIDEO_INDEX_BYTES, VideoMemory
 from .originals import Original, remote
 
 
@@ -172,6 +176,40 @@ def _fetch(ctx: Context, source: Original) -> Fill:
         ctx.metrics.fetch_seconds.labels(source.provider).observe(time.monotonic() - started)
 
     return ctx.cache.storage.fill(source.cache_key, write)
+
+
+def video_memory(ctx: Context, source: Original) -> VideoMemory:
+    memory = ctx.memo.videos.get(source.cache_key)
+    if memory is None:
+        memory = VideoMemory(KeptBlocks(VIDEO_INDEX_BYTES))
+        ctx.memo.videos.put(source.cache_key, memory)
+    return memory
+
+
+def video_source(ctx: Context, source: Original) -> Path | RangeReader:
+    """Where PyAV reads a video from for a poster or a frame: the original in place, the storage tier's copy, or
+    else ranged reads of the remote (its index kept in ``ctx.memo.videos``, the bytes counted in
+    ``cargohold_video_read_bytes``): the index and one GOP, never the whole file. Call it on the event loop;
+    read the answer in a thread."""
+    if source.path is not None:
+        return source.path
+    entry = ctx.cache.storage.lookup(source.cache_key, count=False)
+    if entry is not None:
+        return entry.path
+    get, timeout = source.get, ctx.settings.cache_fetch_timeout
+    assert get is not None
+    read = ctx.metrics.video_read_bytes.labels(source.provider)
+
+    async def fetch(start: int, end: int) -> bytes:
+        download = await remote(source.provider, get(ByteRange(start, end)), timeout)
+        if download.meta.size != source.size or (source.etag and download.meta.etag
+                                                  and download.meta.etag != source.etag):
+            raise BadGateway("the remote object changed while it was being read; ask again")
+        data = await remote(source.provider, download.read(), timeout)
+        read.inc(len(data))
+        return data
+
+    return RangeReader(asyncio.get_running_loop(), fetch, source.size, video_memory(ctx, source).kept)
 
 
 async def local_copy(ctx: Context, source: Original) -> Path:
