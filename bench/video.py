@@ -48,6 +48,7 @@ from _harness import (
     started,
 )
 
+from cargohold.media import Limits
 from cargohold.media.video import probe_ranged
 from cargohold.storage import ByteRange, Connection, open_store
 from cargohold.storage.local import LocalStore
@@ -57,7 +58,7 @@ from tests.support.videos import make_video
 
 BUCKET = "videos"
 KEY = "cam/long.mp4"
-LIMIT = 100_000_000
+LIMIT = Limits(100_000_000)
 FETCHED_TARGET = 1.0
 """Percent of the file a probe may fetch."""
 

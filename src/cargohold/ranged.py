@@ -34,7 +34,8 @@ class KeptBlocks:
 class RangedFile(io.RawIOBase):
     """``fetch(start, end)`` returns the bytes ``[start, end)``; each read fetches at least ``block`` bytes and the
     last block is kept. ``fetched`` counts the bytes fetched, so that a test or a metric sees what reading cost.
-    With ``kept``, blocks found there are not fetched, and what is fetched while ``keeping`` is added to it."""
+    With ``kept``, blocks found there are not fetched, and what is fetched while ``keeping`` is added to it.
+    A fetch that fails raises once and is kept as ``failure``."""
 
     def __init__(self, fetch: Callable[[int, int], bytes], size: int, block: int,
                  kept: KeptBlocks | None = None) -> None:
@@ -44,6 +45,8 @@ class RangedFile(io.RawIOBase):
         self.fetched = 0
         self.kept = kept
         self.keeping = kept is not None
+        self.failure: Exception | None = None
+        """The first fetch that failed: later reads answer the end of the file, so whoever reads must raise it."""
 
     def readable(self) -> bool:
         return True
@@ -67,8 +70,14 @@ class RangedFile(io.RawIOBase):
             found = self.kept.find(self._pos) if self.kept is not None else None
             if found is not None:
                 self._start, self._block = found
+            elif self.failure is not None:
+                return 0  # told once: its reader raises it (PyAV prints an exception raised twice, and drops one)
             else:
-                data = self._fetch(self._pos, min(self._size, self._pos + max(want, self._block_size)))
+                try:
+                    data = self._fetch(self._pos, min(self._size, self._pos + max(want, self._block_size)))
+                except Exception as exc:
+                    self.failure = exc
+                    raise
                 self.fetched += len(data)
                 self._start, self._block = self._pos, data
                 if self.keeping and self.kept is not None:

@@ -245,6 +245,11 @@ class Settings:
         "its header; more waits, and after 10 s is refused (503, `Retry-After`); one image over it alone is "
         "refused (422).", parse_size,
     )
+    video_max_duration: float = setting(
+        "VIDEO_MAX_DURATION", "24h",
+        "Longest video read: one declaring more, or whose frames run past it when counted or converted, is refused "
+        "(422) there, so a stream that never ends cannot hold a worker.", parse_duration,
+    )
     video_conversions: int = setting(
         "VIDEO_CONVERSIONS", "1",
         "Videos converted for playback (`?format=mp4`: a remux, or a transcode to H.264/AAC) at once; more wait "

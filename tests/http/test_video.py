@@ -20,6 +20,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
+from cargohold.media import Limits
 from cargohold.media.video import READ_AHEAD, probe_video
 
 from ..support.api import assert_error, create_dataset, make_image, upload_results
@@ -310,13 +311,13 @@ def test_a_video_is_made_playable_once(server: RunningServer, request: pytest.Fi
         assert fills - before == 1, "one conversion for 20 requests"
         data = ready.content
         assert data.find(b"moov") < data.find(b"mdat"), "faststart: the index first"
-        info = probe_video(io.BytesIO(data), "out.mp4", 10**8)
+        info = probe_video(io.BytesIO(data), "out.mp4", Limits(10**8))
         assert (info.codec, info.frame_count, info.audio_codec) == ("h264", 60, "aac")
         part = client.get(url, headers={"Range": "bytes=0-99"})
         assert part.status_code == 206 and part.content == data[:100]
         remuxed = _until_ready(client, f"/items/{h264['item']['id']}/content?format=mp4", [])
         assert remuxed.status_code == 200
-        assert probe_video(io.BytesIO(remuxed.content), "out.mp4", 10**8).frame_count == 60
+        assert probe_video(io.BytesIO(remuxed.content), "out.mp4", Limits(10**8)).frame_count == 60
         assert_error(client.get(f"/items/{ds and upload_results(client, ds, [('still.png', _png())])[0]['item']['id']}"
                                 f"/content?format=mp4"), 422)
     request.node.user_properties.append(("reliability_result", (

@@ -19,6 +19,14 @@ def frame_image(n: int, size: tuple[int, int] = SIZE) -> Image.Image:
     return Image.new("RGB", size, ((n // 16) * 16 + 8, (n % 16) * 16 + 8, 128))
 
 
+def noisy_image(n: int, size: tuple[int, int]) -> Image.Image:
+    """``frame_image(n)`` whose right half is noise: ``frame_number`` of a crop of the left half tells ``n``."""
+    image = frame_image(n, size)
+    half = (size[0] // 2, size[1])
+    image.paste(Image.frombytes("RGB", half, os.urandom(half[0] * half[1] * 3)), (half[0], 0))
+    return image
+
+
 def frame_number(image: Image.Image) -> int:
     r, g, _ = image.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
     return int(r // 16) * 16 + int(g // 16)
@@ -26,8 +34,9 @@ def frame_number(image: Image.Image) -> int:
 
 def make_video(frames: int = 30, *, container: str = "mp4", codec: str = "libx264", rate: int = 25,
                rotation: int = 0, audio: bool = False, bframes: bool = True, variable: bool = False,
-               size: tuple[int, int] = SIZE, options: dict[str, str] | None = None) -> bytes:
-    """``variable``: frame ``n`` lasts ``(1 + n % 3) / rate`` s (a variable frame rate: it starts at
+               size: tuple[int, int] = SIZE, options: dict[str, str] | None = None, noise: bool = False) -> bytes:
+    """``noise``: the right half of each frame is noise (``noisy_image``: slow to encode, large); ``variable``:
+    frame ``n`` lasts ``(1 + n % 3) / rate`` s (a variable frame rate: it starts at
     ``sum(1 + k % 3 for k < n) / rate``); MP4 is
     written with its ``moov`` index at the end (the muxer's default) unless ``options`` say ``faststart``."""
     out = io.BytesIO()
@@ -49,7 +58,7 @@ def make_video(frames: int = 30, *, container: str = "mp4", codec: str = "libx26
             sound.layout = "mono"
         pts = 0
         for n in range(frames):
-            frame = av.VideoFrame.from_image(frame_image(n, size))
+            frame = av.VideoFrame.from_image(noisy_image(n, size) if noise else frame_image(n, size))
             frame.pts, frame.time_base = pts, tick
             pts += (1 + n % 3) * 3 if variable else 1  # ticks of 1/(3 rate): n % 3 + 1 frame times
             for packet in stream.encode(frame):
@@ -79,9 +88,8 @@ def declaring(width: int, height: int) -> bytes:
 
 
 def write_large_video(path: Path, frames: int, *, size: tuple[int, int] = (1280, 720), rotation: int = 0) -> None:
-    """An H.264 MP4 of ``frames`` frames of about 0.9 MB each (lossless, the right half noise: about 9 MB a GOP
-    of 10), its ``moov`` index at the end; the left half is ``frame_image(n)``, so ``frame_number`` of a crop of
-    the left half tells the frame."""
+    """An H.264 MP4 of ``frames`` ``noisy_image`` frames of about 0.9 MB each at 1280 x 720 (lossless: about 9 MB
+    a GOP of 10), its ``moov`` index at the end."""
     with av.open(str(path), "w", format="mp4") as box:
         stream = box.add_stream("libx264", rate=25)
         stream.width, stream.height = size
@@ -89,11 +97,8 @@ def write_large_video(path: Path, frames: int, *, size: tuple[int, int] = (1280,
         stream.options = {"g": "10", "bf": "2", "preset": "ultrafast", "qp": "0"}
         if rotation:
             stream.set_display_rotation(rotation)
-        half = (size[0] // 2, size[1])
         for n in range(frames):
-            image = frame_image(n, size)
-            image.paste(Image.frombytes("RGB", half, os.urandom(half[0] * half[1] * 3)), (half[0], 0))
-            frame = av.VideoFrame.from_image(image)
+            frame = av.VideoFrame.from_image(noisy_image(n, size))
             frame.pts = n
             for packet in stream.encode(frame):
                 box.mux(packet)

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from cargohold.errors import BadGateway, GatewayTimeout
-from cargohold.media import isolated
+from cargohold.media import Limits, isolated
 from cargohold.media.preview import PreviewSpec
 from cargohold.services import blobs, serving
 from cargohold.services import items as items_svc
@@ -81,7 +81,7 @@ class Rig:
         """Uploaded as the upload route does it."""
         settings = self.ctx.settings
         blob = await blobs.store_blob(self.ctx.storage.public, name, _once(data), settings.upload_max_size,
-                                      settings.image_max_pixels)
+                                      Limits.of(settings))
         _, item = await items_svc.add_stored_item(self.ctx, self.dataset, name, blob, "rename")
         return item.id
 

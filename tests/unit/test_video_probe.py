@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from cargohold.errors import Unprocessable
-from cargohold.media.video import READ_AHEAD, RangeReader, probe_video
+from cargohold.media import Limits
+from cargohold.media.video import READ_AHEAD, RangeReader, frame_at, frame_times, open_gops, probe_video, write_nth
+from cargohold.ranged import RangedFile
 
 from ..support.videos import declaring, make_video
 
-LIMIT = 100_000_000
+LIMIT = Limits(100_000_000)
 
 
 def probed(data: bytes) -> dict[str, object]:
@@ -97,3 +101,51 @@ def _padded_mp4(data: bytes) -> bytes:
     free = 64 * 1024 * 1024
     at = data.rfind(b"moov") - 4
     return data[:at] + free.to_bytes(4, "big") + b"free" + bytes(free - 8) + data[at:]
+
+
+def test_a_video_longer_than_the_longest_is_refused_declared_or_counted() -> None:
+    four_seconds = Limits(LIMIT.pixels, 4.0)
+    with pytest.raises(Unprocessable, match=r"declares 10 s, longer than VIDEO_MAX_DURATION \(4 s\)"):
+        probe_video(io.BytesIO(make_video(250)), "declared.mp4", four_seconds)
+    live = make_video(250, container="matroska", options={"live": "1"}, bframes=False)  # says no duration
+    with pytest.raises(Unprocessable, match=r"runs past VIDEO_MAX_DURATION \(4 s\); it was not read further"):
+        probe_video(io.BytesIO(live), "live.mkv", four_seconds)
+    with pytest.raises(Unprocessable, match="runs past VIDEO_MAX_DURATION"):
+        frame_times(io.BytesIO(live), 4.0)
+    assert probe_video(io.BytesIO(live), "live.mkv", Limits(LIMIT.pixels, 11.0)).frame_count == 250
+
+
+class Unreachable(Exception):
+    pass
+
+
+def test_a_failed_ranged_read_is_raised_never_taken_for_the_end_of_the_file(tmp_path: Path) -> None:
+    """FFmpeg may treat a read error as the end of the file and go on with the frames it has: the store's
+    failure must come out of every reader (at its first read, midway, at its last), never a frame or a probe
+    made of what came before it."""
+    data = make_video(120, noise=True)  # about 430 KB: dozens of reads of 4 KiB
+    gops = open_gops(io.BytesIO(data))
+    assert gops is not None
+
+    def reader(fails_at: int | None, calls: list[int]) -> RangedFile:
+        def fetch(start: int, end: int) -> bytes:
+            calls.append(start)
+            if fails_at is not None and len(calls) >= fails_at:
+                raise Unreachable("the store went away")
+            return data[start:end]
+
+        return RangedFile(fetch, len(data), 4096)
+
+    runs: dict[str, Callable[[RangedFile], object]] = {
+        "probe": lambda r: probe_video(r, "v.mp4", LIMIT),
+        "frame": lambda r: write_nth(r, tmp_path / "f.png", gops, 100, LIMIT.pixels),
+        "frame_at": lambda r: frame_at(r, gops, 3.0),
+    }
+    for name, run in runs.items():
+        calls: list[int] = []
+        run(reader(None, calls))
+        reads = len(calls)
+        assert reads >= 3, (name, reads)
+        for fails_at in sorted({1, reads // 2, reads}):
+            with pytest.raises(Unreachable):
+                run(reader(fails_at, []))

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 from ..errors import Unprocessable
 from ..ranged import KeptBlocks, RangedFile
+from . import Limits
 
 MAX_COUNTED_PACKETS = 10_000_000
 """Packets counted at most for a container that gives no frame count (about 46 h at 60 fps)."""
@@ -57,51 +60,61 @@ def _rate(value: Fraction | None) -> float | None:
     return round(float(value), 6) if value else None
 
 
-def probe_video(source: Any, name: str, max_pixels: int) -> VideoInfo:
+def probe_video(source: Any, name: str, limits: Limits) -> VideoInfo:
     """``source``: a path or a seekable binary file. Raises Unprocessable with the reason when it is not a
-    readable video or declares more than ``max_pixels`` per frame. Blocking: run it in a thread."""
+    readable video, declares more than ``limits.pixels`` per frame, or is longer than ``limits.video_seconds``
+    (declared, or found counting its packets). Blocking: run it in a thread."""
     import av  # a large extension module: loaded on the first video, not at start
 
-    try:
-        container = av.open(source, "r")
-    except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise Unprocessable(f"{name!r} is not a readable video: {_reason(exc)}") from None
-    try:
-        if not container.streams.video:
-            raise Unprocessable(f"{name!r} is not a readable video: it holds no video stream")
-        stream = container.streams.video[0]
-        context = stream.codec_context
-        coded_w, coded_h = context.width or 0, context.height or 0
-        if coded_w <= 0 or coded_h <= 0:
-            raise Unprocessable(f"{name!r} is not a readable video: its video stream declares no frame size FFmpeg "
-                                "accepts (none, or one over its own limits)")
-        if coded_w * coded_h > max_pixels:
-            raise Unprocessable(f"{name!r} declares {coded_w} x {coded_h} = {coded_w * coded_h:,} pixels per frame, "
-                                f"over the limit of {max_pixels:,} (IMAGE_MAX_PIXELS)")
-        duration = None
-        if container.duration is not None and container.duration > 0:
-            duration = container.duration / 1_000_000
-        elif stream.duration and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
-        rotation = _first_frame_rotation(container, stream, name)
-        count, counted_from = (stream.frames, "container") if stream.frames else (None, None)
-        if count is None:
-            container.seek(0)
-            count, counted_from = _count_packets(container, stream), "counted"
-        # The average is frames over time wherever both are known: a variable-rate Matroska file's
-        # avg_frame_rate is its nominal one.
-        average = Fraction(count) / Fraction(duration) if count and duration else stream.average_rate
-        swapped = rotation % 180 == 90
-        return VideoInfo(
-            duration=round(duration, 6) if duration is not None else None,
-            frame_rate=_rate(average), nominal_frame_rate=_rate(stream.guessed_rate or stream.base_rate),
-            frame_count=count, frame_count_from=counted_from if count is not None else None,
-            width=coded_h if swapped else coded_w, height=coded_w if swapped else coded_h, rotation=rotation,
-            codec=context.name, pixel_format=context.format.name if context.format else None,
-            bit_rate=context.bit_rate or container.bit_rate or None, audio_codec=audio)
-    finally:
-        container.close()
+    with _read_failures(source):
+        try:
+            container = av.open(source, "r")
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            raise Unprocessable(f"{name!r} is not a readable video: {_reason(exc)}") from None
+        try:
+            return _probed(container, name, limits)
+        finally:
+            container.close()
+
+
+def _probed(container: Any, name: str, limits: Limits) -> VideoInfo:
+    max_pixels = limits.pixels
+    if not container.streams.video:
+        raise Unprocessable(f"{name!r} is not a readable video: it holds no video stream")
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    coded_w, coded_h = context.width or 0, context.height or 0
+    if coded_w <= 0 or coded_h <= 0:
+        raise Unprocessable(f"{name!r} is not a readable video: its video stream declares no frame size FFmpeg "
+                            "accepts (none, or one over its own limits)")
+    if coded_w * coded_h > max_pixels:
+        raise Unprocessable(f"{name!r} declares {coded_w} x {coded_h} = {coded_w * coded_h:,} pixels per frame, "
+                            f"over the limit of {max_pixels:,} (IMAGE_MAX_PIXELS)")
+    duration = None
+    if container.duration is not None and container.duration > 0:
+        duration = container.duration / 1_000_000
+    elif stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    if duration is not None and duration > limits.video_seconds:
+        raise Unprocessable(f"{name!r} declares {duration:,.0f} s, longer than VIDEO_MAX_DURATION "
+                            f"({limits.video_seconds:,.0f} s)")
+    audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    rotation = _first_frame_rotation(container, stream, name)
+    count, counted_from = (stream.frames, "container") if stream.frames else (None, None)
+    if count is None:
+        container.seek(0)
+        count, counted_from = _count_packets(container, stream, name, limits.video_seconds), "counted"
+    # The average is frames over time wherever both are known: a variable-rate Matroska file's
+    # avg_frame_rate is its nominal one.
+    average = Fraction(count) / Fraction(duration) if count and duration else stream.average_rate
+    swapped = rotation % 180 == 90
+    return VideoInfo(
+        duration=round(duration, 6) if duration is not None else None,
+        frame_rate=_rate(average), nominal_frame_rate=_rate(stream.guessed_rate or stream.base_rate),
+        frame_count=count, frame_count_from=counted_from if count is not None else None,
+        width=coded_h if swapped else coded_w, height=coded_w if swapped else coded_h, rotation=rotation,
+        codec=context.name, pixel_format=context.format.name if context.format else None,
+        bit_rate=context.bit_rate or container.bit_rate or None, audio_codec=audio)
 
 
 def _first_frame_rotation(container: Any, stream: Any, name: str) -> int:
@@ -116,14 +129,26 @@ def _first_frame_rotation(container: Any, stream: Any, name: str) -> int:
     raise Unprocessable(f"{name!r} is not a readable video: it holds no frame")
 
 
-def _count_packets(container: Any, stream: Any) -> int | None:
+def _count_packets(container: Any, stream: Any, name: str, max_seconds: float) -> int | None:
     count = 0
-    for packet in container.demux(stream):
+    for packet in _bounded(container.demux(stream), stream, max_seconds, name):
         if packet.size:
             count += 1
             if count > MAX_COUNTED_PACKETS:
                 return None
     return count
+
+
+def _bounded(packets: Iterator[Any], stream: Any, max_seconds: float, name: str) -> Iterator[Any]:
+    """``packets`` until one of ``stream`` is timed past ``max_seconds`` (VIDEO_MAX_DURATION): then Unprocessable,
+    so a video that never ends (a live recording, a crafted file) is not read to its end."""
+    limit = max_seconds / float(stream.time_base) if stream.time_base and max_seconds != math.inf else None
+    start = stream.start_time or 0
+    for packet in packets:
+        if limit is not None and packet.stream is stream and packet.pts is not None and packet.pts - start > limit:
+            raise Unprocessable(f"{name!r} runs past VIDEO_MAX_DURATION ({max_seconds:,.0f} s); it was not read "
+                                "further")
+        yield packet
 
 
 def _reason(exc: BaseException) -> str:
@@ -132,11 +157,11 @@ def _reason(exc: BaseException) -> str:
 
 
 async def probe_ranged(fetch: Callable[[int, int], Awaitable[bytes]], size: int, name: str,
-                       max_pixels: int) -> tuple[VideoInfo, int]:
+                       limits: Limits) -> tuple[VideoInfo, int]:
     """``probe_video`` over ranged reads (``fetch(start, end)``: the bytes ``[start, end)``) of a ``size``-byte
     object, in a worker thread; returns the probe and the bytes it fetched."""
     reader = RangeReader(asyncio.get_running_loop(), fetch, size)
-    return await asyncio.to_thread(probe_video, reader, name, max_pixels), reader.fetched
+    return await asyncio.to_thread(probe_video, reader, name, limits), reader.fetched
 
 
 class RangeReader(RangedFile):
@@ -167,16 +192,16 @@ def write_still(source: Any, dest: Path, max_pixels: int, at: float = POSTER_AT)
     _write_shown(source, dest, max_pixels, when)
 
 
-def frame_times(source: Any) -> tuple[list[int], Fraction]:
+def frame_times(source: Any, max_seconds: float = math.inf) -> tuple[list[int], Fraction]:
     """Every frame's presentation time, in order (the stream's time base, given too), from the packets: no
     decoding. Frame ``n`` is the ``n``-th of them, whatever the decode order (B-frames), the rate (variable) or
     the edit list (packets it discards are left out). Reads the whole file once: for a container whose index
     does not list every frame (``Gops.of`` is None), and callers keep the answer."""
 
-    with _open(source) as container:
+    with _read_failures(source), _open(source) as container:
         stream = _video_stream(container)
-        times = [packet.pts for packet in container.demux(stream)
-                 if packet.pts is not None and packet.size and not packet.is_discard]
+        packets = _bounded(container.demux(stream), stream, max_seconds, "the video")
+        times = [packet.pts for packet in packets if packet.pts is not None and packet.size and not packet.is_discard]
         return sorted(times), stream.time_base or Fraction(1, 1)
 
 
@@ -217,7 +242,7 @@ def open_gops(source: Any) -> Gops | None:
     """The GOPs of a video (its index read, nothing decoded), or None when its container's index does not
     list every frame. Blocking."""
 
-    with _open(source) as container:
+    with _read_failures(source), _open(source) as container:
         return Gops.of(_video_stream(container))
 
 
@@ -225,7 +250,7 @@ def frame_at(source: Any, gops: Gops, seconds: float) -> int:
     """The number of the frame shown at ``seconds`` (the last one whose time has come; the first before it,
     the last after the end), from the index and one GOP's packets. Blocking."""
 
-    with _open(source) as container:
+    with _read_failures(source), _open(source) as container:
         stream = _video_stream(container)
         when = int((seconds + 1e-6) / float(stream.time_base or 1))
         container.seek(max(when, 0), stream=stream, backward=True, any_frame=False)
@@ -255,7 +280,7 @@ def write_nth(source: Any, dest: Path, gops: Gops, number: int, max_pixels: int)
     frame of an open GOP (shown before its keyframe) from the GOP before. Blocking."""
     import av
 
-    with _open(source) as container:
+    with _read_failures(source), _open(source) as container:
         stream = _video_stream(container, max_pixels)
         k = bisect.bisect_right(gops.starts, number) - 1
         packets = _gop_packets(container, stream, gops, k, gops.frames_in(k))
@@ -309,6 +334,22 @@ def _gop_packets(container: Any, stream: Any, gops: Gops, k: int, frames: int) -
     raise Unprocessable("the video's index and its packets disagree; it cannot be read by frame")
 
 
+@contextlib.contextmanager
+def _read_failures(source: Any) -> Iterator[None]:
+    """A ranged read that failed (the store unreachable: ``RangedFile.failure``) raised as itself, whatever FFmpeg
+    made of it: an error of its own, or the file's end (then the frames read so far would be taken for all)."""
+    try:
+        yield
+    except Exception:
+        failure = getattr(source, "failure", None)
+        if failure is not None:
+            raise failure from None
+        raise
+    failure = getattr(source, "failure", None)
+    if failure is not None:
+        raise failure
+
+
 def _open(source: Any) -> Any:
     import av
 
@@ -340,7 +381,7 @@ def _write_shown(source: Any, dest: Path, max_pixels: int, when: Callable[[Any, 
     time has come. Seeks to the keyframe at or before it and decodes forward: one GOP, not the video."""
     import av
 
-    with _open(source) as container:
+    with _read_failures(source), _open(source) as container:
         stream = _video_stream(container, max_pixels)
         pts = when(container, stream)
         if pts > 0:
@@ -371,10 +412,11 @@ PLAYABLE_VIDEO = ("h264",)
 PLAYABLE_AUDIO = (None, "aac", "mp3")
 
 
-def to_mp4(source: Path, dest: Path, max_pixels: int, progress: Callable[[float], None]) -> None:
+def to_mp4(source: Path, dest: Path, limits: Limits, progress: Callable[[float], None]) -> None:
     """A copy of the video every browser plays, to ``dest``: MP4 with its index first (``faststart``), the streams
     copied when they are H.264 and AAC (a remux: MKV, MOV, an MP4 with its index at the end), else transcoded to
-    H.264 (libx264, ``veryfast``, CRF 23, yuv420p) and AAC. ``progress(done)``, 0 to 1, as it goes. Blocking."""
+    H.264 (libx264, ``veryfast``, CRF 23, yuv420p) and AAC. ``progress(done)``, 0 to 1, as it goes; a video whose
+    frames run past ``limits.video_seconds`` stops there (Unprocessable). Blocking."""
     import av
 
     with av.open(str(source), "r") as inp:
@@ -383,23 +425,26 @@ def to_mp4(source: Path, dest: Path, max_pixels: int, progress: Callable[[float]
         vin = inp.streams.video[0]
         ain = inp.streams.audio[0] if inp.streams.audio else None
         width, height = vin.codec_context.width or 0, vin.codec_context.height or 0
-        if width * height > max_pixels:
+        if width * height > limits.pixels:
             raise Unprocessable(f"the video declares {width} x {height} pixels per frame, over IMAGE_MAX_PIXELS")
         total = float(inp.duration or 0) / 1_000_000 or None
         remux = vin.codec_context.name in PLAYABLE_VIDEO and (ain.codec_context.name if ain else None) in PLAYABLE_AUDIO
         with av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            packets = _bounded(inp.demux([s for s in (vin, ain) if s is not None]), vin, limits.video_seconds,
+                               source.name)
             if remux:
-                _remux(inp, out, vin, ain, total, progress)
+                _remux(packets, out, vin, ain, total, progress)
             else:
-                _transcode(inp, out, vin, ain, total, progress)
+                _transcode(packets, out, vin, ain, total, progress)
     progress(1.0)
 
 
-def _remux(inp: Any, out: Any, vin: Any, ain: Any, total: float | None, progress: Callable[[float], None]) -> None:
+def _remux(packets: Iterator[Any], out: Any, vin: Any, ain: Any, total: float | None,
+           progress: Callable[[float], None]) -> None:
     streams = {vin.index: out.add_stream_from_template(vin)}
     if ain is not None:
         streams[ain.index] = out.add_stream_from_template(ain)
-    for packet in inp.demux([s for s in (vin, ain) if s is not None]):
+    for packet in packets:
         if not packet.size:  # the demuxer's flush packets; a packet without a dts (Matroska B-frames) is kept
             continue
         if total and packet.stream is vin and packet.pts is not None and packet.time_base:
@@ -408,7 +453,7 @@ def _remux(inp: Any, out: Any, vin: Any, ain: Any, total: float | None, progress
         out.mux(packet)
 
 
-def _transcode(inp: Any, out: Any, vin: Any, ain: Any, total: float | None,
+def _transcode(packets: Iterator[Any], out: Any, vin: Any, ain: Any, total: float | None,
                progress: Callable[[float], None]) -> None:
     import av
 
@@ -422,7 +467,7 @@ def _transcode(inp: Any, out: Any, vin: Any, ain: Any, total: float | None,
         aout.layout = "stereo" if (ain.codec_context.channels or 2) > 1 else "mono"
         resampler = av.AudioResampler(format="fltp", layout=aout.layout, rate=aout.codec_context.sample_rate)
     rotated = False
-    for packet in inp.demux([s for s in (vin, ain) if s is not None]):
+    for packet in packets:
         for frame in packet.decode():
             if packet.stream is vin:
                 if not rotated:

@@ -16,6 +16,7 @@ from starlette.types import Message
 from ..catalog.models import Item
 from ..errors import BadInput, CargoholdError, InvalidPart, InvalidRequest, NotFound, PreconditionFailed
 from ..http.responses import etag_matches, http_date, request_headers, send_representation
+from ..media import Limits
 from ..services import access, checksums, serving
 from ..services import items as items_svc
 from ..services.blobs import store_blob
@@ -180,7 +181,7 @@ async def put_object(request: S3Request) -> None:
     meta = metadata.from_headers(request.headers)
     settings = request.ctx.settings
     blob = await store_blob(request.ctx.storage.public, name, chunks, settings.upload_max_size,
-                            settings.image_max_pixels)
+                            Limits.of(settings))
     checksum = {"algorithm": reader.checksum_name, "type": checksums.FULL_OBJECT, "value": reader.checksum_value} \
         if reader.checksum_name and reader.checksum_value else None
     _, item = await items_svc.add_stored_item(request.ctx, found.id, name, blob, "replace", meta,

@@ -377,7 +377,8 @@ class Client:
         def fetch(start: int, end: int) -> bytes:
             return self._request("GET", path, headers={"Range": f"bytes={start}-{end - 1}"}).content
 
-        with av.open(RangedFile(fetch, int(size), 1024 * 1024), "r") as container:
+        reader = RangedFile(fetch, int(size), 1024 * 1024)
+        with av.open(reader, "r") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for n, frame in enumerate(container.decode(stream)):
@@ -385,6 +386,8 @@ class Client:
                     return
                 if n >= start and (n - start) % step == 0:
                     yield frame
+        if reader.failure is not None:  # FFmpeg may take a failed read for the end of the file
+            raise reader.failure
 
     def cache_stats(self) -> list[Json]:
         """Per cache tier: entries, bytes, limit, hits, misses, evictions..."""

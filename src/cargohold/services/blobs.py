@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import BackendUnavailable, NotFound, TooLarge
+from ..media import Limits
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe
 from ..media.video import probe_ranged, probe_video
 from ..storage import ByteRange, Store
@@ -114,12 +115,12 @@ class Blob:
 class _Meter:
     """Hashes, counts and keeps the head of a stream as it passes to the store."""
 
-    def __init__(self, source: AsyncIterator[bytes], name: str, max_size: int, max_pixels: int,
+    def __init__(self, source: AsyncIterator[bytes], name: str, max_size: int, limits: Limits,
                  hasher: Hasher) -> None:
         self.source = source
         self.name = name
         self.max_size = max_size
-        self.max_pixels = max_pixels
+        self.limits = limits
         self.sha = hasher
         self.size = 0
         self.head = bytearray()
@@ -137,7 +138,7 @@ class _Meter:
                 self.head += chunk[: HEAD_SIZE - len(self.head)]
                 if len(self.head) >= HEAD_SIZE:
                     # Checked here, mid-stream: a bomb is refused before the rest of it is stored.
-                    self.probe = probe(self.name, bytes(self.head), self.max_pixels)
+                    self.probe = probe(self.name, bytes(self.head), self.limits.pixels)
                     if self.probe.kind != "image" and self.head.startswith(TIFF_MAGIC):
                         self.probe = None  # its header may be at the end: look again there
                         self.tiff = True
@@ -147,13 +148,13 @@ class _Meter:
         await self.sha.done()
 
     def finish(self) -> Probe:
-        return self.probe or probe(self.name, bytes(self.head), self.max_pixels, self.tail, self.size)
+        return self.probe or probe(self.name, bytes(self.head), self.limits.pixels, self.tail, self.size)
 
 
-async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_size: int, max_pixels: int,
+async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_size: int, limits: Limits,
                      hasher: Hasher | None = None) -> Blob:
     """``hasher``: to hash the stream into more (or less) than SHA-256 and MD5."""
-    meter = _Meter(chunks, name, max_size, max_pixels, hasher or Hasher())
+    meter = _Meter(chunks, name, max_size, limits, hasher or Hasher())
     staging = f"{STAGING_PREFIX}/{secrets.token_hex(16)}"
     try:
         await store.put(staging, meter.stream())  # all-or-nothing: a failed put leaves no object
@@ -164,11 +165,11 @@ async def store_blob(store: Store, name: str, chunks: AsyncIterator[bytes], max_
 
 
 async def adopt_blob(in_place: InPlaceWrites, store: Store, name: str, source: str, chunks: AsyncIterator[bytes],
-                     max_size: int, max_pixels: int, hasher: Hasher) -> Blob:
+                     max_size: int, limits: Limits, hasher: Hasher) -> Blob:
     """The first bytes of ``source`` (``chunks``: them, read back), already in the store, as a blob without a
     copy: hashed and probed as they are read, then given a staging name by ``link`` and settled as
     ``store_blob`` settles its own (an S3 upload's parts written in place)."""
-    meter = _Meter(chunks, name, max_size, max_pixels, hasher)
+    meter = _Meter(chunks, name, max_size, limits, hasher)
     async for _ in meter.stream():
         pass
     staging = f"{STAGING_PREFIX}/{secrets.token_hex(16)}"
@@ -181,7 +182,7 @@ async def _settled(store: Store, staging: str, meter: _Meter) -> Blob:
     try:
         found = meter.finish()
         if found.kind == "video":
-            found = await _probed_video(store, staging, meter.size, meter.name, meter.max_pixels, found)
+            found = await _probed_video(store, staging, meter.size, meter.name, meter.limits, found)
         sha256 = meter.sha.hexdigest()
         final = content_key(sha256)
         try:
@@ -198,17 +199,18 @@ async def _settled(store: Store, staging: str, meter: _Meter) -> Blob:
     return Blob(sha256, meter.size, found, kept, md5)
 
 
-async def _probed_video(store: Store, key: str, size: int, name: str, max_pixels: int, found: Probe) -> Probe:
+async def _probed_video(store: Store, key: str, size: int, name: str, limits: Limits, found: Probe) -> Probe:
     """The video's probe from its stored bytes (a file on local disk, ranged reads elsewhere), before its row is
-    written: one that is not a readable video, or declares frames over IMAGE_MAX_PIXELS, is refused here."""
+    written: one that is not a readable video, declares frames over IMAGE_MAX_PIXELS or runs past
+    VIDEO_MAX_DURATION, is refused here."""
     path = store.local_path(key) if store.features.local_paths else None
     if path is not None:
-        info = await asyncio.to_thread(probe_video, str(path), name, max_pixels)
+        info = await asyncio.to_thread(probe_video, str(path), name, limits)
     else:
         async def fetch(start: int, end: int) -> bytes:
             return await (await store.get(key, ByteRange(start, end))).read()
 
-        info, _ = await probe_ranged(fetch, size, name, max_pixels)
+        info, _ = await probe_ranged(fetch, size, name, limits)
     return replace(found, width=info.width, height=info.height, video=info.as_json())
 
 

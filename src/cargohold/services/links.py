@@ -25,6 +25,7 @@ from sqlalchemy import Table, insert, select
 from ..catalog.models import Dataset, Item, is_row_id, utcnow
 from ..catalog.sql import starts_with
 from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
+from ..media import Limits
 from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe, probe_name
 from ..media.video import probe_ranged
 from ..storage import ByteRange, Download, ObjectMeta
@@ -115,7 +116,7 @@ async def head_link(ctx: Context, link: Link) -> ObjectMeta:
 
 
 
-async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
+async def _verify(ctx: Context, checked: _Checked, limits: Limits) -> None:
     link = checked.entry.link
     guessed = mimetypes.guess_type(checked.name, strict=False)[0] or ""
     if guessed.startswith("video/"):
@@ -125,7 +126,7 @@ async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
             async def fetch(start: int, end: int) -> bytes:
                 return await (await open_link(ctx, link, ByteRange(start, end))).read()
 
-            info, fetched = await probe_ranged(fetch, meta.size, checked.name, max_pixels)
+            info, fetched = await probe_ranged(fetch, meta.size, checked.name, limits)
             ctx.metrics.video_read_bytes.labels(link.provider if isinstance(link, ObjectLink) else "https").inc(fetched)
             checked.probe = replace(checked.probe, width=info.width, height=info.height, video=info.as_json())
         return
@@ -142,13 +143,13 @@ async def _verify(ctx: Context, checked: _Checked, max_pixels: int) -> None:
     except RangeNotSatisfiable:  # an empty object
         meta, head = await head_link(ctx, link), b""
     checked.size, checked.etag = meta.size, meta.etag
-    found = probe(checked.name, head, max_pixels)
+    found = probe(checked.name, head, limits.pixels)
     if found.kind != "image" and guessed.startswith("image/") and (meta.size or 0) > HEAD_READ:
         head = await (await open_link(ctx, link, ByteRange(0, BIG_HEAD_READ))).read()
         tail = b""
         if head.startswith(TIFF_MAGIC) and meta.size > BIG_HEAD_READ:  # libtiff writes the header last
             tail = await (await open_link(ctx, link, ByteRange.last(TAIL_SIZE))).read()
-        found = probe(checked.name, head, max_pixels, tail, meta.size)
+        found = probe(checked.name, head, limits.pixels, tail, meta.size)
     checked.probe = found
 
 
@@ -242,7 +243,7 @@ async def _add_batch(
                 try:
                     # Bounded: a store that does not answer refuses the line, it does not hold the batch.
                     async with asyncio.timeout(timeout):
-                        await _verify(ctx, c, ctx.settings.image_max_pixels)
+                        await _verify(ctx, c, Limits.of(ctx.settings))
                     return c
                 except TimeoutError:
                     report.refuse(Refused(c.entry.line, c.entry.link.uri,

@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from ..catalog.models import Item, S3Part, S3Upload, utcnow
 from ..errors import BadDigest, BadInput, EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload, TooLarge
+from ..media import Limits
 from ..storage import ByteRange
 from ..storage.base import SharedFile
 from . import checksums
@@ -268,12 +269,12 @@ async def complete(ctx: Context, row: S3Upload, asked: list[Asked], whole: str |
             download = await store.get(data_key(row.id), ByteRange(0, total))
             try:
                 blob = await adopt_blob(in_place, store, row.key, data_key(row.id), download.chunks,
-                                        settings.upload_max_size, settings.image_max_pixels, hasher)
+                                        settings.upload_max_size, Limits.of(settings), hasher)
             except SharedFile:  # linked before by a completion cut short, with other parts: copy instead
                 full = checksums.CHECKSUMS[algorithm]() if algorithm and full is not None else None
                 hasher = Hasher(md5=False, also=(full,) if full is not None else ())
         if blob is None:
-            blob = await store_blob(store, row.key, joined(), settings.upload_max_size, settings.image_max_pixels,
+            blob = await store_blob(store, row.key, joined(), settings.upload_max_size, Limits.of(settings),
                                     hasher)
         return await _made(ctx, row, chosen, blob, whole, full, expected)
     finally:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from ..catalog.models import Item
 from ..errors import CargoholdError, NotFound
+from ..media import Limits
 from ..storage.uris import Link, parse_link, parse_prefix
 from . import links as links_svc
 from .blobs import drop_staging, ensure_content, store_blob
@@ -61,7 +62,7 @@ async def materialize(ctx: Context, dataset_id: int) -> RelocateReport:
             try:
                 download = await links_svc.open_link(ctx, parse_link(item.uri or ""))
                 blob = await store_blob(ctx.storage.public, item.name, download.chunks, ctx.settings.upload_max_size,
-                                        ctx.settings.image_max_pixels)
+                                        Limits.of(ctx.settings))
             except CargoholdError as exc:
                 report.failed.append((item.name, exc.message))
                 continue

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...errors import BadInput
+from ...media import Limits
 from ...services import access
 from ...services import items as svc
 from ...services.blobs import store_blob
@@ -81,7 +82,7 @@ async def upload_items(dataset_id: int, request: Request, ctx: Ctx, conflict: sv
             if existing is not None:
                 results.append(UploadResult(filename=name, status="skipped", item=ItemOut.of(existing)))
                 continue
-        blob = await store_blob(ctx.storage.public, name, part.chunks, limit, ctx.settings.image_max_pixels)
+        blob = await store_blob(ctx.storage.public, name, part.chunks, limit, Limits.of(ctx.settings))
         status, item = await svc.add_stored_item(ctx, dataset_id, name, blob, conflict)
         results.append(UploadResult(filename=name, status=status, item=ItemOut.of(item)))  # type: ignore[arg-type]
     if not results:

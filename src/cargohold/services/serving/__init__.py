@@ -161,8 +161,8 @@ async def _frame_index(ctx: Context, source: Original) -> Gops | tuple[list[int]
     memory = video_memory(ctx, source)
     if memory.index is None:
         gops = await asyncio.to_thread(open_gops, video_source(ctx, source))
-        memory.index = gops if gops is not None else await asyncio.to_thread(frame_times,
-                                                                             await local_copy(ctx, source))
+        memory.index = gops if gops is not None else await asyncio.to_thread(
+            frame_times, await local_copy(ctx, source), ctx.settings.video_max_duration)
     index: Gops | tuple[list[int], Fraction] = memory.index
     return index
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ...cache import Fill
 from ...errors import CargoholdError, Preparing, Unprocessable
+from ...media import Limits
 from ...media.video import to_mp4
 from ..context import Context
 from ..memo import ItemView
@@ -62,8 +63,8 @@ async def _convert(ctx: Context, key: str, source: Original, job: _Job) -> None:
 
     async def make(fill: Fill) -> None:
         path = await local_copy(ctx, source)
-        await asyncio.to_thread(functools.partial(to_mp4, max_pixels=ctx.settings.image_max_pixels,
-                                                  progress=progress), path, fill.tmp)
+        await asyncio.to_thread(functools.partial(to_mp4, limits=Limits.of(ctx.settings), progress=progress),
+                                path, fill.tmp)
 
     try:
         async with gate:
