@@ -89,7 +89,8 @@ BENCHES: tuple[Bench, ...] = (
           quick=("--runs", "1", "--duration", "2"), tools=("wrk", "nginx")),
     Bench("s3", "S3 endpoint: GetObject, ListObjectsV2 over a large dataset, multipart PutObject",
           quick=("--quick",), tools=("wrk", "nginx")),
-    Bench("video", "Videos: probing a linked video in place", quick=("--size-mb", "128", "--runs", "2")),
+    Bench("video", "Videos: probing a linked video in place, random exact frames, a transcode for playback",
+          quick=("--size-mb", "128", "--runs", "2", "--frame-video-frames", "300", "--transcode-seconds", "4")),
 )
 BY_NAME = {b.name: b for b in BENCHES}
 

@@ -1,5 +1,8 @@
-"""Probing a video (issue 16, docs/VIDEO.md): a linked ``--size-mb`` MP4 with its ``moov`` index at the end,
-probed in place, against PyAV over the whole local file, in one run.
+"""Videos (issue 16, docs/VIDEO.md), each part against its reference in one run: probing a linked video in
+place, random exact frames, and a transcode for playback.
+
+**Probe.** A linked ``--size-mb`` MP4 with its ``moov`` index at the end, probed in place, against PyAV over
+the whole local file.
 
 The video: ``--frames`` frames of 1280x720 H.264 with B-frames made here with PyAV (tests/support/videos.py),
 then ``--size-mb`` MiB in all with a ``free`` box between its frames and its index (the frames' offsets stay
@@ -16,10 +19,28 @@ put in a moto server's bucket.
 - **through the server**: ``POST /datasets/{id}/links`` of that one link with verification, on a
   ``cargohold up`` with a connection to the bucket: the whole request, shown without a ratio.
 
-``--runs`` rounds, alternating, medians. Targets: the probe fetches under 1% of the file (issue 16). It
-reports, it never fails on a missed target.
+**Frames.** A stored 1280x720 H.264 MP4 (``--frame-video-frames`` frames at 25 fps, a keyframe every 50,
+B-frames; a noisy patch moving over a flat frame), 50 random frame numbers a round:
 
-    .venv/bin/python bench/video.py [--size-mb 1024] [--frames 300] [--runs 5] [--json PATH]
+- **cargohold**: ``GET /items/{id}/frames/{n}?w=1280&h=720&format=jpeg`` on a ``cargohold up`` (local disk, read
+  in place), one after the other with keep-alive: cold (each ``n`` asked for the first time), then the same 50
+  again (from the previews tier), against 50 cached posters (``/preview``) of the same video.
+- **the reference**: bare PyAV on the local file, what a loader does for frame ``n`` of a constant-rate video:
+  seek to its time (the keyframe before it), decode forward to it. Shown beside it: the same plus the frame
+  encoded as a JPEG of the same size (Pillow), the answer a client gets.
+
+**Transcode.** A 1920x1080 HEVC Matroska of ``--transcode-seconds`` at 25 fps (a keyframe every 50, the
+same kind of pictures), stored, then ``GET /items/{id}/content?format=mp4`` until it answers 200 (the 202s
+polled every 0.1 s), against bare PyAV decoding it and encoding H.264 with the same settings (libx264
+``veryfast``, CRF 23, yuv420p, MP4 with ``faststart``). The image-converter tier is cleared between rounds.
+
+``--runs`` rounds, alternating, medians (``--transcode-runs`` for the transcode). Targets (issue 16): the
+probe fetches under 1% of the file; cold frames at least 0.9 of bare PyAV; cached frames as fast as cached
+posters (ratio at least 0.9); the transcode at least 0.9 of bare PyAV. It reports, it never fails on a missed
+target.
+
+    .venv/bin/python bench/video.py [--size-mb 1024] [--frames 300] [--runs 5] [--frame-video-frames 1500]
+                                    [--transcode-seconds 60] [--transcode-runs 1] [--json PATH]
 """
 
 from __future__ import annotations
@@ -28,6 +49,8 @@ import argparse
 import asyncio
 import contextlib
 import io
+import os
+import random
 import statistics
 import tempfile
 import time
@@ -41,6 +64,7 @@ from _harness import (
     Table,
     Target,
     api_client,
+    at_least,
     bare_s3,
     log,
     main,
@@ -54,13 +78,16 @@ from cargohold.storage import ByteRange, Connection, open_store
 from cargohold.storage.local import LocalStore
 from tests.support.api_server import RunningServer
 from tests.support.servers import moto
-from tests.support.videos import make_video
+from tests.support.videos import frame_image, frame_number, make_video
 
 BUCKET = "videos"
 KEY = "cam/long.mp4"
 LIMIT = Limits(100_000_000)
 FETCHED_TARGET = 1.0
 """Percent of the file a probe may fetch."""
+FRAMES_ASKED = 50
+RATE = 25
+GOP = 50
 
 
 class Counting(io.FileIO):
@@ -131,6 +158,120 @@ async def ours(endpoint: str | None, folder: Path, size: int) -> dict[str, Any]:
         await store.close()
 
 
+def moving_image(n: int, size: tuple[int, int]) -> Any:
+    """``frame_image(n)`` with a noisy patch (a quarter of each side) moving over its right half: pictures a
+    codec has work with, whose left third still tells ``n`` (``frame_number``)."""
+    from PIL import Image
+
+    image = frame_image(n, size)
+    tile = (size[0] // 4, size[1] // 4)
+    x = size[0] // 2 + (n * 8) % (size[0] // 2 - tile[0])
+    y = (n * 5) % (size[1] - tile[1])
+    image.paste(Image.frombytes("RGB", tile, os.urandom(tile[0] * tile[1] * 3)), (x, y))
+    return image
+
+
+def encode(path: Path, frames: int, size: tuple[int, int], codec: str, container: str) -> None:
+    import av
+
+    with av.open(str(path), "w", format=container) as box:
+        stream = box.add_stream(codec, rate=RATE)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx265":
+            stream.options = {"preset": "ultrafast", "x265-params": f"keyint={GOP}:bframes=2:log-level=none"}
+        else:
+            stream.options = {"preset": "veryfast", "g": str(GOP), "bf": "2"}
+        for n in range(frames):
+            frame = av.VideoFrame.from_image(moving_image(n, size))
+            frame.pts = n
+            for packet in stream.encode(frame):
+                box.mux(packet)
+        for packet in stream.encode():
+            box.mux(packet)
+
+
+def bare_frame(path: Path, n: int, jpeg: bool) -> float:
+    """Frame ``n`` of a constant-rate video, bare PyAV: seek to its time, decode forward; seconds."""
+    import av
+
+    began = time.perf_counter()
+    with av.open(str(path), "r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        target = round(n / RATE / stream.time_base) + (stream.start_time or 0)
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            if frame.pts is not None and frame.pts >= target:
+                break
+        if jpeg:
+            out = io.BytesIO()
+            frame.to_image().save(out, "JPEG", quality=80)
+    seconds = time.perf_counter() - began
+    if frame_number(frame.to_image().crop((0, 0, frame.width // 3, frame.height))) != n:
+        raise RuntimeError(f"bare PyAV's seek gave another frame than {n}")
+    return seconds
+
+
+def frames_round(api: Any, item: int, path: Path, numbers: list[int]) -> dict[str, float]:
+    from PIL import Image
+
+    def get(what: str, check: bool = True) -> float:
+        began = time.perf_counter()
+        answer = api.get(f"/items/{item}/{what}", params={"w": 1280, "h": 720, "format": "jpeg"})
+        seconds = time.perf_counter() - began
+        if answer.status_code != 200:
+            raise RuntimeError(f"{what}: {answer.status_code} {answer.text[:300]}")
+        if check and what.startswith("frames/"):
+            image = Image.open(io.BytesIO(answer.content))
+            n = int(what.split("/")[1])
+            if frame_number(image.crop((0, 0, image.width // 3, image.height))) != n:
+                raise RuntimeError(f"cargohold answered another frame than {n}")
+        return seconds
+
+    cold = sum(get(f"frames/{n}") for n in numbers)
+    bare = sum(bare_frame(path, n, False) for n in numbers)
+    bare_jpeg = sum(bare_frame(path, n, True) for n in numbers)
+    get("preview")
+    cached = posters = 0.0
+    for n in numbers:  # alternating, neither checked: the same work around each
+        cached += get(f"frames/{n}", check=False)
+        posters += get("preview", check=False)
+    return {"cold": cold, "bare": bare, "bare_jpeg": bare_jpeg, "cached": cached, "posters": posters}
+
+
+def bare_transcode(source: Path, dest: Path) -> float:
+    """What ``?format=mp4`` does for HEVC, bare: PyAV decoding, libx264 encoding with the same settings."""
+    import av
+
+    began = time.perf_counter()
+    with av.open(str(source), "r") as inp, av.open(str(dest), "w", format="mp4",
+                                                    options={"movflags": "+faststart"}) as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream("libx264", rate=vin.average_rate or RATE)
+        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+        vout.pix_fmt = "yuv420p"
+        vout.options = {"preset": "veryfast", "crf": "23"}
+        for frame in inp.decode(vin):
+            for packet in vout.encode(frame):
+                out.mux(packet)
+        for packet in vout.encode():
+            out.mux(packet)
+    return time.perf_counter() - began
+
+
+def ours_transcode(api: Any, item: int) -> float:
+    api.delete("/cache/image-converter")
+    began = time.perf_counter()
+    while True:
+        answer = api.get(f"/items/{item}/content", params={"format": "mp4"})
+        if answer.status_code == 200:
+            return time.perf_counter() - began
+        if answer.status_code != 202:
+            raise RuntimeError(f"?format=mp4: {answer.status_code} {answer.text[:300]}")
+        time.sleep(0.1)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import boto3
 
@@ -173,8 +314,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 mine, theirs = records["cargohold"][-1], records["bare"][-1]
                 log(f"  run {run}/{args.runs}: cargohold {mine['seconds'] * 1e3:.1f} ms ({mine['bytes']:,} bytes), "
                     f"bare {theirs['seconds'] * 1e3:.1f} ms ({theirs['bytes']:,} bytes), server {seconds * 1e3:.1f} ms")
-        if records["cargohold"][0]["frame_count"] != args.frames:
-            raise RuntimeError("cargohold's probe did not count the video's frames")
+            if records["cargohold"][0]["frame_count"] != args.frames:
+                raise RuntimeError("cargohold's probe did not count the video's frames")
+            frames = measure_frames(args, api, tmp)
+            transcode = measure_transcode(args, api, tmp)
 
     def median(name: str, field: str) -> float:
         return float(statistics.median(r[field] for r in records[name]))
@@ -185,15 +328,75 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                           "replay_seconds": median("cargohold", "replay_seconds")},
             "cargohold_fs": {"seconds": median("cargohold-fs", "seconds"), "bytes": median("cargohold-fs", "bytes")},
             "bare": {"seconds": median("bare", "seconds"), "bytes": median("bare", "bytes")},
-            "server": {"seconds": median("server", "seconds")}}
+            "server": {"seconds": median("server", "seconds")}, "frame_access": frames, "transcode": transcode}
+
+
+def _upload(api: Any, dataset: int, path: Path) -> int:
+    with path.open("rb") as body:
+        answer = api.post(f"/datasets/{dataset}/items", files=[("files", (path.name, body))])
+    if answer.status_code not in (200, 201):
+        raise RuntimeError(f"upload of {path.name}: {answer.status_code} {answer.text[:300]}")
+    return int(answer.json()["results"][0]["item"]["id"])
+
+
+def measure_frames(args: argparse.Namespace, api: Any, tmp: Path) -> dict[str, Any]:
+    path = tmp / "frames.mp4"
+    encode(path, args.frame_video_frames, (1280, 720), "libx264", "mp4")
+    dataset = api.post("/datasets", json={"name": "frames"}).json()["id"]
+    item = _upload(api, dataset, path)
+    log(f"frames: a {path.stat().st_size / MiB:,.1f} MiB 1280x720 H.264 MP4 of {args.frame_video_frames} frames")
+    rng = random.Random(16)
+    left = list(range(args.frame_video_frames))
+    rng.shuffle(left)
+    rounds = []
+    for run in range(1, args.runs + 1):
+        numbers, left = left[:FRAMES_ASKED], left[FRAMES_ASKED:]  # never asked before: cold
+        if len(numbers) < FRAMES_ASKED:
+            raise SystemExit("--frame-video-frames is too small for --runs rounds of 50 new frames")
+        rounds.append(frames_round(api, item, path, numbers))
+        r = rounds[-1]
+        log(f"  run {run}/{args.runs}: 50 cold frames {r['cold'] * 1e3:.0f} ms, bare PyAV {r['bare'] * 1e3:.0f} ms "
+            f"(+ JPEG {r['bare_jpeg'] * 1e3:.0f} ms), cached {r['cached'] * 1e3:.1f} ms, posters "
+            f"{r['posters'] * 1e3:.1f} ms")
+    return {"video_frames": args.frame_video_frames, "bytes": path.stat().st_size,
+            **{k: float(statistics.median(r[k] for r in rounds)) for k in rounds[0]}}
+
+
+def measure_transcode(args: argparse.Namespace, api: Any, tmp: Path) -> dict[str, Any]:
+    source = tmp / "minute.mkv"
+    frames = args.transcode_seconds * RATE
+    began = time.perf_counter()
+    encode(source, frames, (1920, 1080), "libx265", "matroska")
+    log(f"transcode: a {source.stat().st_size / MiB:,.1f} MiB 1920x1080 HEVC Matroska of {args.transcode_seconds} s "
+        f"made in {time.perf_counter() - began:.0f} s")
+    dataset = api.post("/datasets", json={"name": "transcode"}).json()["id"]
+    item = _upload(api, dataset, source)
+    rounds = []
+    for run in range(1, args.transcode_runs + 1):
+        mine = ours_transcode(api, item)
+        theirs = bare_transcode(source, tmp / "bare.mp4")
+        rounds.append({"cargohold": mine, "bare": theirs})
+        log(f"  run {run}/{args.transcode_runs}: cargohold {mine:.1f} s, bare PyAV/libx264 {theirs:.1f} s")
+    converted = api.get(f"/items/{item}/content", params={"format": "mp4"})
+    import av
+
+    with av.open(io.BytesIO(converted.content), "r") as container:
+        got = sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+    if got != frames:
+        raise RuntimeError(f"the playable copy has {got} frames, not {frames}")
+    return {"seconds": args.transcode_seconds, "frames": frames, "source_bytes": source.stat().st_size,
+            **{k: float(statistics.median(r[k] for r in rounds)) for k in rounds[0]}, "runs": args.transcode_runs}
 
 
 def table(f: dict[str, Any]) -> Table:
     ours_, bare_ = f["cargohold"], f["bare"]
     share = 100 * ours_["bytes"] / f["file_bytes"]
     return Table(
-        about=(f"A {f['size_mb']:,} MiB MP4 (1280x720 H.264, {f['frames']} frames, B-frames) with its index at the "
-               f"end: probed in place on S3 (moto) vs PyAV over the local file; median of {f['runs']}."),
+        about=(f"Probe: a {f['size_mb']:,} MiB MP4 (1280x720 H.264, {f['frames']} frames, B-frames) with its index at "
+               f"the end, probed in place on S3 (moto) vs PyAV over the local file; median of {f['runs']}. Frames: "
+               f"{FRAMES_ASKED} random of a stored {f['frame_access']['video_frames']}-frame 1280x720 H.264 MP4 "
+               f"({f['frame_access']['bytes'] / MiB:,.0f} MiB, a keyframe every {GOP}) vs bare PyAV. Transcode: "
+               f"{f['transcode']['seconds']} s of 1920x1080 HEVC vs bare PyAV/libx264."),
         rows=[
             Row("probe of a linked video on S3 (moto), ms", ms(ours_["seconds"] * 1e3),
                 f"{ms(bare_['seconds'] * 1e3)}: PyAV over the local file", bare_["seconds"] / ours_["seconds"]),
@@ -208,9 +411,33 @@ def table(f: dict[str, Any]) -> Table:
                 f"{100 * bare_['bytes'] / f['file_bytes']:.3f}% ({bare_['bytes']:,.0f} bytes read by FFmpeg)",
                 target=Target("<", FETCHED_TARGET, "%", on_ratio=False), value=share),
             Row("the same link added with verification through the API, ms", ms(f["server"]["seconds"] * 1e3)),
+            *frame_rows(f["frame_access"], f["runs"]),
+            *transcode_rows(f["transcode"]),
         ],
-        notes=["The reference reads a local disk: no round trip per read. cargohold's reads are ranged GETs of at "
-               "least 256 KiB (media/video.py READ_AHEAD), each a request to moto."])
+        notes=["The probe's reference reads a local disk: no round trip per read. cargohold's reads are ranged GETs "
+               "of at least 256 KiB (media/video.py READ_AHEAD), each a request to moto.",
+               "Frames: cargohold's figure is the whole request (HTTP, the frame found by its GOP, decoded, written "
+               "as PNG, sized and encoded as JPEG by the preview path, kept in the previews tier); the bare figure "
+               "decodes only."])
+
+
+def frame_rows(f: dict[str, Any], runs: int) -> list[Row]:
+    per = FRAMES_ASKED
+    return [
+        Row(f"{per} random cold frames of a stored 1280x720 H.264 video, ms each (median of {runs} rounds)",
+            ms(f["cold"] * 1e3 / per), f"{ms(f['bare'] * 1e3 / per)}: bare PyAV seek and decode",
+            f["bare"] / f["cold"], target=at_least(0.9)),
+        Row("the same cold frames, against bare PyAV that also encodes the JPEG, ms each", ms(f["cold"] * 1e3 / per),
+            f"{ms(f['bare_jpeg'] * 1e3 / per)}: bare PyAV + Pillow JPEG", f["bare_jpeg"] / f["cold"]),
+        Row("the same frames asked again (previews tier), ms each", ms(f["cached"] * 1e3 / per),
+            f"{ms(f['posters'] * 1e3 / per)}: the cached poster", f["posters"] / f["cached"], target=at_least(0.9)),
+    ]
+
+
+def transcode_rows(f: dict[str, Any]) -> list[Row]:
+    return [Row(f"?format=mp4 of a 1920x1080 HEVC video of {f['seconds']} s, s (median of {f['runs']})",
+                f"{f['cargohold']:.1f}", f"{f['bare']:.1f}: bare PyAV decode + libx264 veryfast CRF 23",
+                f["bare"] / f["cargohold"], target=at_least(0.9))]
 
 
 if __name__ == "__main__":
@@ -218,4 +445,7 @@ if __name__ == "__main__":
     parser.add_argument("--size-mb", type=int, default=1024, help="MiB of the MP4")
     parser.add_argument("--frames", type=int, default=300, help="frames of video in it")
     parser.add_argument("--runs", type=int, default=5, help="rounds (medians)")
+    parser.add_argument("--frame-video-frames", type=int, default=1500, help="frames of the video read by frame")
+    parser.add_argument("--transcode-seconds", type=int, default=60, help="seconds of the HEVC video transcoded")
+    parser.add_argument("--transcode-runs", type=int, default=1, help="rounds of the transcode (medians)")
     main(parser, measure, table)

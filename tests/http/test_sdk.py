@@ -172,6 +172,8 @@ def test_video_frames(client: Client, tmp_path: Path) -> None:
         client.frame(item, 3, t=1.0)
     decoded = [frame_number(f.to_image()) for f in client.iter_frames(item, 5, 20, 5)]  # here, from ranges
     assert decoded == [5, 10, 15]
+    late = [frame_number(f.to_image()) for f in client.iter_frames(item, 25, 32, 3)]  # from the GOP of 25
+    assert late == [25, 28, 31]
     assert len(list(client.iter_frames(item))) == 40
 
 

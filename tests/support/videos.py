@@ -15,8 +15,9 @@ SIZE = (64, 48)
 
 
 def frame_image(n: int, size: tuple[int, int] = SIZE) -> Image.Image:
-    """Frame ``n``: its number in the red and green levels (n // 16 and n % 16, 16 levels apart)."""
-    return Image.new("RGB", size, ((n // 16) * 16 + 8, (n % 16) * 16 + 8, 128))
+    """Frame ``n`` (below 4,096): its number in the blue, red and green levels (n // 256, n // 16 % 16 and n % 16,
+    16 levels apart)."""
+    return Image.new("RGB", size, ((n // 16 % 16) * 16 + 8, (n % 16) * 16 + 8, (n // 256) * 16 + 8))
 
 
 def noisy_image(n: int, size: tuple[int, int]) -> Image.Image:
@@ -28,27 +29,28 @@ def noisy_image(n: int, size: tuple[int, int]) -> Image.Image:
 
 
 def frame_number(image: Image.Image) -> int:
-    r, g, _ = image.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
-    return int(r // 16) * 16 + int(g // 16)
+    r, g, b = image.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
+    return int(b // 16) * 256 + int(r // 16) * 16 + int(g // 16)
 
 
 def make_video(frames: int = 30, *, container: str = "mp4", codec: str = "libx264", rate: int = 25,
                rotation: int = 0, audio: bool = False, bframes: bool = True, variable: bool = False,
-               size: tuple[int, int] = SIZE, options: dict[str, str] | None = None, noise: bool = False) -> bytes:
-    """``noise``: the right half of each frame is noise (``noisy_image``: slow to encode, large); ``variable``:
-    frame ``n`` lasts ``(1 + n % 3) / rate`` s (a variable frame rate: it starts at
-    ``sum(1 + k % 3 for k < n) / rate``); MP4 is
-    written with its ``moov`` index at the end (the muxer's default) unless ``options`` say ``faststart``."""
+               size: tuple[int, int] = SIZE, options: dict[str, str] | None = None, noise: bool = False,
+               gop: int = 10) -> bytes:
+    """``gop``: a keyframe every that many frames; ``noise``: the right half of each frame is noise
+    (``noisy_image``: slow to encode, large); ``variable``: frame ``n`` lasts ``(1 + n % 3) / rate`` s (a
+    variable frame rate: it starts at ``sum(1 + k % 3 for k < n) / rate``); MP4 is written with its ``moov``
+    index at the end (the muxer's default) unless ``options`` say ``faststart``."""
     out = io.BytesIO()
     with av.open(out, "w", format=container, options=options or {}) as box:
         stream = box.add_stream(codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         if codec in ("libx264", "libx265"):
-            stream.options = {"bf": "2" if bframes else "0", "g": "10"} if codec == "libx264" else \
-                {"x265-params": f"bframes={2 if bframes else 0}:keyint=10:log-level=none"}
+            stream.options = {"bf": "2" if bframes else "0", "g": str(gop)} if codec == "libx264" else \
+                {"x265-params": f"bframes={2 if bframes else 0}:keyint={gop}:log-level=none"}
         else:
-            stream.options = {"g": "10"}
+            stream.options = {"g": str(gop)}
         if rotation:
             stream.set_display_rotation(rotation)
         tick = Fraction(1, rate * 3) if variable else Fraction(1, rate)

@@ -11,8 +11,9 @@ from pathlib import Path
 SDK = Path(__file__).resolve().parents[2] / "src" / "cargohold" / "sdk"
 ALLOWED = ("cargohold", "cargohold.errors", "cargohold.units", "cargohold.ranged")  # the version, the exceptions,
 # size formats, a file over ranged reads
-OPTIONAL = ("av",)
-"""Imported inside the one method that needs it (``Client.iter_frames`` decodes with PyAV), never at import."""
+OPTIONAL = ("av", "cargohold.media.video")
+"""Imported inside the one method that needs them (``Client.iter_frames`` decodes with PyAV, and finds the GOP of
+its first frame as the server does), never at import."""
 
 
 def test_client_is_importable_from_the_package_root() -> None:

@@ -13,10 +13,19 @@ import pytest
 
 from cargohold.errors import Unprocessable
 from cargohold.media import Limits
-from cargohold.media.video import READ_AHEAD, RangeReader, frame_at, frame_times, open_gops, probe_video, write_nth
+from cargohold.media.video import (
+    READ_AHEAD,
+    RangeReader,
+    frame_at,
+    frame_times,
+    numbered_frames,
+    open_gops,
+    probe_video,
+    write_nth,
+)
 from cargohold.ranged import RangedFile
 
-from ..support.videos import declaring, make_video
+from ..support.videos import declaring, frame_number, make_video
 
 LIMIT = Limits(100_000_000)
 
@@ -149,3 +158,20 @@ def test_a_failed_ranged_read_is_raised_never_taken_for_the_end_of_the_file(tmp_
         for fails_at in sorted({1, reads // 2, reads}):
             with pytest.raises(Unreachable):
                 run(reader(fails_at, []))
+
+
+@pytest.mark.parametrize(("kwargs", "indexed"), [({}, True), ({"variable": True}, True),
+                                                ({"container": "matroska"}, False)])
+def test_numbered_frames_start_at_the_gop_of_the_first_asked(kwargs: dict[str, object], indexed: bool) -> None:
+    """What ``Client.iter_frames`` decodes: from the GOP holding frame 33 where the index lists every frame (the
+    keyframe before it, as the index says), from frame 0 in Matroska; numbered exactly either way."""
+    import av
+
+    with av.open(io.BytesIO(make_video(60, **kwargs)), "r") as container:  # type: ignore[arg-type]
+        stream = container.streams.video[0]
+        keyframes = [n for n, entry in enumerate(stream.index_entries) if entry.is_keyframe]
+        first = max(n for n in keyframes if n <= 33) if indexed else 0
+        assert first > 0 or not indexed
+        numbered = [(n, frame_number(frame.to_image())) for n, frame in numbered_frames(container, stream, 33)]
+    assert [n for n, _ in numbered] == list(range(first, 60))
+    assert all(n == shown for n, shown in numbered), numbered

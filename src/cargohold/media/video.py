@@ -15,7 +15,7 @@ import bisect
 import contextlib
 import itertools
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -182,7 +182,7 @@ POSTER_AT = 0.1
 
 
 def write_still(source: Any, dest: Path, max_pixels: int, at: float = POSTER_AT) -> None:
-    """The frame shown at ``at`` of the video's duration, as shown (rotation applied), to ``dest`` as a PNG for
+    """The frame shown at ``at`` of the video's duration, as shown (rotation applied), to ``dest`` as a still for
     the image preview path to size and encode (a poster). Blocking."""
     def when(container: Any, stream: Any) -> int:
         duration = container.duration / 1_000_000 if container.duration else 0.0
@@ -275,7 +275,7 @@ def frame_at(source: Any, gops: Gops, seconds: float) -> int:
 
 
 def write_nth(source: Any, dest: Path, gops: Gops, number: int, max_pixels: int) -> None:
-    """Frame ``number`` (presentation order), as shown (rotation applied), to ``dest`` as a PNG: its GOP's
+    """Frame ``number`` (presentation order), as shown (rotation applied), to ``dest`` as a still: its GOP's
     packets read (``Gops``), its presentation time found among them, and decoded from its keyframe; a leading
     frame of an open GOP (shown before its keyframe) from the GOP before. Blocking."""
     import av
@@ -291,17 +291,45 @@ def write_nth(source: Any, dest: Path, gops: Gops, number: int, max_pixels: int)
         if k > 0 and packets[0].pts is not None and pts < packets[0].pts:
             packets = _gop_packets(container, stream, gops, k - 1, gops.frames_in(k - 1) + gops.frames_in(k))
         chosen = None
+        stream.thread_type = "AUTO"
         try:
-            for packet in [*packets, None]:
-                for frame in stream.codec_context.decode(packet):
-                    if frame.pts is not None and frame.pts <= pts and (chosen is None or frame.pts >= chosen.pts):
-                        chosen = frame
+            for frame in _decoded(stream, packets):  # in presentation order: done at the first not before it
+                if frame.pts is not None and frame.pts <= pts:
+                    chosen = frame
+                if frame.pts is not None and frame.pts >= pts:
+                    break
         except (av.error.FFmpegError, ValueError) as exc:
             if chosen is None:
                 raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
         if chosen is None:
             raise Unprocessable("the video holds no frame there")
         _save_shown(chosen, dest)
+
+
+def numbered_frames(container: Any, stream: Any, start: int = 0) -> Iterator[tuple[int, Any]]:
+    """``(n, frame)`` in presentation order, from the GOP that holds frame ``start`` on (its packets found by
+    ``Gops``, as ``write_nth`` finds them), so frames before it are neither read nor decoded; from the first
+    frame when the container's index does not list every frame, or when the GOP's first frame out of the
+    decoder is not the one its packets say (an open GOP's frames that need the GOP before). Blocking."""
+    gops = Gops.of(stream) if start > 0 else None
+    if gops is not None and start < gops.count:
+        k = bisect.bisect_right(gops.starts, start) - 1
+        packets = _gop_packets(container, stream, gops, k, gops.frames_in(k))
+        first = min((p.pts for p in packets if not p.is_discard and p.pts is not None), default=None)
+        frames = _decoded(stream, [*packets, *(p for p in container.demux(stream) if p.size)])
+        head = next(frames, None)
+        if head is not None and head.pts == first:
+            yield gops.starts[k], head
+            yield from enumerate(frames, gops.starts[k] + 1)
+            return
+        container.seek(0, stream=stream, backward=True, any_frame=False)
+    yield from enumerate(container.decode(stream))
+
+
+def _decoded(stream: Any, packets: Iterable[Any]) -> Iterator[Any]:
+    for packet in packets:
+        yield from stream.codec_context.decode(packet)
+    yield from stream.codec_context.decode(None)  # the decoder's last frames
 
 
 LAST = 1 << 62
@@ -372,7 +400,7 @@ def _video_stream(container: Any, max_pixels: int | None = None) -> Any:
 
 def write_frame(source: Any, dest: Path, pts: int, max_pixels: int) -> None:
     """The frame presented at ``pts`` (one of ``frame_times``), as shown (rotation applied), to ``dest`` as a
-    PNG. Blocking."""
+    still. Blocking."""
     _write_shown(source, dest, max_pixels, lambda container, stream: pts)
 
 
@@ -383,6 +411,7 @@ def _write_shown(source: Any, dest: Path, max_pixels: int, when: Callable[[Any, 
 
     with _read_failures(source), _open(source) as container:
         stream = _video_stream(container, max_pixels)
+        stream.thread_type = "AUTO"
         pts = when(container, stream)
         if pts > 0:
             container.seek(pts, stream=stream, backward=True, any_frame=False)
@@ -401,11 +430,14 @@ def _write_shown(source: Any, dest: Path, max_pixels: int, when: Callable[[Any, 
 
 
 def _save_shown(frame: Any, dest: Path) -> None:
+    """The frame as an image (an uncompressed TIFF) for the preview path to size and encode."""
     image = frame.to_image()
     rotation = round(float(getattr(frame, "rotation", 0) or 0)) % 360
     if rotation:
         image = image.rotate(rotation, expand=True)  # counter-clockwise, as the display matrix says
-    image.save(dest, format="PNG", compress_level=1)
+    # Uncompressed TIFF: the preview path reads it back at once (libvips); a PNG's compression cost about 20 ms
+    # of a 1280x720 frame's 100 (bench/video.py, profiled with py-spy), the TIFF's writing 7.
+    image.save(dest, format="TIFF")
 
 
 PLAYABLE_VIDEO = ("h264",)

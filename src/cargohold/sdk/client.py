@@ -359,12 +359,13 @@ class Client:
         """Frames ``start``, ``start + step``, ... (before ``stop``) of a video, in presentation order, as PyAV
         ``VideoFrame`` objects (``.to_image()``, ``.to_ndarray()``), decoded here from ranged reads of its
         content: the file is never downloaded whole, and one GOP is in memory at a time. Frames are counted as
-        ``frame()`` counts them, from the first; reaching ``start`` decodes the frames before it (seeking by
-        time is not exact for every video), so a late ``start`` costs the reads up to it."""
+        ``frame()`` counts them: in an MP4, MOV or AVI (an index listing every frame) reading starts at the GOP
+        that holds ``start``; in other containers the frames before ``start`` are decoded to count them."""
         try:
             import av  # the SDK's one optional dependency (the server's too): loaded only here
         except ImportError:
             raise RuntimeError("iter_frames decodes with PyAV: `pip install av`") from None
+        from ..media.video import numbered_frames  # how the server finds a frame's GOP; PyAV's, loaded here too
 
         if start < 0 or step < 1 or (stop is not None and stop < start):
             raise ValueError("start >= 0, step >= 1 and stop >= start (or None)")
@@ -381,7 +382,7 @@ class Client:
         with av.open(reader, "r") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for n, frame in enumerate(container.decode(stream)):
+            for n, frame in numbered_frames(container, stream, start):
                 if stop is not None and n >= stop:
                     return
                 if n >= start and (n - start) % step == 0:

@@ -100,8 +100,8 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
     if item.kind == "image":
         return await _sized(ctx, source, f"{source.cache_key}/{spec.name}", spec, _stem(item.name), None)
 
-    async def poster(png: Path) -> None:  # media/video.py: the frame at a tenth of it
-        await asyncio.to_thread(write_still, video_source(ctx, source), png, ctx.settings.image_max_pixels)
+    async def poster(path: Path) -> None:  # media/video.py: the frame at a tenth of it
+        await asyncio.to_thread(write_still, video_source(ctx, source), path, ctx.settings.image_max_pixels)
 
     return await _sized(ctx, source, f"{source.cache_key}/poster/{spec.name}", spec, _stem(item.name), poster)
 
@@ -137,11 +137,11 @@ async def frame(ctx: Context, item_id: int, number: int | None, at: float | None
         raise NotFound(f"{item.name!r} has {count:,} frames: 0 to {count - 1:,}")
     shown, limit = number, ctx.settings.image_max_pixels
 
-    async def still(png: Path) -> None:
+    async def still(path: Path) -> None:
         if isinstance(index, Gops):
-            await asyncio.to_thread(write_nth, video_source(ctx, source), png, index, shown, limit)
+            await asyncio.to_thread(write_nth, video_source(ctx, source), path, index, shown, limit)
         else:
-            await asyncio.to_thread(write_frame, await local_copy(ctx, source), png, index[0][shown], limit)
+            await asyncio.to_thread(write_frame, await local_copy(ctx, source), path, index[0][shown], limit)
 
     return await _sized(ctx, source, f"{source.cache_key}/frame/{number}/{spec.name}", spec, f"{stem}-{number}", still)
 
@@ -170,7 +170,7 @@ async def _frame_index(ctx: Context, source: Original) -> Gops | tuple[list[int]
 async def _sized(ctx: Context, source: Original, key: str, spec: PreviewSpec, stem: str,
                  still: Callable[[Path], Awaitable[None]] | None) -> Representation:
     """The preview ``key`` of the original, from the previews tier or made into it: the original itself sized
-    (an image), or ``still(png)`` first (a video's frame, written as a PNG from where the video is read)."""
+    (an image), or ``still(path)`` first (a video's frame, written as an image from where the video is read)."""
     tier = ctx.cache.previews
     filename = f"{stem}.{spec.format}"
     entry = tier.lookup(key)
@@ -192,12 +192,12 @@ async def _sized(ctx: Context, source: Original, key: str, spec: PreviewSpec, st
 
         async def from_still(dest: Path) -> None:
             assert still is not None
-            frame_png = dest.with_name(dest.name + ".still.png")
+            still_file = dest.with_name(dest.name + ".still.tiff")
             try:
-                await still(frame_png)
-                await _imaged(ctx, made, cost, frame_png, dest)
+                await still(still_file)
+                await _imaged(ctx, made, cost, still_file, dest)
             finally:
-                frame_png.unlink(missing_ok=True)
+                still_file.unlink(missing_ok=True)
 
         async def make_here(path: Path, dest: Path) -> None:
             if still is None:
