@@ -416,9 +416,9 @@ def table(f: dict[str, Any]) -> Table:
         ],
         notes=["The probe's reference reads a local disk: no round trip per read. cargohold's reads are ranged GETs "
                "of at least 256 KiB (media/video.py READ_AHEAD), each a request to moto.",
-               "Frames: cargohold's figure is the whole request (HTTP, the frame found by its GOP, decoded, written "
-               "as PNG, sized and encoded as JPEG by the preview path, kept in the previews tier); the bare figure "
-               "decodes only."])
+               "Frames: cargohold's figure is the whole request (HTTP, the frame found by its GOP, decoded, turned "
+               "to RGB and written as an uncompressed TIFF, sized and encoded as JPEG by the preview path, kept in "
+               "the previews tier); the bare figure decodes only."])
 
 
 def frame_rows(f: dict[str, Any], runs: int) -> list[Row]:

@@ -431,7 +431,13 @@ def _write_shown(source: Any, dest: Path, max_pixels: int, when: Callable[[Any, 
 
 def _save_shown(frame: Any, dest: Path) -> None:
     """The frame as an image (an uncompressed TIFF) for the preview path to size and encode."""
-    image = frame.to_image()
+    from PIL import Image
+
+    # swscale's RGB (0.4 ms for 1280x720) read by Pillow in one piece: PyAV's ``to_image`` gives the same pixels
+    # in 11 ms.
+    rgb = frame.reformat(format="rgb24")
+    plane = rgb.planes[0]
+    image = Image.frombuffer("RGB", (rgb.width, rgb.height), bytes(plane), "raw", "RGB", plane.line_size, 1)
     rotation = round(float(getattr(frame, "rotation", 0) or 0)) % 360
     if rotation:
         image = image.rotate(rotation, expand=True)  # counter-clockwise, as the display matrix says
