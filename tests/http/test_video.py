@@ -327,3 +327,22 @@ def test_a_video_is_made_playable_once(server: RunningServer, request: pytest.Fi
 
 def _png() -> bytes:
     return make_image("PNG", (8, 8))
+
+
+@pytest.mark.reliability(kind="attack", cases=2, what="video frames and posters over the memory budget: each decode "
+                         "admitted by IMAGE_MEMORY_BUDGET from the probed size (a 1280x720 frame's about 35 MB over a "
+                         "16 MiB budget: 422 naming it), a small video's frames still made")
+def test_frame_decoding_is_admitted_by_the_image_memory_budget(tmp_path: Path) -> None:
+    server = RunningServer(tmp_path / "home", {"IMAGE_MEMORY_BUDGET": "16m"}).start()
+    try:
+        with server.client() as client:
+            ds = create_dataset(client, "budget")["id"]
+            [large, small] = upload_results(client, ds, [("large.mp4", make_video(12, size=(1280, 720))),
+                                                         ("small.mp4", make_video(12))])
+            for what in ("frames/3", "preview"):
+                refused = client.get(f"/items/{large['item']['id']}/{what}", params={"format": "png"})
+                assert_error(refused, 422)
+                assert "IMAGE_MEMORY_BUDGET" in refused.text, refused.text
+            assert frame_number(_frame(client, small["item"]["id"], "frames/3")) == 3
+    finally:
+        server.stop()

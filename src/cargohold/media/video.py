@@ -15,6 +15,7 @@ import bisect
 import contextlib
 import itertools
 import math
+import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -175,6 +176,21 @@ class RangeReader(RangedFile):
             return asyncio.run_coroutine_threadsafe(fetch(start, end), loop).result()  # type: ignore[arg-type]
 
         super().__init__(blocking, size, READ_AHEAD, kept)
+
+
+DECODER_REFERENCES = 16
+"""Frames a decoder may keep for reference: H.264's and HEVC's most."""
+LARGEST_FRAME = 8192 * 4320
+"""Pixels of a frame assumed for a video whose size is not known (one stored before probing): 8K, the largest
+H.264 and HEVC levels allow."""
+
+
+def frame_cost(pixels: int | None) -> int:
+    """Bytes decoding one frame of a video with ``pixels`` a frame may hold at its peak (IMAGE_MEMORY_BUDGET):
+    the decoder's frames in 4:2:0 (1.5 bytes a pixel; its references and one a decoding thread), then the frame
+    as RGB three times (swscale's, Pillow's copy, the still written)."""
+    threads = (os.cpu_count() or 2) + 1
+    return int((pixels or LARGEST_FRAME) * (1.5 * (DECODER_REFERENCES + threads) + 9))
 
 
 POSTER_AT = 0.1

@@ -40,7 +40,16 @@ from ...media.preview import (
     preview_cost,
     read_header,
 )
-from ...media.video import Gops, frame_at, frame_times, open_gops, write_frame, write_nth, write_still
+from ...media.video import (
+    Gops,
+    frame_at,
+    frame_cost,
+    frame_times,
+    open_gops,
+    write_frame,
+    write_nth,
+    write_still,
+)
 from ...storage import ByteRange
 from ..context import Context
 from ..memo import ItemView
@@ -101,7 +110,7 @@ async def preview(ctx: Context, item_id: int, spec: PreviewSpec) -> Representati
         return await _sized(ctx, source, f"{source.cache_key}/{spec.name}", spec, _stem(item.name), None)
 
     async def poster(path: Path) -> None:  # media/video.py: the frame at a tenth of it
-        await asyncio.to_thread(write_still, video_source(ctx, source), path, ctx.settings.image_max_pixels)
+        await _decoding(ctx, item, write_still, video_source(ctx, source), path, ctx.settings.image_max_pixels)
 
     return await _sized(ctx, source, f"{source.cache_key}/poster/{spec.name}", spec, _stem(item.name), poster)
 
@@ -139,11 +148,18 @@ async def frame(ctx: Context, item_id: int, number: int | None, at: float | None
 
     async def still(path: Path) -> None:
         if isinstance(index, Gops):
-            await asyncio.to_thread(write_nth, video_source(ctx, source), path, index, shown, limit)
+            await _decoding(ctx, item, write_nth, video_source(ctx, source), path, index, shown, limit)
         else:
-            await asyncio.to_thread(write_frame, await local_copy(ctx, source), path, index[0][shown], limit)
+            await _decoding(ctx, item, write_frame, await local_copy(ctx, source), path, index[0][shown], limit)
 
     return await _sized(ctx, source, f"{source.cache_key}/frame/{number}/{spec.name}", spec, f"{stem}-{number}", still)
+
+
+async def _decoding(ctx: Context, item: ItemView, write: Callable[..., None], *args: object) -> None:
+    """``write(*args)``, a video's frame decoded, once its memory is admitted by the image memory budget
+    (``media.video.frame_cost``, from the probed size), in the image threads."""
+    pixels = item.width * item.height if item.width and item.height else None
+    await budget.shared(ctx.settings.image_memory_budget).run(frame_cost(pixels), write, *args)
 
 
 def _cached_frame(ctx: Context, source: Original, number: int, spec: PreviewSpec, stem: str) -> Representation | None:
