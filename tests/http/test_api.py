@@ -247,6 +247,44 @@ def test_uploads_one_and_many_files_with_each_conflict_mode(client: httpx.Client
     assert client.get(f"/datasets/{ds}").json()["item_count"] == 7
 
 
+def _raw_upload(client: httpx.Client, dataset: int, filename: bytes, data: bytes = b"x") -> httpx.Response:
+    """One file part whose ``filename`` bytes are exactly these, as a browser writes them."""
+    boundary = b"cargohold-names-" + secrets.token_hex(8).encode()
+    body = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="files"; filename="' + filename
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n' + data + b"\r\n--" + boundary + b"--\r\n")
+    return client.post(f"/datasets/{dataset}/items", content=body,
+                       headers={"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"})
+
+
+def test_upload_names_are_kept_as_the_user_named_the_files(client: httpx.Client) -> None:
+    """Browsers, curl and httpx write ``"``, CR and LF in a part's file name as %22, %0D and %0A (the HTML
+    standard's form encoding) and nothing else: those three are undone, a ``%41`` the user typed stays."""
+    ds = create_dataset(client, "names")["id"]
+    kept = {}
+    for sent, named in ((b"quote'%22s.jpg", "quote'\"s.jpg"), (b"%41 and %2F.jpg", "%41 and %2F.jpg"),
+                        ("caf\u00e9 %25.txt".encode(), "caf\u00e9 %25.txt")):
+        answer = _raw_upload(client, ds, sent)
+        assert answer.status_code == 201, answer.text
+        kept[named] = answer.json()["results"][0]["item"]["name"]
+    assert kept == {named: named for named in kept}, kept
+    refused = _raw_upload(client, ds, b"new%0Aline.jpg")  # a line feed: the name is refused, never mangled
+    assert_error(refused, 400)
+    assert "control" in refused.text, refused.text
+    names = sorted(i["name"] for i in client.get(f"/datasets/{ds}/items").json()["items"])
+    assert names == sorted(kept), names
+
+
+def test_machine_learning_files_have_their_types(client: httpx.Client) -> None:
+    ds = create_dataset(client, "weights")["id"]
+    types = {r["item"]["name"]: r["item"]["mime_type"] for r in upload_results(client, ds, [
+        (name, b"\x00weights") for name in ("yolo.pt", "m.pth", "m.ckpt", "m.safetensors", "m.onnx", "a.npy",
+                                             "t.parquet")])}
+    assert types == {"yolo.pt": "application/octet-stream", "m.pth": "application/octet-stream",
+                     "m.ckpt": "application/octet-stream", "m.safetensors": "application/octet-stream",
+                     "m.onnx": "application/octet-stream", "a.npy": "application/octet-stream",
+                     "t.parquet": "application/vnd.apache.parquet"}, types
+
+
 def test_images_report_kind_mime_and_size(shared_server: RunningServer, client: httpx.Client) -> None:
     ds = create_dataset(client, "images")["id"]
     jpeg, png = make_image("JPEG", (64, 48)), make_image("PNG", (20, 10))

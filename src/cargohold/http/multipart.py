@@ -35,6 +35,22 @@ class _State:
     header_bytes: int = 0
 
 
+FORM_ESCAPES = {"%22": '"', "%0D": "\r", "%0A": "\n"}
+"""What browsers (the HTML standard's multipart/form-data encoding), curl and httpx write in a part's
+``filename`` for the three characters a quoted header value cannot hold."""
+
+
+def form_decoded(filename: str) -> str:
+    """A part's file name as the user named the file: only the form encoding's three escapes undone, so a
+    ``%41`` the user typed stays ``%41`` (the standard leaves ``%`` itself as it is: a literal ``%22`` in a
+    name reads as ``"``, as every server that follows it reads it)."""
+    if "%" not in filename:
+        return filename
+    for escape, char in FORM_ESCAPES.items():
+        filename = filename.replace(escape, char)
+    return filename
+
+
 def boundary_of(content_type: str | None) -> bytes:
     kind, params = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
@@ -125,7 +141,7 @@ async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> As
         chunks = part_bytes()
         yield Part(
             name=params.get(b"name", b"").decode("utf-8", "replace"),
-            filename=filename.decode("utf-8", "replace") if filename is not None else None,
+            filename=form_decoded(filename.decode("utf-8", "replace")) if filename is not None else None,
             content_type=part_type.decode("latin-1") if part_type is not None else None,
             chunks=chunks,
         )

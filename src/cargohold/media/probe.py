@@ -28,6 +28,18 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 # raise its own error (or only warn) at other thresholds.
 Image.MAX_IMAGE_PIXELS = None
 
+OWN_TYPES = {
+    # Machine-learning files: the system's table (/etc/mime.types) names none of them, or wrongly (`.pt`:
+    # application/vnd.snesdev-page-table); their bytes are opaque to a browser.
+    **dict.fromkeys((".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".npy", ".npz", ".pkl", ".pickle",
+                     ".tfrecord", ".joblib"), "application/octet-stream"),
+    ".parquet": "application/vnd.apache.parquet",
+    # Videos Python's own table lacks: the same type on every machine, whatever its system table says.
+    ".mkv": "video/x-matroska", ".m4v": "video/mp4", ".flv": "video/x-flv", ".wmv": "video/x-ms-wmv",
+    ".ogv": "video/ogg",
+}
+"""cargohold's own types by suffix, over Python's and the system's."""
+
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height when shown
 _EXIF_ORIENTATION = 0x0112
 
@@ -42,9 +54,17 @@ class Probe:
     """A video's ``VideoInfo`` (media/video.py), once its bytes are probed."""
 
 
+def guess_type(name: str) -> str | None:
+    """The MIME type a file's name says: ``OWN_TYPES``, else Python's table and the system's."""
+    base = name.rpartition("/")[2]
+    dot = base.rfind(".")
+    own = OWN_TYPES.get(base[dot:].lower()) if dot > 0 else None
+    return own or mimetypes.guess_type(base, strict=False)[0]
+
+
 def probe(name: str, head: bytes, max_pixels: int, tail: bytes = b"", size: int = 0) -> Probe:
     """``tail``: the last bytes of a ``size``-byte file, for a TIFF whose header is at the end."""
-    guessed = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+    guessed = guess_type(name) or "application/octet-stream"
     image = _image_header(head)
     if image is None and tail and size > len(head) and head.startswith(TIFF_MAGIC):
         image = _image_header(_Sparse(head, tail, size))
@@ -64,7 +84,7 @@ def probe(name: str, head: bytes, max_pixels: int, tail: bytes = b"", size: int 
 
 @functools.lru_cache(maxsize=1024)
 def _by_suffix(suffix: str) -> Probe:
-    mime = mimetypes.guess_type(f"x{suffix}", strict=False)[0] or "application/octet-stream"
+    mime = guess_type(f"x{suffix}") or "application/octet-stream"
     kind = "image" if mime.startswith("image/") else "video" if mime.startswith("video/") else "file"
     return Probe(mime, kind)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import mimetypes
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,7 +25,7 @@ from ..catalog.models import Dataset, Item, is_row_id, utcnow
 from ..catalog.sql import starts_with
 from ..errors import BadInput, CargoholdError, NotFound, RangeNotSatisfiable
 from ..media import Limits
-from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, probe, probe_name
+from ..media.probe import HEAD_SIZE, TAIL_SIZE, TIFF_MAGIC, Probe, guess_type, probe, probe_name
 from ..media.video import probe_ranged
 from ..storage import ByteRange, Download, ObjectMeta
 from ..storage.links_file import Entry, Refused
@@ -118,7 +117,7 @@ async def head_link(ctx: Context, link: Link) -> ObjectMeta:
 
 async def _verify(ctx: Context, checked: _Checked, limits: Limits) -> None:
     link = checked.entry.link
-    guessed = mimetypes.guess_type(checked.name, strict=False)[0] or ""
+    guessed = guess_type(checked.name) or ""
     if guessed.startswith("video/"):
         meta = checked.entry.meta or await head_link(ctx, link)
         checked.size, checked.etag, checked.probe = meta.size, meta.etag, probe_name(checked.name)
