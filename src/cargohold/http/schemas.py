@@ -82,6 +82,9 @@ class ItemOut(BaseModel):
 
 class ItemPage(BaseModel):
     items: list[ItemOut]
+    folders: list[str] = Field(default_factory=list, description=(
+        "With `delimiter`: the folders of this level, each a common prefix ending with the delimiter (`a/b/`), in "
+        "name order beside the items"))
     next_cursor: str | None
 
 

@@ -20,6 +20,7 @@ from ..storage.base import check_new_key, hidden_character
 from .blobs import Blob, content_key, drop_staging, ensure_content
 from .bucket_names import bucket_for
 from .context import Context
+from .listing import list_names
 from .locks import content_guard
 
 Conflict = Literal["rename", "skip", "replace"]
@@ -176,6 +177,38 @@ async def list_items(
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1]["id"]) if more and rows else None
+
+
+NAME_CURSOR = "n:"
+"""What starts a name-ordered listing's cursor (a folder's), inside its base64: an id cursor is digits."""
+
+
+async def list_folder(ctx: Context, dataset_id: int, prefix: str, delimiter: str, limit: int,
+                      cursor: str | None) -> tuple[list[Any], list[str], str | None]:
+    """One page of the items and folders whose names start with ``prefix``, in name order (UTF-8 bytes, as
+    S3 lists): with a ``delimiter``, the names holding it after the prefix come as their folder, once
+    (``services/listing.list_names``: a page costs a page, a folder one index seek). Empty folders' rows are
+    folders, never items. Returns rows, folders, and the next page's cursor."""
+    if not 1 <= limit <= 1000:
+        raise BadInput("limit must be between 1 and 1000")
+    after = ""
+    if cursor:
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            text = ""
+        if not text.startswith(NAME_CURSOR):
+            raise BadInput("the cursor is not one this server gave out for a listing by prefix or delimiter")
+        after = text.removeprefix(NAME_CURSOR)
+    if not is_row_id(dataset_id):
+        raise _no_dataset(dataset_id)
+    await get_dataset(ctx, dataset_id)
+    page = await list_names(ctx, dataset_id, prefix=prefix, delimiter=delimiter, after=after, limit=limit)
+    items = [row for row in page.items if row.source != FOLDER]
+    next_cursor = None
+    if page.truncated and page.next_after is not None:
+        next_cursor = base64.urlsafe_b64encode((NAME_CURSOR + page.next_after).encode()).decode().rstrip("=")
+    return items, page.prefixes, next_cursor
 
 
 async def get_item(ctx: Context, item_id: int) -> Item:

@@ -59,7 +59,19 @@ async def list_items(
     dataset_id: int, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
     name: Annotated[str | None, Query(max_length=1024, description="Only items whose name contains this, any case")]
     = None,
+    prefix: Annotated[str | None, Query(max_length=1024, description=(
+        "Only items whose name starts with this (a folder: `a/b/`), in name order"))] = None,
+    delimiter: Annotated[str | None, Query(min_length=1, max_length=16, description=(
+        "With `/`: one folder level, the names holding it after the prefix given once as `folders`"))] = None,
 ) -> ItemPage:
+    """Without `prefix` or `delimiter`: every item, in upload order. With them: one folder, in name order (UTF-8
+    bytes, as S3 lists), its subfolders in `folders`; a page costs a page however large the folder."""
+    if prefix is not None or delimiter is not None:
+        if name is not None:
+            raise BadInput("name filters the listing of every item; give it without prefix and delimiter")
+        rows, folders, next_cursor = await svc.list_folder(ctx, dataset_id, prefix or "", delimiter or "", limit,
+                                                           cursor)
+        return ItemPage(items=[ItemOut.of(i) for i in rows], folders=folders, next_cursor=next_cursor)
     rows, next_cursor = await svc.list_items(ctx, dataset_id, limit, cursor, name)
     return ItemPage(items=[ItemOut.of(i) for i in rows], next_cursor=next_cursor)
 
