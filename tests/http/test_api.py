@@ -322,6 +322,50 @@ def test_a_dataset_is_listed_by_folder(client: httpx.Client) -> None:
     assert_error(client.get("/datasets/999999/items", params={"prefix": "a/"}), 404)
 
 
+def test_items_are_renamed_and_moved_without_copying(shared_server: RunningServer, client: httpx.Client) -> None:
+    """``PATCH /items/{id}``: a new name and/or dataset, the row changed and no bytes moved; a name taken there
+    settled as an upload's (rename, skip, replace); the target dataset checked against the token."""
+    first = create_dataset(client, "move-from")["id"]
+    second = create_dataset(client, "move-to")["id"]
+    [one] = upload_results(client, first, [("a.txt", b"the bytes of a")])
+    [taken, spare] = upload_results(client, second, [("taken.txt", b"already there"), ("spare.txt", b"spare")])
+    item = one["item"]["id"]
+
+    def patch(body: dict[str, Any], **params: str) -> dict[str, Any]:
+        answer = client.patch(f"/items/{item}", json=body, params=params)
+        assert answer.status_code == 200, answer.text
+        moved: dict[str, Any] = answer.json()
+        return moved
+
+    moved = patch({"name": "sub/renamed.txt"})
+    assert (moved["status"], moved["item"]["name"], moved["item"]["dataset_id"]) == ("moved", "sub/renamed.txt", first)
+    assert patch({"name": "sub/renamed.txt"})["status"] == "unchanged"
+    moved = patch({"name": "taken.txt", "dataset_id": second})
+    assert (moved["status"], moved["item"]["name"], moved["item"]["dataset_id"]) == ("renamed", "taken (1).txt",
+                                                                                    second)
+    assert patch({"name": "spare.txt"}, conflict="skip")["status"] == "skipped"
+    assert client.get(f"/items/{item}").json()["name"] == "taken (1).txt"
+    moved = patch({"name": "spare.txt"}, conflict="replace")
+    assert (moved["status"], moved["item"]["name"]) == ("replaced", "spare.txt")
+    assert_error(client.get(f"/items/{spare['item']['id']}"), 404)  # the item that was there: its row deleted
+    assert client.get(f"/items/{item}/content").content == b"the bytes of a"
+    assert moved["item"]["sha256"] == one["item"]["sha256"]  # the same content: nothing was copied
+    assert client.get(f"/items/{taken['item']['id']}/content").content == b"already there"
+    assert client.get(f"/datasets/{first}").json()["item_count"] == 0
+    assert sorted(i["name"] for i in client.get(f"/datasets/{second}/items").json()["items"]) == [
+        "spare.txt", "taken.txt"]
+    for body, status in (({}, 400), ({"name": "folder/"}, 400), ({"name": "bad\u202ename"}, 400),
+                         ({"dataset_id": 999_999}, 404), ({"name": "x", "size": 1}, 400)):
+        assert_error(client.patch(f"/items/{item}", json=body), status)
+    assert_error(client.patch("/items/999999", json={"name": "x"}), 404)
+    limited = client.post("/tokens", json={"name": f"move-{secrets.token_hex(3)}", "role": "write",
+                                           "datasets": ["move-to"], "files": []})
+    assert limited.status_code == 201, limited.text
+    with shared_server.client(limited.json()["token"]) as other:
+        assert_error(other.patch(f"/items/{item}", json={"dataset_id": first}), 403)  # it does not reach "move-from"
+        assert other.patch(f"/items/{item}", json={"name": "by-the-limited-token.txt"}).status_code == 200
+
+
 def test_images_report_kind_mime_and_size(shared_server: RunningServer, client: httpx.Client) -> None:
     ds = create_dataset(client, "images")["id"]
     jpeg, png = make_image("JPEG", (64, 48)), make_image("PNG", (20, 10))
@@ -761,7 +805,7 @@ def test_openapi_describes_the_routes(shared_server: RunningServer) -> None:
         "/api/v1/datasets": {"get", "post"},
         "/api/v1/datasets/{dataset_id}": {"get", "delete"},
         "/api/v1/datasets/{dataset_id}/items": {"get", "post"},
-        "/api/v1/items/{item_id}": {"get", "delete"},
+        "/api/v1/items/{item_id}": {"get", "patch", "delete"},
         "/api/v1/items/{item_id}/content": {"get"},
         "/api/v1/items/{item_id}/preview": {"get"},
         "/api/v1/items/{item_id}/sign": {"post"},

@@ -208,6 +208,10 @@ def cases(world: World, token: Token, method: str, path: str) -> list[Case]:
     elif key == ("DELETE", "/items/{item_id}"):
         for name in ("cars", "boats"):
             out.append(Case(method, f"{api}/items/{item_in(name)}", 204, ("dataset", name)))
+    elif key == ("PATCH", "/items/{item_id}"):  # renamed in its own dataset: the item's dataset is what is named
+        for name in ("cars", "boats"):
+            out.append(Case(method, f"{api}/items/{item_in(name)}", 200, ("dataset", name),
+                            {"json": {"name": world.unique("renamed") + ".png"}}))
     elif key in by_file:
         for folder in ("models/", "notes/"):
             if method == "DELETE":

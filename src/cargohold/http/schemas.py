@@ -98,6 +98,19 @@ class UploadOut(BaseModel):
     results: list[UploadResult]
 
 
+class ItemPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=1024, description="The item's new name (a path: `a/b/c.jpg`)")
+    dataset_id: int | None = Field(default=None, description="The dataset to move it to")
+
+
+class MoveOut(BaseModel):
+    status: Literal["moved", "renamed", "replaced", "skipped", "unchanged"] = Field(description=(
+        "`renamed`: the name was taken and the policy is `rename`, the item got `name (1).ext`"))
+    item: ItemOut
+
+
 class SignIn(BaseModel):
     model_config = ConfigDict(strict=True)  # `true` is not an expiry, nor an item id (SignManyIn)
     expires_in: int = Field(default=3600, ge=1, le=7 * 86400)

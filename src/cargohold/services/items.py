@@ -24,6 +24,7 @@ from .listing import list_names
 from .locks import content_guard
 
 Conflict = Literal["rename", "skip", "replace"]
+Moved = Literal["moved", "renamed", "replaced", "skipped", "unchanged"]
 CONFLICTS: tuple[Conflict, ...] = ("rename", "skip", "replace")
 
 
@@ -260,6 +261,56 @@ async def delete_item(ctx: Context, item_id: int) -> None:
         await session.delete(item)
         await session.commit()
     ctx.memo.forget(item_id)
+
+
+async def move_item(ctx: Context, item_id: int, name: str | None, dataset_id: int | None,
+                    conflict: Conflict = "rename") -> tuple[Moved, Item]:
+    """The item renamed (``name``) and/or moved to another dataset (``dataset_id``): its row changes, no bytes
+    move (stored content is shared by SHA-256; a linked file stays where it is). A name taken at the target
+    is settled as an upload's is: ``rename`` to ``name (1).ext``, ``skip`` (nothing changes), ``replace``
+    (the item there is deleted: its stored bytes are left to gc, a linked file is never touched). Returns
+    (moved|renamed|replaced|skipped|unchanged, item)."""
+    if name is not None:
+        name = check_name(name)
+        if name.endswith("/"):
+            raise BadInput(f"an item's name does not end in '/' (that is a folder): {name!r}")
+    if dataset_id is not None and not is_row_id(dataset_id):
+        raise _no_dataset(dataset_id)
+    if not is_row_id(item_id):
+        raise _no_item(item_id)
+    for _attempt in range(100):
+        async with ctx.catalog.session() as session:
+            item = await session.get(Item, item_id)
+            if item is None or item.source == FOLDER:
+                raise _no_item(item_id)
+            target_ds = dataset_id if dataset_id is not None else item.dataset_id
+            target = name if name is not None else item.name
+            if (target_ds, target) == (item.dataset_id, item.name):
+                return "unchanged", item
+            if target_ds != item.dataset_id and await session.get(Dataset, target_ds) is None:
+                raise _no_dataset(target_ds)
+            existing = await session.scalar(select(Item).where(Item.dataset_id == target_ds, Item.name == target))
+            status: Moved = "moved"
+            if existing is not None:
+                if conflict == "skip":
+                    return "skipped", item
+                if conflict == "replace":
+                    replaced = existing.id
+                    await session.delete(existing)
+                    await session.flush()
+                    status = "replaced"
+                else:
+                    status, target = "renamed", await free_name(session, target_ds, target)
+            item.dataset_id, item.name = target_ds, target
+            try:
+                await session.commit()
+            except IntegrityError:
+                continue  # another request took the name between our look and our write
+            ctx.memo.forget(item_id)
+            if status == "replaced":
+                ctx.memo.forget(replaced)
+            return status, item
+    raise AlreadyExists(f"could not find a free name for {name!r}")
 
 
 def _numbered(name: str, n: int) -> str:

@@ -11,14 +11,14 @@ from starlette.types import Receive, Scope, Send
 
 from ...errors import BadInput
 from ...media.preview import ImageFormat
+from ...services import access, signing
 from ...services import items as svc
-from ...services import signing
 from ...services.context import Context
 from ...services.tokens import Principal
 from .. import params
 from ..auth import User, context, read_item, write_item
 from ..hot import serve
-from ..schemas import ItemOut, SignIn, SignManyIn, SignManyOut, SignOut
+from ..schemas import ItemOut, ItemPatch, MoveOut, SignIn, SignManyIn, SignManyOut, SignOut
 
 router = APIRouter(tags=["items"])
 Ctx = Annotated[Context, Depends(context)]
@@ -27,6 +27,20 @@ Ctx = Annotated[Context, Depends(context)]
 @router.get("/items/{item_id}", dependencies=[Depends(read_item)])
 async def get_item(item_id: int, ctx: Ctx) -> ItemOut:
     return ItemOut.of(await svc.get_item(ctx, item_id))
+
+
+@router.patch("/items/{item_id}", dependencies=[Depends(write_item)])
+async def move_item(item_id: int, body: ItemPatch, principal: User, ctx: Ctx,
+                    conflict: svc.Conflict = "rename") -> MoveOut:
+    """Rename the item and/or move it to another dataset: its catalog row changes, no bytes are copied or moved
+    (a linked file stays where it is). A name taken there is settled by `conflict`, as for uploads: `rename`
+    (`name (1).ext`), `skip` (nothing changes), `replace` (the item there is deleted)."""
+    if body.name is None and body.dataset_id is None:
+        raise BadInput("give the item's new name, its new dataset_id, or both")
+    if body.dataset_id is not None:
+        access.require(principal.scope, "write", dataset=body.dataset_id)
+    status, item = await svc.move_item(ctx, item_id, body.name, body.dataset_id, conflict)
+    return MoveOut(status=status, item=ItemOut.of(item))
 
 
 @router.delete("/items/{item_id}", status_code=204, dependencies=[Depends(write_item)])
