@@ -294,7 +294,6 @@ def write_nth(source: Any, dest: Path, gops: Gops, number: int, max_pixels: int)
     """Frame ``number`` (presentation order), as shown (rotation applied), to ``dest`` as a still: its GOP's
     packets read (``Gops``), its presentation time found among them, and decoded from its keyframe; a leading
     frame of an open GOP (shown before its keyframe) from the GOP before. Blocking."""
-    import av
 
     with _read_failures(source), _open(source) as container:
         stream = _video_stream(container, max_pixels)
@@ -306,19 +305,10 @@ def write_nth(source: Any, dest: Path, gops: Gops, number: int, max_pixels: int)
         pts = shown[number - gops.starts[k]]
         if k > 0 and packets[0].pts is not None and pts < packets[0].pts:
             packets = _gop_packets(container, stream, gops, k - 1, gops.frames_in(k - 1) + gops.frames_in(k))
-        chosen = None
         stream.thread_type = "AUTO"
-        try:
-            for frame in _decoded(stream, packets):  # in presentation order: done at the first not before it
-                if frame.pts is not None and frame.pts <= pts:
-                    chosen = frame
-                if frame.pts is not None and frame.pts >= pts:
-                    break
-        except (av.error.FFmpegError, ValueError) as exc:
-            if chosen is None:
-                raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
-        if chosen is None:
-            raise Unprocessable("the video holds no frame there")
+        chosen = _shown_at(_decoded(stream, packets), pts)
+        if chosen.pts != pts:  # the decoder gave no frame of that time (a damaged GOP): never another frame
+            raise Unprocessable(f"frame {number} of the video does not decode")
         _save_shown(chosen, dest)
 
 
@@ -423,7 +413,6 @@ def write_frame(source: Any, dest: Path, pts: int, max_pixels: int) -> None:
 def _write_shown(source: Any, dest: Path, max_pixels: int, when: Callable[[Any, Any], int]) -> None:
     """The frame shown at ``when(container, stream)`` (a time in the stream's time base): the last one whose
     time has come. Seeks to the keyframe at or before it and decodes forward: one GOP, not the video."""
-    import av
 
     with _read_failures(source), _open(source) as container:
         stream = _video_stream(container, max_pixels)
@@ -431,18 +420,28 @@ def _write_shown(source: Any, dest: Path, max_pixels: int, when: Callable[[Any, 
         pts = when(container, stream)
         if pts > 0:
             container.seek(pts, stream=stream, backward=True, any_frame=False)
-        chosen = None
-        try:
-            for frame in container.decode(stream):
-                if chosen is not None and frame.pts is not None and frame.pts > pts:
-                    break
-                chosen = frame
-        except (av.error.FFmpegError, ValueError) as exc:
-            if chosen is None:
-                raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
+        _save_shown(_shown_at(container.decode(stream), pts), dest)
+
+
+def _shown_at(frames: Iterator[Any], pts: int) -> Any:
+    """Of decoded ``frames`` (presentation order), the one shown at ``pts``: the last whose time has come (the
+    first, if none has), decoding stopped there. A decoding error after it is found does not matter."""
+    import av
+
+    chosen = None
+    try:
+        for frame in frames:
+            if chosen is not None and frame.pts is not None and frame.pts > pts:
+                break
+            chosen = frame
+            if frame.pts is not None and frame.pts >= pts:
+                break
+    except (av.error.FFmpegError, ValueError) as exc:
         if chosen is None:
-            raise Unprocessable("the video holds no frame there")
-        _save_shown(chosen, dest)
+            raise Unprocessable(f"the video's frames do not decode ({_reason(exc)})") from None
+    if chosen is None:
+        raise Unprocessable("the video holds no frame there")
+    return chosen
 
 
 def _save_shown(frame: Any, dest: Path) -> None:
