@@ -366,6 +366,45 @@ def test_items_are_renamed_and_moved_without_copying(shared_server: RunningServe
         assert other.patch(f"/items/{item}", json={"name": "by-the-limited-token.txt"}).status_code == 200
 
 
+def test_bulk_moves_and_deletes_report_each_item(shared_server: RunningServer, client: httpx.Client) -> None:
+    """``POST /items/bulk``: a folder moved to another dataset and folder (a taken name renamed, the rest
+    moved, paths below the folder kept), then a selection deleted by a limited token, half of which fails
+    (gone, out of its reach): each item says what happened, the rest is done."""
+    tag = secrets.token_hex(3)
+    source = create_dataset(client, f"bulk-from-{tag}")
+    target = create_dataset(client, f"bulk-to-{tag}")
+    made = upload_results(client, source["id"], [(n, n.encode()) for n in ("f/a.txt", "f/b.txt", "f/sub/c.txt",
+                                                                             "keep.txt")])
+    [clash] = upload_results(client, target["id"], [("x/a.txt", b"already there")])
+    answer = client.post("/items/bulk", json={"action": "move", "dataset_id": source["id"], "prefix": "f/",
+                                              "to_dataset_id": target["id"], "to_prefix": "x/"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["more"] is False
+    moved = {r["item"]["name"]: r["status"] for r in body["results"]}
+    assert moved == {"x/a (1).txt": "renamed", "x/b.txt": "moved", "x/sub/c.txt": "moved"}, body
+    assert {i["name"] for i in client.get(f"/datasets/{target['id']}/items").json()["items"]} == {
+        "x/a.txt", "x/a (1).txt", "x/b.txt", "x/sub/c.txt"}
+    assert [i["name"] for i in client.get(f"/datasets/{source['id']}/items").json()["items"]] == ["keep.txt"]
+    assert client.get(f"/items/{made[0]['item']['id']}/content").content == b"f/a.txt"  # the same bytes
+
+    limited = client.post("/tokens", json={"name": f"bulk-{tag}", "role": "write", "datasets": [target["name"]],
+                                           "files": []})
+    assert limited.status_code == 201, limited.text
+    selection = [made[0]["item"]["id"], 999_999, made[3]["item"]["id"], clash["item"]["id"]]
+    with shared_server.client(limited.json()["token"]) as other:
+        answer = other.post("/items/bulk", json={"action": "delete", "ids": selection})
+    assert answer.status_code == 200, answer.text
+    results = {r["id"]: (r["status"], (r["error"] or {}).get("code")) for r in answer.json()["results"]}
+    assert results == {made[0]["item"]["id"]: ("deleted", None), 999_999: ("failed", "not_found"),
+                       made[3]["item"]["id"]: ("failed", "forbidden"), clash["item"]["id"]: ("deleted", None)}
+    assert_error(client.get(f"/items/{made[0]['item']['id']}"), 404)
+    assert client.get(f"/items/{made[3]['item']['id']}").status_code == 200  # out of the token's reach: kept
+    for wrong in ({"action": "delete"}, {"action": "delete", "ids": []}, {"action": "move", "ids": [1]},
+                  {"action": "delete", "ids": [1], "dataset_id": source["id"]}):
+        assert_error(client.post("/items/bulk", json=wrong), 400)
+
+
 def test_images_report_kind_mime_and_size(shared_server: RunningServer, client: httpx.Client) -> None:
     ds = create_dataset(client, "images")["id"]
     jpeg, png = make_image("JPEG", (64, 48)), make_image("PNG", (20, 10))
@@ -806,6 +845,7 @@ def test_openapi_describes_the_routes(shared_server: RunningServer) -> None:
         "/api/v1/datasets/{dataset_id}": {"get", "delete"},
         "/api/v1/datasets/{dataset_id}/items": {"get", "post"},
         "/api/v1/items/{item_id}": {"get", "patch", "delete"},
+        "/api/v1/items/bulk": {"post"},
         "/api/v1/items/{item_id}/content": {"get"},
         "/api/v1/items/{item_id}/preview": {"get"},
         "/api/v1/items/{item_id}/sign": {"post"},

@@ -208,6 +208,10 @@ def cases(world: World, token: Token, method: str, path: str) -> list[Case]:
     elif key == ("DELETE", "/items/{item_id}"):
         for name in ("cars", "boats"):
             out.append(Case(method, f"{api}/items/{item_in(name)}", 204, ("dataset", name)))
+    elif key == ("POST", "/items/bulk"):  # a folder names its dataset, checked before any of its items
+        for name in ("cars", "boats"):
+            out.append(Case(method, f"{api}/items/bulk", 200, ("dataset", name), {"json": {
+                "action": "delete", "dataset_id": ds[name], "prefix": world.unique("none") + "/"}}))
     elif key == ("PATCH", "/items/{item_id}"):  # renamed in its own dataset: the item's dataset is what is named
         for name in ("cars", "boats"):
             out.append(Case(method, f"{api}/items/{item_in(name)}", 200, ("dataset", name),

@@ -139,7 +139,7 @@ def test_kill_during_a_large_upload_leaves_no_row_and_only_gc_garbage(api_server
     api_server.start()
     with api_server.client() as client:
         page = client.get(f"/datasets/{crash}/items").json()
-        assert page == {"items": [], "next_cursor": None}, "no row for an upload that never finished"
+        assert page == {"items": [], "folders": [], "next_cursor": None}, "no row for an upload that never finished"
         assert client.get(f"/datasets/{crash}").json()["item_count"] == 0
         assert client.get(f"/items/{kept_item['id']}").json() == kept_item
         assert client.get(f"/items/{kept_item['id']}/content").content == kept, "a finished upload survives"

@@ -105,6 +105,31 @@ class ItemPatch(BaseModel):
     dataset_id: int | None = Field(default=None, description="The dataset to move it to")
 
 
+class BulkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["delete", "move"]
+    ids: list[int] | None = Field(default=None, description="A selection: these items (at most 1,000)")
+    dataset_id: int | None = Field(default=None, description="A folder: the items of this dataset under `prefix`")
+    prefix: str | None = Field(default=None, max_length=1024, description="The folder (`a/b/`; empty: the dataset)")
+    to_dataset_id: int | None = Field(default=None, description="move: the dataset the items go to")
+    to_prefix: str | None = Field(default=None, max_length=1024, description=(
+        "move: the folder they go to; a folder's items keep their path below `prefix`, a selection's its file name"))
+    conflict: Literal["rename", "skip", "replace"] = "rename"
+
+
+class BulkResult(BaseModel):
+    id: int
+    status: Literal["deleted", "moved", "renamed", "replaced", "skipped", "unchanged", "failed"]
+    item: ItemOut | None = None
+    error: ErrorBody | None = Field(default=None, description="Why this item failed (the error envelope's body)")
+
+
+class BulkOut(BaseModel):
+    results: list[BulkResult]
+    more: bool = Field(description="The folder holds more items than one request does: ask again")
+
+
 class MoveOut(BaseModel):
     status: Literal["moved", "renamed", "replaced", "skipped", "unchanged"] = Field(description=(
         "`renamed`: the name was taken and the policy is `rename`, the item got `name (1).ext`"))

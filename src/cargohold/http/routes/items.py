@@ -12,13 +12,26 @@ from starlette.types import Receive, Scope, Send
 from ...errors import BadInput
 from ...media.preview import ImageFormat
 from ...services import access, signing
+from ...services import bulk as bulk_svc
 from ...services import items as svc
 from ...services.context import Context
 from ...services.tokens import Principal
 from .. import params
-from ..auth import User, context, read_item, write_item
+from ..auth import User, context, read_item, require_write, write_item
 from ..hot import serve
-from ..schemas import ItemOut, ItemPatch, MoveOut, SignIn, SignManyIn, SignManyOut, SignOut
+from ..schemas import (
+    BulkIn,
+    BulkOut,
+    BulkResult,
+    ErrorBody,
+    ItemOut,
+    ItemPatch,
+    MoveOut,
+    SignIn,
+    SignManyIn,
+    SignManyOut,
+    SignOut,
+)
 
 router = APIRouter(tags=["items"])
 Ctx = Annotated[Context, Depends(context)]
@@ -41,6 +54,25 @@ async def move_item(item_id: int, body: ItemPatch, principal: User, ctx: Ctx,
         access.require(principal.scope, "write", dataset=body.dataset_id)
     status, item = await svc.move_item(ctx, item_id, body.name, body.dataset_id, conflict)
     return MoveOut(status=status, item=ItemOut.of(item))
+
+
+@router.post("/items/bulk", dependencies=[Depends(require_write)])
+async def bulk(body: BulkIn, principal: User, ctx: Ctx) -> BulkOut:
+    """Delete or move a selection (`ids`) or every item under a folder (`dataset_id` + `prefix`), each item on
+    its own with its own result: one that fails (gone, out of the token's reach, a name it cannot take) says
+    why, and the others are done. At most 1,000 items a request; a larger folder answers `more` and is asked
+    again. Nothing is copied: a move changes rows, a delete leaves stored bytes to gc and never touches a
+    linked file."""
+    if body.dataset_id is not None:
+        access.require(principal.scope, "write", dataset=body.dataset_id)
+    chosen, names, more = await bulk_svc.selected(ctx, body.ids, body.dataset_id, body.prefix)
+    outcomes = await bulk_svc.run(ctx, principal.scope, body.action, chosen, names, prefix=body.prefix,
+                                  to_dataset=body.to_dataset_id, to_prefix=body.to_prefix, conflict=body.conflict)
+    return BulkOut(more=more, results=[BulkResult(
+        id=o.id, status=o.status,
+        item=ItemOut.of(o.item) if o.item is not None else None,
+        error=ErrorBody(code=o.error.code, message=o.error.message) if o.error is not None else None,
+    ) for o in outcomes])
 
 
 @router.delete("/items/{item_id}", status_code=204, dependencies=[Depends(write_item)])
