@@ -387,6 +387,12 @@ def test_bulk_moves_and_deletes_report_each_item(shared_server: RunningServer, c
         "x/a.txt", "x/a (1).txt", "x/b.txt", "x/sub/c.txt"}
     assert [i["name"] for i in client.get(f"/datasets/{source['id']}/items").json()["items"]] == ["keep.txt"]
     assert client.get(f"/items/{made[0]['item']['id']}/content").content == b"f/a.txt"  # the same bytes
+    whole = client.post("/items/bulk", json={"action": "move", "dataset_id": source["id"], "prefix": "",
+                                             "to_prefix": "old/"}).json()  # the whole dataset, paths kept
+    assert [r["item"]["name"] for r in whole["results"]] == ["old/keep.txt"], whole
+    picked = client.post("/items/bulk", json={"action": "move", "ids": [made[2]["item"]["id"]],
+                                              "to_prefix": "picked/"}).json()  # a selection: its file name
+    assert [r["item"]["name"] for r in picked["results"]] == ["picked/c.txt"], picked
 
     limited = client.post("/tokens", json={"name": f"bulk-{tag}", "role": "write", "datasets": [target["name"]],
                                            "files": []})

@@ -36,15 +36,15 @@ class Outcome:
 
 
 async def selected(ctx: Context, ids: list[int] | None, dataset_id: int | None, prefix: str | None) -> tuple[
-        list[int], dict[int, str], bool]:
-    """The items a request names, in order, with their names when a folder names them; and whether the
-    folder holds more than one request does."""
+        list[int], dict[int, str] | None, bool]:
+    """The items a request names, in order; a folder's with their names (None for a selection); and whether
+    the folder holds more than one request does."""
     if (ids is None) == (dataset_id is None):
         raise BadInput("name the items by `ids`, or a folder by `dataset_id` and `prefix`: one of them")
     if ids is not None:
         if not ids or len(ids) > MAX_ITEMS:
             raise BadInput(f"give 1 to {MAX_ITEMS:,} ids, not {len(ids):,}")
-        return list(dict.fromkeys(ids)), {}, False
+        return list(dict.fromkeys(ids)), None, False
     assert dataset_id is not None
     await items.get_dataset(ctx, dataset_id)
     page = await list_names(ctx, dataset_id, prefix=prefix or "", limit=MAX_ITEMS)
@@ -52,7 +52,7 @@ async def selected(ctx: Context, ids: list[int] | None, dataset_id: int | None, 
     return [row.id for row in rows], {row.id: row.name for row in rows}, page.truncated
 
 
-async def run(ctx: Context, scope: Scope, action: Action, chosen: list[int], names: dict[int, str], *,
+async def run(ctx: Context, scope: Scope, action: Action, chosen: list[int], names: dict[int, str] | None, *,
               prefix: str | None, to_dataset: int | None, to_prefix: str | None,
               conflict: items.Conflict) -> list[Outcome]:
     """Each item of ``chosen`` done in turn. ``move``: to ``to_dataset`` (else its own), its name's ``prefix``
@@ -73,10 +73,10 @@ async def run(ctx: Context, scope: Scope, action: Action, chosen: list[int], nam
                 outcomes.append(Outcome(item_id, "deleted"))
                 continue
             name = None
-            if to_prefix is not None:
-                current = names.get(item_id) or (await items.get_item(ctx, item_id)).name
-                rest = current[len(prefix):] if prefix and current.startswith(prefix) else current.rpartition("/")[2]
-                name = to_prefix + rest
+            if to_prefix is not None and names is not None:  # a folder's item: its path below the folder kept
+                name = to_prefix + names[item_id][len(prefix or ""):]
+            elif to_prefix is not None:  # a selection's: its file name
+                name = to_prefix + (await items.get_item(ctx, item_id)).name.rpartition("/")[2]
             status, moved = await items.move_item(ctx, item_id, name, to_dataset, conflict)
             outcomes.append(Outcome(item_id, status, moved))
         except CargoholdError as exc:
