@@ -38,6 +38,8 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("delete", "/api/v1/connections/{name}"): (409,),
     ("get", "/api/v1/connections/{name}/browse"): (502, 504),
     ("post", "/api/v1/tokens"): (409,),
+    ("patch", "/api/v1/items/{item_id}"): (409,),
+    ("post", "/api/v1/items/bulk"): (404,),  # the folder's dataset, or the one a move goes to
 }
 _ERROR_SCHEMAS = {
     "ErrorBody": {"type": "object", "required": ["code", "message"], "properties": {

@@ -34,6 +34,9 @@ from .base import (
 )
 from .page_cache import read_range
 
+PUBLISH_ATTEMPTS = 5
+"""Tries of a rename into place whose folder a concurrent delete emptied and removed in between."""
+
 
 class LocalStore:
     """``read_only``: a folder cargohold links to (``fs://``) and never writes, not even beside it."""
@@ -191,19 +194,19 @@ class LocalStore:
             raise BadInput(f"object key {key!r} exists already") from exc
 
     def _publish(self, tmp: Path, path: Path, key: str) -> None:
-        for attempt in range(3):
+        for attempt in range(PUBLISH_ATTEMPTS):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, path)
                 return
             except FileNotFoundError:
-                if attempt == 2:  # a concurrent delete kept removing the emptied parent folder
+                if attempt == PUBLISH_ATTEMPTS - 1:  # a concurrent delete kept removing the emptied parent folder
                     raise
             except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
                 # mkdir(exist_ok=True) raises FileExistsError also when the folder it found is removed before it
                 # looks again (a concurrent delete or rename emptied it, e.g. `.staging/` between two uploads):
                 # only a file where a folder must be, or a folder where the file must be, is a clash.
-                if attempt < 2 and not self._clashes(path):
+                if attempt < PUBLISH_ATTEMPTS - 1 and not self._clashes(path):
                     continue
                 raise BadInput(
                     f"object key {key!r} clashes with another key on disk (one names a file, the other a "
@@ -235,9 +238,13 @@ class LocalStore:
         self._remove_empty_parents(path)
 
     def _remove_empty_parents(self, path: Path) -> None:
-        # No empty folders left behind: the layout stays that of a cloud bucket.
+        # No empty folders left behind: the layout stays that of a cloud bucket. cargohold's own top folders
+        # (`.staging/`, `.multipart/`) stay: every upload passes through them, and removing one between another
+        # upload's mkdir and its rename failed that upload (100 concurrent uploads, tests/system/test_crash.py).
         parent = path.parent
         while parent != self.root and parent.is_relative_to(self.root):
+            if parent.parent == self.root and parent.name.startswith("."):
+                break
             try:
                 parent.rmdir()
             except OSError:
