@@ -34,6 +34,7 @@ from .base import (
 )
 from .page_cache import read_range
 
+KEPT_FOLDERS = (".staging", ".multipart")
 PUBLISH_ATTEMPTS = 5
 """Tries of a rename into place whose folder a concurrent delete emptied and removed in between."""
 
@@ -238,12 +239,12 @@ class LocalStore:
         self._remove_empty_parents(path)
 
     def _remove_empty_parents(self, path: Path) -> None:
-        # No empty folders left behind: the layout stays that of a cloud bucket. cargohold's own top folders
+        # No empty folders left behind: the layout stays that of a cloud bucket. The uploads' own top folders
         # (`.staging/`, `.multipart/`) stay: every upload passes through them, and removing one between another
         # upload's mkdir and its rename failed that upload (100 concurrent uploads, tests/system/test_crash.py).
         parent = path.parent
         while parent != self.root and parent.is_relative_to(self.root):
-            if parent.parent == self.root and parent.name.startswith("."):
+            if parent.parent == self.root and parent.name in KEPT_FOLDERS:
                 break
             try:
                 parent.rmdir()
