@@ -78,7 +78,7 @@ from cargohold.storage import ByteRange, Connection, open_store
 from cargohold.storage.local import LocalStore
 from tests.support.api_server import RunningServer
 from tests.support.servers import moto
-from tests.support.videos import frame_image, frame_number, make_video
+from tests.support.videos import frame_image, frame_number, make_video, write_video
 
 BUCKET = "videos"
 KEY = "cam/long.mp4"
@@ -172,23 +172,9 @@ def moving_image(n: int, size: tuple[int, int]) -> Any:
 
 
 def encode(path: Path, frames: int, size: tuple[int, int], codec: str, container: str) -> None:
-    import av
-
-    with av.open(str(path), "w", format=container) as box:
-        stream = box.add_stream(codec, rate=RATE)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx265":
-            stream.options = {"preset": "ultrafast", "x265-params": f"keyint={GOP}:bframes=2:log-level=none"}
-        else:
-            stream.options = {"preset": "veryfast", "g": str(GOP), "bf": "2"}
-        for n in range(frames):
-            frame = av.VideoFrame.from_image(moving_image(n, size))
-            frame.pts = n
-            for packet in stream.encode(frame):
-                box.mux(packet)
-        for packet in stream.encode():
-            box.mux(packet)
+    options = ({"preset": "ultrafast", "x265-params": f"keyint={GOP}:bframes=2:log-level=none"} if codec == "libx265"
+               else {"preset": "veryfast", "g": str(GOP), "bf": "2"})
+    write_video(path, frames, moving_image, size=size, codec=codec, container=container, options=options, rate=RATE)
 
 
 def bare_frame(path: Path, n: int, jpeg: bool) -> float:

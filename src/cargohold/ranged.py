@@ -7,28 +7,33 @@ Standard library only: the SDK uses it (``Client.iter_frames``, over HTTP ``Rang
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from typing import Any
 
 
 class KeptBlocks:
     """Blocks fetched by one ``RangedFile`` while it was ``keeping``, for the next one over the same bytes: a
-    video's index, which FFmpeg reads again at every open, is fetched once. At most ``limit`` bytes are kept."""
+    video's index, which FFmpeg reads again at every open, is fetched once. At most ``limit`` bytes are kept.
+    Readers of one video in several threads share it (two frames asked at once): a lock keeps it whole."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.size = limit, 0
         self._blocks: dict[int, bytes] = {}
+        self._lock = threading.Lock()
 
     def find(self, pos: int) -> tuple[int, bytes] | None:
-        for start, data in self._blocks.items():
-            if start <= pos < start + len(data):
-                return start, data
+        with self._lock:
+            for start, data in self._blocks.items():
+                if start <= pos < start + len(data):
+                    return start, data
         return None
 
     def keep(self, start: int, data: bytes) -> None:
-        if self.size + len(data) <= self.limit:
-            self._blocks[start] = data
-            self.size += len(data)
+        with self._lock:
+            if start not in self._blocks and self.size + len(data) <= self.limit:
+                self._blocks[start] = data
+                self.size += len(data)
 
 
 class RangedFile(io.RawIOBase):
@@ -80,7 +85,7 @@ class RangedFile(io.RawIOBase):
                     raise
                 self.fetched += len(data)
                 self._start, self._block = self._pos, data
-                if self.keeping and self.kept is not None:
+                if self.keeping and self.kept is not None:  # keeping: only with kept, mypy cannot tell
                     self.kept.keep(self._pos, data)
         at = self._pos - self._start
         piece = self._block[at:at + want]

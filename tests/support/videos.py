@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -89,20 +90,29 @@ def declaring(width: int, height: int) -> bytes:
     return patched
 
 
-def write_large_video(path: Path, frames: int, *, size: tuple[int, int] = (1280, 720), rotation: int = 0) -> None:
-    """An H.264 MP4 of ``frames`` ``noisy_image`` frames of about 0.9 MB each at 1280 x 720 (lossless: about 9 MB
-    a GOP of 10), its ``moov`` index at the end."""
-    with av.open(str(path), "w", format="mp4") as box:
-        stream = box.add_stream("libx264", rate=25)
+def write_video(path: Path, frames: int, image: Callable[[int, tuple[int, int]], Image.Image], *,
+                size: tuple[int, int], codec: str = "libx264", container: str = "mp4", options: dict[str, str],
+                rotation: int = 0, rate: int = 25) -> None:
+    """A video file of ``frames`` frames, frame ``n`` being ``image(n, size)``, encoded with ``options``: for videos
+    too large to hold in memory (``make_video`` makes bytes)."""
+    with av.open(str(path), "w", format=container) as box:
+        stream = box.add_stream(codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"g": "10", "bf": "2", "preset": "ultrafast", "qp": "0"}
+        stream.options = options
         if rotation:
             stream.set_display_rotation(rotation)
         for n in range(frames):
-            frame = av.VideoFrame.from_image(noisy_image(n, size))
+            frame = av.VideoFrame.from_image(image(n, size))
             frame.pts = n
             for packet in stream.encode(frame):
                 box.mux(packet)
         for packet in stream.encode():
             box.mux(packet)
+
+
+def write_large_video(path: Path, frames: int, *, size: tuple[int, int] = (1280, 720), rotation: int = 0) -> None:
+    """An H.264 MP4 of ``frames`` ``noisy_image`` frames of about 0.9 MB each at 1280 x 720 (lossless: about 9 MB
+    a GOP of 10), its ``moov`` index at the end."""
+    write_video(path, frames, noisy_image, size=size, rotation=rotation,
+                options={"g": "10", "bf": "2", "preset": "ultrafast", "qp": "0"})

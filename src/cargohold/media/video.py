@@ -270,24 +270,33 @@ def frame_at(source: Any, gops: Gops, seconds: float) -> int:
         stream = _video_stream(container)
         when = int((seconds + 1e-6) / float(stream.time_base or 1))
         container.seek(max(when, 0), stream=stream, backward=True, any_frame=False)
-        first = next((packet.dts for packet in container.demux(stream) if packet.size), None)
-        k = bisect.bisect_left(gops.stamps, first) if first is not None else -1
-        if not 0 <= k < len(gops.stamps) or gops.stamps[k] != first:
+        packets = (packet for packet in container.demux(stream) if packet.size)
+        first = next(packets, None)  # the keyframe FFmpeg's seek chose: its GOP is read from where it stands
+        k = bisect.bisect_left(gops.stamps, first.dts) if first is not None and first.dts is not None else -1
+        if first is None or not 0 <= k < len(gops.stamps) or gops.stamps[k] != first.dts:
             raise Unprocessable("the video's index and its packets disagree; it cannot be read by frame")
-        packets = _gop_packets(container, stream, gops, k, gops.frames_in(k) + (1 if k + 1 < len(gops.starts) else 0))
-        shown = sorted(p.pts for p in packets[:-1] if not p.is_discard) if k + 1 < len(gops.starts) else \
-            sorted(p.pts for p in packets if not p.is_discard)
+        gop = _frames_from(first, packets, gops.frames_in(k))
+        shown = sorted(p.pts for p in gop if not p.is_discard and p.pts is not None)
         number = gops.starts[k] + bisect.bisect_right(shown, when) - 1
         if k + 1 < len(gops.starts) and number == gops.starts[k + 1] - 1:
             # Past this GOP's last frame: the next GOP's leading frames (an open GOP's, shown before their
-            # keyframe) may be shown by then.
-            keyframe = packets[-1]
-            for packet in container.demux(stream):
-                if not packet.size or packet.pts is None or keyframe.pts is None or packet.pts > keyframe.pts:
+            # keyframe, decoded right after it) may be shown by then.
+            keyframe = next(packets, None)
+            for packet in packets:
+                if keyframe is None or packet.pts is None or keyframe.pts is None or packet.pts > keyframe.pts:
                     break
                 if packet.pts <= when and not packet.is_discard:
                     number += 1
         return min(max(number, 0), gops.count - 1)
+
+
+def _frames_from(first: Any, packets: Iterator[Any], frames: int) -> list[Any]:
+    """``first`` and the packets after it, up to ``frames`` frames (discarded packets besides)."""
+    taken, counted = [first], 0 if first.is_discard else 1
+    while counted < frames and (packet := next(packets, None)) is not None:
+        taken.append(packet)
+        counted += not packet.is_discard
+    return taken
 
 
 def write_nth(source: Any, dest: Path, gops: Gops, number: int, max_pixels: int) -> None:
@@ -322,7 +331,8 @@ def numbered_frames(container: Any, stream: Any, start: int = 0) -> Iterator[tup
         k = bisect.bisect_right(gops.starts, start) - 1
         packets = _gop_packets(container, stream, gops, k, gops.frames_in(k))
         first = min((p.pts for p in packets if not p.is_discard and p.pts is not None), default=None)
-        frames = _decoded(stream, [*packets, *(p for p in container.demux(stream) if p.size)])
+        # Lazily: the packets after the GOP are read as the frames are asked for, never the rest of the file at once.
+        frames = _decoded(stream, itertools.chain(packets, (p for p in container.demux(stream) if p.size)))
         head = next(frames, None)
         if head is not None and head.pts == first:
             yield gops.starts[k], head
@@ -350,21 +360,13 @@ def _gop_packets(container: Any, stream: Any, gops: Gops, k: int, frames: int) -
     after = gops.stamps[k + 1] - 1 if k + 1 < len(gops.stamps) else LAST
     for target in (after, gops.stamps[k]):
         container.seek(target, stream=stream, backward=True, any_frame=False)
-        packets: list[Any] = []
-        counted = 0
-        for packet in container.demux(stream):
-            if not packet.size:
-                continue
-            if not packets and packet.dts != gops.stamps[k]:
-                if target == gops.stamps[k] and packet.dts is not None and packet.dts < gops.stamps[k]:
-                    continue  # before keyframe k: passed over
-                break
-            packets.append(packet)
-            counted += not packet.is_discard
-            if counted >= frames:
-                break
-        if packets:
-            return packets
+        packets = (packet for packet in container.demux(stream) if packet.size)
+        for packet in packets:
+            if packet.dts == gops.stamps[k]:
+                return _frames_from(packet, packets, frames)
+            if target != gops.stamps[k] or packet.dts is None or packet.dts > gops.stamps[k]:
+                break  # not keyframe k, nor before it
+            # before keyframe k: passed over
     raise Unprocessable("the video's index and its packets disagree; it cannot be read by frame")
 
 

@@ -46,7 +46,7 @@ async def selected(ctx: Context, ids: list[int] | None, dataset_id: int | None, 
             raise BadInput(f"give 1 to {MAX_ITEMS:,} ids, not {len(ids):,}")
         return list(dict.fromkeys(ids)), None, False
     assert dataset_id is not None
-    await items.get_dataset(ctx, dataset_id)
+    await items.require_dataset(ctx, dataset_id)
     page = await list_names(ctx, dataset_id, prefix=prefix or "", limit=MAX_ITEMS)
     rows = [row for row in page.items if row.source != items.FOLDER]
     return [row.id for row in rows], {row.id: row.name for row in rows}, page.truncated
@@ -63,7 +63,7 @@ async def run(ctx: Context, scope: Scope, action: Action, chosen: list[int], nam
             raise BadInput("a move needs to_dataset_id, to_prefix, or both")
         if to_dataset is not None:
             access.require(scope, "write", dataset=to_dataset)
-            await items.get_dataset(ctx, to_dataset)
+            await items.require_dataset(ctx, to_dataset)
     outcomes = []
     for item_id in chosen:
         try:

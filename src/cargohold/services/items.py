@@ -104,6 +104,16 @@ def _no_item(item_id: int) -> NotFound:
     return NotFound(f"no item with id {item_id}")
 
 
+async def require_dataset(ctx: Context, dataset_id: int) -> None:
+    """NotFound unless the dataset exists: one primary-key lookup, where ``get_dataset`` also counts its items
+    (a scan of a large dataset, which a request that only needs it to exist must not pay)."""
+    if not is_row_id(dataset_id):
+        raise _no_dataset(dataset_id)
+    async with ctx.catalog.session() as session:
+        if await session.get(Dataset, dataset_id) is None:
+            raise _no_dataset(dataset_id)
+
+
 async def get_dataset(ctx: Context, dataset_id: int) -> DatasetInfo:
     if not is_row_id(dataset_id):
         raise _no_dataset(dataset_id)
@@ -201,9 +211,7 @@ async def list_folder(ctx: Context, dataset_id: int, prefix: str, delimiter: str
         if not text.startswith(NAME_CURSOR):
             raise BadInput("the cursor is not one this server gave out for a listing by prefix or delimiter")
         after = text.removeprefix(NAME_CURSOR)
-    if not is_row_id(dataset_id):
-        raise _no_dataset(dataset_id)
-    await get_dataset(ctx, dataset_id)
+    await require_dataset(ctx, dataset_id)
     page = await list_names(ctx, dataset_id, prefix=prefix, delimiter=delimiter, after=after, limit=limit)
     items = [row for row in page.items if row.source != FOLDER]
     next_cursor = None

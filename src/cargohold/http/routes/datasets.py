@@ -82,7 +82,7 @@ async def upload_items(dataset_id: int, request: Request, ctx: Ctx, conflict: sv
     """Upload one or many files (multipart parts with a filename), streamed into own storage.
 
     Files before a refused one stay stored; the answer then is the error alone."""
-    await svc.get_dataset(ctx, dataset_id)  # 404 before reading any of the body
+    await svc.require_dataset(ctx, dataset_id)  # 404 before reading any of the body
     limit = ctx.settings.upload_max_size  # per file, however the request is sent
     results: list[UploadResult] = []
     async for part in iter_parts(request.headers.get("content-type"), request.stream()):

@@ -41,7 +41,7 @@ async def add_links(
 ) -> dict[str, Any]:
     """Register files that stay where they are. Good lines are added even when others are refused;
     every refused line is reported with its number, URL and reason. Nothing is copied."""
-    await items_svc.get_dataset(ctx, dataset_id)
+    await items_svc.require_dataset(ctx, dataset_id)
     kind = request.headers.get("content-type", "text/plain").split(";")[0].strip().lower()
     if kind == "application/json":  # bounded by http/bodies.BodyLimits, LINKS_JSON_MAX_BYTES
         entries = svc.json_entries(await links_json(b"".join([chunk async for chunk in request.stream()])))
@@ -68,7 +68,7 @@ async def sync(
     """Register every object under a bucket prefix as a link; again later, only the new keys are added,
     and links whose objects are gone are reported (never deleted, in the bucket or here). Listing a
     connected bucket needs an admin token or one made with `--connections` naming its connection."""
-    await items_svc.get_dataset(ctx, dataset_id)
+    await items_svc.require_dataset(ctx, dataset_id)
     report = await svc.sync_prefix(ctx, dataset_id, body.source, body.filter, verify=body.verify, conflict=conflict,
                                    scope=principal.scope)
     return report.as_dict()
